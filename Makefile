@@ -1,0 +1,48 @@
+# Two commands matter (see README): `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TJCTL := $(VENV)/bin/tjctl
+# The virtualenv is rebuilt when pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+DEMO_DATA ?= ./shared-data
+
+.PHONY: venv demo test lint typecheck unit cluster-tests cluster-tools bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all,dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	SHARED_DATA_PATH=$(DEMO_DATA) $(TJCTL) dataset synth --timeframe 15m --rows 20000
+	SHARED_DATA_PATH=$(DEMO_DATA) $(TJCTL) run -f manifests/examples/trainingjob-demo.yaml
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy core trainer-image/tjtrainer operator/tjoperator ui/tjui devcluster/tjdevcluster bench
+
+cluster-tools: $(STAMP)
+	$(TJCTL) cluster-tools
+
+unit: $(STAMP)
+	$(PY) -m pytest -m 'not cluster' -q
+
+cluster-tests: cluster-tools
+	$(PY) -m pytest -m cluster -q
+
+test: lint typecheck cluster-tools
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,40 @@
+"""What one training run is asked to do: the trainer's only input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+TIMEFRAMES = ("15m", "1h")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run of the trainer.
+
+    Args:
+        timeframe: ``15m`` or ``1h``; picks ``<data_root>/datasets/<timeframe>/``.
+        n_trials: Optuna trials per model (the run does 2 × n_trials in all).
+        train_ratio: share of rows used for the search (train + validation); the rest,
+            after a purge gap, is the held-out test tail.
+        data_root: the shared folder (``SHARED_DATA_PATH``).
+        run_dir: where progress, the cancel marker and the study live.
+        seed: makes the whole run reproducible.
+        parallelism: Optuna trials evaluated at once.
+    """
+
+    timeframe: str
+    n_trials: int
+    train_ratio: float
+    data_root: Path
+    run_dir: Path
+    seed: int = 42
+    parallelism: int = 1
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.data_root / "datasets" / self.timeframe
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_root / "models"

@@ -1,0 +1,168 @@
+"""The run folder's progress format: one module for its writer (the trainer) and its
+readers (the local runner, the operator, the UI).
+
+A run folder is ``$SHARED_DATA_PATH/runs/<namespace>/<name>/`` and holds:
+
+- ``progress.json``: the whole state of the run, rewritten atomically after every trial
+  (temporary file, fsync, rename), so a reader sees either the old or the new state;
+- ``CANCEL``: the cancel marker; its presence asks the trainer to stop after the
+  current trial;
+- ``study.db``: the Optuna study (SQLite), so a restarted trainer resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+PROGRESS_FILE = "progress.json"
+CANCEL_MARKER = "CANCEL"
+STUDY_FILE = "study.db"
+MODELS = ("LONG", "SHORT")
+
+
+class RunState(StrEnum):
+    """Where a run stands, in the seed's words."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED)
+
+
+def utc_now() -> str:
+    """An ISO-8601 UTC timestamp with seconds precision and a ``Z`` suffix."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class TrialRecord:
+    """One finished Optuna trial.
+
+    ``trial`` counts across both models (1 .. 2 × nTrials); ``number`` is Optuna's own
+    number inside the model's study. ``state`` is ``complete``, ``pruned`` or ``failed``.
+    ``best_so_far`` is the best Spearman of this model up to and including this trial.
+    """
+
+    trial: int
+    model: str
+    number: int
+    state: str
+    spearman: float | None
+    best_so_far: float | None
+    params: dict[str, Any]
+    duration_s: float
+    finished_at: str
+
+
+@dataclass
+class RunProgress:
+    """Everything a reader needs to show a run; serialised as ``progress.json``."""
+
+    timeframe: str
+    n_trials: int
+    total_trials: int
+    state: RunState = RunState.RUNNING
+    completed_trials: int = 0
+    current_model: str | None = None
+    best_score_long: float | None = None
+    best_score_short: float | None = None
+    test_score_long: float | None = None
+    test_score_short: float | None = None
+    model_version: str | None = None
+    models_dir: str | None = None
+    error: str | None = None
+    started_at: str = field(default_factory=utc_now)
+    updated_at: str = field(default_factory=utc_now)
+    finished_at: str | None = None
+    trials: list[TrialRecord] = field(default_factory=list)
+    format: int = FORMAT_VERSION
+
+    @property
+    def progress_pct(self) -> float:
+        """Finished trials as a share of all trials, 0..100 (100 once completed)."""
+        if self.state == RunState.COMPLETED:
+            return 100.0
+        if self.total_trials <= 0:
+            return 0.0
+        return round(min(100.0, 100.0 * self.completed_trials / self.total_trials), 2)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunProgress:
+        data = json.loads(text)
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(
+                f"progress.json has format {data.get('format')!r}, this reader knows "
+                f"{FORMAT_VERSION}; upgrade the component that reads it"
+            )
+        data["state"] = RunState(data["state"])
+        data["trials"] = [TrialRecord(**t) for t in data.get("trials", [])]
+        return cls(**data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never
+    a mix: a temporary file in the same folder, fsync, rename, fsync of the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_progress(run_dir: Path, progress: RunProgress) -> None:
+    """Persist ``progress`` durably and atomically as ``run_dir/progress.json``."""
+    progress.updated_at = utc_now()
+    atomic_write_text(run_dir / PROGRESS_FILE, progress.to_json())
+
+
+def read_progress(run_dir: Path) -> RunProgress | None:
+    """The run's last written progress, or ``None`` if the trainer has not written any."""
+    try:
+        text = (run_dir / PROGRESS_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return RunProgress.from_json(text)
+
+
+def request_cancel(run_dir: Path) -> None:
+    """Ask the trainer working in ``run_dir`` to stop after its current trial."""
+    atomic_write_text(run_dir / CANCEL_MARKER, utc_now() + "\n")
+
+
+def cancel_requested(run_dir: Path) -> bool:
+    """Whether someone asked this run to stop."""
+    return (run_dir / CANCEL_MARKER).exists()
+
+
+def run_dir_for(data_root: Path, namespace: str, name: str) -> Path:
+    """The run folder of TrainingJob ``namespace/name`` under the shared data root."""
+    return data_root / "runs" / namespace / name
