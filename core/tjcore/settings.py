@@ -10,6 +10,10 @@ DEFAULT_SHARED_DATA_PATH = "./shared-data"
 DB_FILE_NAME = "training_jobs.db"
 
 
+class SettingsError(ValueError):
+    """An environment variable with a value that cannot be used."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where things live. Environment variables:
@@ -34,9 +38,9 @@ class Settings:
         try:
             interval = float(raw_interval)
         except ValueError:
-            raise ValueError(
+            raise SettingsError(
                 f"TRAINING_POLL_INTERVAL must be a number of seconds, got {raw_interval!r}"
             ) from None
         if interval <= 0:
-            raise ValueError(f"TRAINING_POLL_INTERVAL must be > 0, got {interval}")
+            raise SettingsError(f"TRAINING_POLL_INTERVAL must be > 0, got {interval}")
         return cls(shared_data_path=shared, database_url=url, poll_interval=interval)

@@ -1,0 +1,319 @@
+"""``tjctl``: the command line of trainingjob-operator.
+
+Subcommands are added by the module of their component; heavy imports happen only
+when a subcommand runs, so ``tjctl --help`` and ``tjctl jobs`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tjcore.settings import Settings, SettingsError
+from tjcore.spec import SpecError, load_manifest, validate_spec
+from tjcore.store import JobRow, JobStore
+
+# Flag of each spec field, so errors about flags name the flag the user typed.
+FLAG_OF_FIELD = {
+    "timeframe": "--timeframe",
+    "nTrials": "--n-trials",
+    "trainRatio": "--train-ratio",
+    "seed": "--seed",
+    "parallelism": "--parallelism",
+}
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def _store(*, readonly: bool = False) -> JobStore:
+    return JobStore(Settings.from_env().database_url, readonly=readonly)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tjcore.runner import run_row
+
+    settings = Settings.from_env()
+    try:
+        manifest = load_manifest(Path(args.file), default_namespace=args.namespace)
+    except SpecError as err:
+        return _fail(str(err))
+    if manifest.spec.cancel:
+        return _fail(f"{args.file}: spec.cancel is true; nothing to run")
+    spec = manifest.spec
+    store = JobStore(settings.database_url)
+    row = store.get_by_name(manifest.namespace, manifest.name)
+    if row is None:
+        job_id = store.submit(
+            timeframe=spec.timeframe,
+            n_trials=spec.nTrials,
+            train_ratio=spec.trainRatio,
+            seed=spec.seed,
+            parallelism=spec.parallelism,
+            source="tjctl-run",
+            namespace=manifest.namespace,
+            name=manifest.name,
+        )
+        row = store.get(job_id)
+        assert row is not None
+    else:
+        wanted = (spec.timeframe, spec.nTrials, spec.trainRatio, spec.seed)
+        found = (row.timeframe, row.n_trials, row.train_ratio, row.seed)
+        if wanted != found:
+            return _fail(
+                f"TrainingJob {manifest.namespace}/{manifest.name} ran before with another spec "
+                f"(timeframe, nTrials, trainRatio, seed = {found}); give this one another "
+                "metadata.name"
+            )
+        if row.status == "completed":
+            print(
+                f"TrainingJob {manifest.namespace}/{manifest.name} completed already "
+                f"(job {row.id}, model {row.model_version}); nothing to do"
+            )
+            return 0
+    print(
+        f"TrainingJob {manifest.namespace}/{manifest.name}: job {row.id}, {spec.timeframe}, "
+        f"{spec.nTrials} trials per model, trainRatio {spec.trainRatio}",
+        file=sys.stderr,
+    )
+    try:
+        outcome = run_row(
+            store, row, data_root=settings.shared_data_path, show_progress=not args.no_progress
+        )
+    except KeyboardInterrupt:
+        return _fail("interrupted; run the same command again to resume") or 130
+    if outcome.exit_code:
+        return _fail(outcome.message)
+    print(outcome.message)
+    return 0
+
+
+def _flag_message(err: SpecError) -> str:
+    message = str(err).replace("invalid TrainingJob:", "invalid options:")
+    for spec_name, flag in FLAG_OF_FIELD.items():
+        message = message.replace(f"spec.{spec_name}:", f"{flag}:")
+    return message
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    try:
+        spec = validate_spec(
+            {
+                "timeframe": args.timeframe,
+                "nTrials": args.n_trials,
+                "trainRatio": args.train_ratio,
+                "seed": args.seed,
+                "parallelism": args.parallelism,
+            }
+        )
+    except SpecError as err:
+        return _fail(_flag_message(err))
+    job_id = _store().submit(
+        timeframe=spec.timeframe,
+        n_trials=spec.nTrials,
+        train_ratio=spec.trainRatio,
+        seed=spec.seed,
+        parallelism=spec.parallelism,
+        source="tjctl-submit",
+    )
+    print(
+        f"job {job_id} pending: {spec.timeframe}, {spec.nTrials} trials per model; "
+        "a running operator or `tjctl worker` picks it up"
+    )
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.4f}"
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    rows = _store().list_jobs(limit=args.limit, status=args.status)
+    if args.output == "json":
+        print(json.dumps([vars(r) | {"trial_log": len(r.trial_log)} for r in rows], indent=2))
+        return 0
+    header = (
+        "ID",
+        "STATUS",
+        "TF",
+        "TRIAL",
+        "PROGRESS",
+        "BEST LONG",
+        "BEST SHORT",
+        "VERSION",
+        "NAME",
+        "REQUESTED",
+    )
+    lines = [header] + [
+        (
+            str(r.id),
+            r.status,
+            r.timeframe,
+            f"{r.current_trial}/{r.total_trials}",
+            f"{r.progress_pct:.0f}%",
+            _fmt(r.best_score_long),
+            _fmt(r.best_score_short),
+            r.model_version or "-",
+            f"{r.namespace}/{r.name}" if r.name else "-",
+            r.requested_at,
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    row = _store().get(args.id)
+    if row is None:
+        return _fail(f"no training job with id {args.id}; `tjctl jobs` lists them")
+    print(json.dumps(vars(row), indent=2))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    try:
+        row: JobRow = _store().request_cancel(args.id)
+    except (LookupError, ValueError) as err:
+        return _fail(str(err.args[0]))
+    if row.status == "cancelled":
+        print(f"job {row.id} cancelled before it started")
+    else:
+        print(f"job {row.id}: cancel requested; it stops after its current trial")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from tjcore.worker import serve
+
+    settings = Settings.from_env()
+    interval = args.interval if args.interval is not None else settings.poll_interval
+    if interval <= 0:
+        return _fail(f"--interval must be > 0 seconds, got {interval}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger(__name__).info(
+        "worker polling %s every %.1f s", settings.database_url, interval
+    )
+    return serve(
+        JobStore(settings.database_url),
+        data_root=settings.shared_data_path,
+        interval=interval,
+        once=args.once,
+        show_progress=not args.no_progress,
+    )
+
+
+def cmd_crd(_args: argparse.Namespace) -> int:
+    import yaml
+
+    from tjcore.crd import build_crd
+
+    print(yaml.safe_dump(build_crd(), sort_keys=False), end="")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tjctl",
+        description="Train XGBoost LONG/SHORT models with Optuna, locally or "
+        "through the TrainingJob operator.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train a TrainingJob manifest in this process")
+    run.add_argument("-f", "--file", required=True, help="TrainingJob manifest (YAML)")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        default="default",
+        help="namespace when the manifest has none (default: default)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    submit = sub.add_parser("submit", help="queue a pending job, as the UI's Start button does")
+    submit.add_argument("--timeframe", required=True, help="15m or 1h")
+    submit.add_argument("--n-trials", type=int, default=30, help="trials per model (30)")
+    submit.add_argument("--train-ratio", type=float, default=0.8, help="0.5..0.95 (0.8)")
+    submit.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    submit.add_argument("--parallelism", type=int, default=1, help="trials at once (1)")
+    submit.set_defaults(func=cmd_submit)
+
+    jobs = sub.add_parser("jobs", help="list training jobs, newest first")
+    jobs.add_argument("--limit", type=_positive_int, default=20)
+    jobs.add_argument(
+        "--status", choices=["pending", "running", "completed", "failed", "cancelled"]
+    )
+    jobs.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    jobs.set_defaults(func=cmd_jobs)
+
+    show = sub.add_parser("show", help="one job with its whole trial log, as JSON")
+    show.add_argument("id", type=_positive_int)
+    show.set_defaults(func=cmd_show)
+
+    cancel = sub.add_parser("cancel", help="ask a job to stop after its current trial")
+    cancel.add_argument("id", type=_positive_int)
+    cancel.set_defaults(func=cmd_cancel)
+
+    worker = sub.add_parser("worker", help="run pending jobs one at a time (no cluster)")
+    worker.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="seconds between looks for pending rows (default: TRAINING_POLL_INTERVAL or 5)",
+    )
+    worker.add_argument("--once", action="store_true", help="exit when no job is pending")
+    worker.add_argument("--no-progress", action="store_true", help="no progress bar")
+    worker.set_defaults(func=cmd_worker)
+
+    crd = sub.add_parser("crd", help="print the TrainingJob CustomResourceDefinition")
+    crd.set_defaults(func=cmd_crd)
+
+    _add_component_commands(sub)
+    return parser
+
+
+def _add_component_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands owned by other components, when their code is installed."""
+    from importlib import import_module
+
+    for module_name in ("tjtrainer.cli", "tjoperator.cli", "tjui.cli", "tjdevcluster.cli"):
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        register = getattr(module, "register", None) or getattr(module, "add_dataset_parser", None)
+        if register is not None:
+            register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except SettingsError as err:
+        return _fail(str(err))
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""The TrainingJob CustomResourceDefinition, built from :data:`tjcore.spec.SPEC_FIELDS`.
+
+``tjctl crd`` prints it; ``manifests/crd.yaml`` and ``helm/trainingjob-operator/crds/``
+hold the same text, and a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tjcore.spec import (
+    GROUP,
+    KIND,
+    MAX_NAME_LENGTH,
+    PLURAL,
+    SHORT_NAME,
+    SPEC_FIELDS,
+    VERSION,
+    SpecField,
+)
+
+PHASES = ("Pending", "Running", "Succeeded", "Failed", "Cancelled")
+CONDITION_TYPES = ("Running", "Succeeded", "Failed", "Cancelled")
+
+
+def _field_schema(spec_field: SpecField) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": spec_field.type, "description": spec_field.description}
+    if spec_field.enum:
+        schema["enum"] = list(spec_field.enum)
+    if spec_field.minimum is not None:
+        schema["minimum"] = spec_field.minimum
+    if spec_field.maximum is not None:
+        schema["maximum"] = spec_field.maximum
+    if spec_field.default is not None:
+        schema["default"] = spec_field.default
+    schema.update(spec_field.extra_schema)
+    return schema
+
+
+def _status_schema() -> dict[str, Any]:
+    number = {"type": "number", "nullable": True}
+    string = {"type": "string", "nullable": True}
+    condition = {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "observedGeneration": {"type": "integer"},
+        },
+    }
+    trial = {
+        "type": "object",
+        "properties": {
+            "trial": {"type": "integer"},
+            "model": {"type": "string"},
+            "state": {"type": "string"},
+            "spearman": number,
+            "bestSoFar": number,
+            "durationSeconds": {"type": "number"},
+        },
+    }
+    return {
+        "type": "object",
+        "description": "Observed state, written by the operator only.",
+        "properties": {
+            "phase": {"type": "string", "enum": list(PHASES)},
+            "status": {
+                "type": "string",
+                "description": "The seed's word: pending, running, completed, failed or cancelled.",
+            },
+            "progress": {"type": "integer", "description": "Finished trials in percent."},
+            "trial": {"type": "string", "description": "Finished trials as n/N."},
+            "currentTrial": {"type": "integer"},
+            "totalTrials": {"type": "integer"},
+            "currentModel": string,
+            "bestScoreLong": number,
+            "bestScoreShort": number,
+            "testScoreLong": number,
+            "testScoreShort": number,
+            "modelVersion": string,
+            "jobName": string,
+            "rowId": {"type": "integer", "nullable": True},
+            "message": string,
+            "startedAt": string,
+            "completedAt": string,
+            "observedGeneration": {"type": "integer"},
+            "recentTrials": {"type": "array", "items": trial},
+            "conditions": {
+                "type": "array",
+                "items": condition,
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        },
+        # kopf keeps its own bookkeeping under status.kopf.
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+
+
+def _printer_columns() -> list[dict[str, Any]]:
+    def column(name: str, path: str, kind: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "type": kind, "jsonPath": path, **extra}
+
+    return [
+        column("Phase", ".status.phase", "string"),
+        column("Progress", ".status.progress", "integer", description="percent of trials"),
+        column("Trial", ".status.trial", "string"),
+        column("Best LONG", ".status.bestScoreLong", "number", format="float"),
+        column("Best SHORT", ".status.bestScoreShort", "number", format="float"),
+        column("Version", ".status.modelVersion", "string"),
+        column("Timeframe", ".spec.timeframe", "string", priority=1),
+        column("Job", ".status.jobName", "string", priority=1),
+        column("Age", ".metadata.creationTimestamp", "date"),
+    ]
+
+
+def build_crd() -> dict[str, Any]:
+    """The CRD as a dict ready for YAML."""
+    spec_schema: dict[str, Any] = {
+        "type": "object",
+        "description": "What to train.",
+        "required": [f.name for f in SPEC_FIELDS if f.required],
+        "properties": {f.name: _field_schema(f) for f in SPEC_FIELDS},
+    }
+    root = {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema,
+            "status": _status_schema(),
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+                "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters "
+                "(the trainer Job's name adds a suffix)",
+            }
+        ],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": [SHORT_NAME],
+                "categories": ["mltraining"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": root},
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": _printer_columns(),
+                }
+            ],
+        },
+    }

@@ -1,0 +1,157 @@
+"""Run one training job in this process: the embedded mode of ``tjctl run`` and
+``tjctl worker``.
+
+It writes the ``training_jobs`` row exactly as the operator does (pending → running →
+completed/failed/cancelled with the same columns), shows a terminal progress bar, and
+turns a cancel requested in the table into the run folder's cancel marker.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tjcore.spec import TrainingJobSpec
+from tjcore.store import JobRow, JobStore
+from tjtrainer.config import TrainConfig
+from tjtrainer.progress import (
+    CANCEL_MARKER,
+    RunProgress,
+    RunState,
+    cancel_requested,
+    request_cancel,
+    run_dir_for,
+)
+
+CANCEL_POLL_SECONDS = 1.0
+INTERRUPTED = "interrupted; run the same command again to resume from the last finished trial"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended, for the command line to report."""
+
+    state: RunState
+    message: str
+    progress: RunProgress | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.state == RunState.FAILED else 0
+
+
+class _CancelWatcher(threading.Thread):
+    """Turns the row's ``cancel_requested`` into the run folder's cancel marker, so a
+    cancel from the UI or ``tjctl cancel`` reaches the trainer between trials."""
+
+    def __init__(self, store: JobStore, job_id: int, run_dir: Path) -> None:
+        super().__init__(name=f"cancel-watcher-{job_id}", daemon=True)
+        self.store, self.job_id, self.run_dir = store, job_id, run_dir
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(CANCEL_POLL_SECONDS):
+            row = self.store.get(self.job_id)
+            if row is not None and row.cancel_requested and not cancel_requested(self.run_dir):
+                request_cancel(self.run_dir)
+
+
+class _ProgressBar:
+    """A tqdm bar over all trials, its text the current model and best scores."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self.bar = tqdm(
+            total=total, unit="trial", disable=not enabled, file=sys.stderr, dynamic_ncols=True
+        )
+
+    def update(self, progress: RunProgress) -> None:
+        self.bar.n = progress.completed_trials
+        self.bar.set_description(progress.current_model or "")
+        self.bar.set_postfix_str(
+            f"best LONG {_score(progress.best_score_long)} "
+            f"SHORT {_score(progress.best_score_short)}"
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.4f}"
+
+
+def spec_of_row(row: JobRow) -> TrainingJobSpec:
+    return TrainingJobSpec(
+        timeframe=row.timeframe,
+        nTrials=row.n_trials,
+        trainRatio=row.train_ratio,
+        seed=row.seed,
+        parallelism=row.parallelism,
+    )
+
+
+def run_row(store: JobStore, row: JobRow, *, data_root: Path, show_progress: bool) -> RunOutcome:
+    """Train the job of ``row`` (which has a namespace and name) to its end."""
+    from tjtrainer.errors import TrainingError
+    from tjtrainer.train import run_training
+
+    assert row.namespace and row.name, "a row needs its TrainingJob name before it runs"
+    run_dir = run_dir_for(data_root, row.namespace, row.name)
+    # A rerun of a cancelled or interrupted job continues: forget the old request.
+    (run_dir / CANCEL_MARKER).unlink(missing_ok=True)
+    store.update_job(row.id, cancel_requested=0)
+    store.mark_running(row.id, total_trials=2 * row.n_trials)
+    config = TrainConfig(
+        timeframe=row.timeframe,
+        n_trials=row.n_trials,
+        train_ratio=row.train_ratio,
+        data_root=data_root,
+        run_dir=run_dir,
+        seed=row.seed,
+        parallelism=row.parallelism,
+    )
+    bar = _ProgressBar(2 * row.n_trials, enabled=show_progress)
+    watcher = _CancelWatcher(store, row.id, run_dir)
+    watcher.start()
+
+    def on_progress(progress: RunProgress) -> None:
+        store.apply_progress(row.id, progress)
+        bar.update(progress)
+
+    try:
+        final = run_training(config, on_progress=on_progress)
+    except TrainingError as err:
+        store.finish(row.id, RunState.FAILED, error=str(err))
+        return RunOutcome(RunState.FAILED, str(err))
+    except KeyboardInterrupt:
+        store.finish(row.id, RunState.FAILED, error=INTERRUPTED)
+        raise
+    except Exception as err:
+        message = f"trainer crashed: {type(err).__name__}: {err}"
+        store.finish(row.id, RunState.FAILED, error=message)
+        raise
+    finally:
+        watcher.stopped.set()
+        bar.close()
+    store.apply_progress(row.id, final)
+    return RunOutcome(final.state, _summary(final), final)
+
+
+def _summary(progress: RunProgress) -> str:
+    if progress.state == RunState.CANCELLED:
+        return (
+            f"cancelled after {progress.completed_trials}/{progress.total_trials} trials; "
+            "no model was replaced"
+        )
+    return (
+        f"completed {progress.completed_trials}/{progress.total_trials} trials\n"
+        f"  validation Spearman  LONG {_score(progress.best_score_long)}  "
+        f"SHORT {_score(progress.best_score_short)}\n"
+        f"  held-out test Spearman  LONG {_score(progress.test_score_long)}  "
+        f"SHORT {_score(progress.test_score_short)}\n"
+        f"  model version {progress.model_version} in {progress.models_dir}"
+    )

@@ -1,0 +1,120 @@
+"""The ``training_jobs`` table: its columns and its versioned migrations.
+
+Version 1 is the seed's table exactly (``../seed/ML_TRAINING_ARCHITECTURE.md``); each
+later version only adds columns, so a database made by an older release is upgraded in
+place without losing a row. The version lives in the one-row table
+``training_jobs_schema``; a seed database without it is recognised as version 1.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+
+SCHEMA_VERSION = 2
+
+metadata = MetaData()
+
+training_jobs = Table(
+    "training_jobs",
+    metadata,
+    # Version 1: the seed's columns, names and types.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("timeframe", Text, nullable=False),
+    Column("n_trials", Integer, server_default=text("30")),
+    Column("train_ratio", Float, server_default=text("0.8")),
+    Column("status", Text, server_default=text("'pending'")),
+    Column("progress_pct", Float, server_default=text("0")),
+    Column("current_trial", Integer, server_default=text("0")),
+    Column("total_trials", Integer, server_default=text("0")),
+    Column("current_model", Text),
+    Column("best_score_long", Float),
+    Column("best_score_short", Float),
+    Column("trial_log", Text),
+    Column("error", Text),
+    Column("model_version", Text),
+    Column("requested_at", Text, nullable=False),
+    Column("started_at", Text),
+    Column("completed_at", Text),
+    # Version 2: who runs the row, cancel requests, honest scores, bookkeeping.
+    Column("namespace", Text),
+    Column("name", Text),
+    Column("seed", Integer, server_default=text("42")),
+    Column("parallelism", Integer, server_default=text("1")),
+    Column("cancel_requested", Integer, server_default=text("0")),
+    Column("test_score_long", Float),
+    Column("test_score_short", Float),
+    Column("source", Text),
+    Column("updated_at", Text),
+)
+
+schema_table = Table(
+    "training_jobs_schema",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+# Columns each version adds, as (name, SQL type and default) for ALTER TABLE.
+MIGRATIONS: dict[int, list[tuple[str, str]]] = {
+    2: [
+        ("namespace", "TEXT"),
+        ("name", "TEXT"),
+        ("seed", "INTEGER DEFAULT 42"),
+        ("parallelism", "INTEGER DEFAULT 1"),
+        ("cancel_requested", "INTEGER DEFAULT 0"),
+        ("test_score_long", "REAL"),
+        ("test_score_short", "REAL"),
+        ("source", "TEXT"),
+        ("updated_at", "TEXT"),
+    ],
+}
+
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_training_jobs_status ON training_jobs (status, requested_at)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ix_training_jobs_name ON training_jobs (namespace, name)",
+)
+
+
+def current_version(conn: Connection) -> int:
+    """The schema version of the database behind ``conn``; 0 when it has no table yet."""
+    tables = set(inspect(conn).get_table_names())
+    if "training_jobs" not in tables:
+        return 0
+    if "training_jobs_schema" not in tables:
+        return 1
+    version = conn.execute(schema_table.select()).scalar()
+    return int(version) if version is not None else 1
+
+
+def migrate(conn: Connection) -> int:
+    """Create or upgrade the table to :data:`SCHEMA_VERSION` inside the caller's
+    transaction; returns the version found before."""
+    found = current_version(conn)
+    if found > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the training_jobs table has schema version {found}, newer than this "
+            f"release knows ({SCHEMA_VERSION}); upgrade trainingjob-operator"
+        )
+    if found == 0:
+        metadata.create_all(conn)
+    else:
+        schema_table.create(conn, checkfirst=True)
+        existing = {c["name"] for c in inspect(conn).get_columns("training_jobs")}
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for name, sql_type in MIGRATIONS[version]:
+                if name not in existing:
+                    conn.execute(text(f"ALTER TABLE training_jobs ADD COLUMN {name} {sql_type}"))
+    for statement in INDEXES:
+        conn.execute(text(statement))
+    conn.execute(schema_table.delete())
+    conn.execute(schema_table.insert().values(version=SCHEMA_VERSION))
+    return found

@@ -1,0 +1,309 @@
+"""The TrainingJob spec: its fields, their limits, and validation of a manifest.
+
+One table of fields (:data:`SPEC_FIELDS`) feeds both the Python validation used by
+``tjctl run`` and the CRD's OpenAPI schema (:mod:`tjcore.crd`), so the command line and
+``kubectl apply`` accept and refuse the same manifests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+GROUP = "mltraining.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "TrainingJob"
+PLURAL = "trainingjobs"
+SHORT_NAME = "tj"
+# The Job is named "<name>-train": keep room for the suffix in Kubernetes' 63 characters.
+MAX_NAME_LENGTH = 52
+NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class SpecError(ValueError):
+    """A manifest that cannot run; the message names every wrong field and the fix."""
+
+
+@dataclass(frozen=True)
+class SpecField:
+    """One field of ``spec``: its JSON type, limits and default."""
+
+    name: str
+    type: str  # "string" | "integer" | "number" | "boolean" | "object"
+    description: str
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    enum: tuple[str, ...] | None = None
+    required: bool = False
+    extra_schema: dict[str, Any] = field(default_factory=dict)
+
+    def allowed(self) -> str:
+        """Words for the allowed values, used in every error message."""
+        if self.enum:
+            return "one of " + ", ".join(repr(v) for v in self.enum)
+        kind = {"integer": "an integer", "number": "a number", "boolean": "true or false"}.get(
+            self.type, f"a {self.type}"
+        )
+        if self.minimum is not None and self.maximum is not None:
+            return f"{kind} from {_fmt(self.minimum)} to {_fmt(self.maximum)}"
+        if self.minimum is not None:
+            return f"{kind} of at least {_fmt(self.minimum)}"
+        return kind
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+_QUANTITIES = {
+    "type": "object",
+    "additionalProperties": {
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "x-kubernetes-int-or-string": True,
+    },
+}
+
+SPEC_FIELDS: tuple[SpecField, ...] = (
+    SpecField(
+        "timeframe",
+        "string",
+        "Candle timeframe of the dataset and models.",
+        enum=("15m", "1h"),
+        required=True,
+    ),
+    SpecField(
+        "nTrials",
+        "integer",
+        "Optuna trials per model (LONG and SHORT each).",
+        default=30,
+        minimum=1,
+        maximum=10000,
+    ),
+    SpecField(
+        "trainRatio",
+        "number",
+        "Share of rows used for the search; the rest is the held-out test tail.",
+        default=0.8,
+        minimum=0.5,
+        maximum=0.95,
+    ),
+    SpecField("cancel", "boolean", "Set to true to stop after the current trial.", default=False),
+    SpecField(
+        "seed",
+        "integer",
+        "Random seed; the same seed and data give the same run.",
+        default=42,
+        minimum=0,
+        maximum=2**31 - 1,
+    ),
+    SpecField(
+        "parallelism",
+        "integer",
+        "Optuna trials evaluated at once in the trainer.",
+        default=1,
+        minimum=1,
+        maximum=16,
+    ),
+    SpecField("image", "string", "Trainer image; empty means the operator's default."),
+    SpecField(
+        "resources",
+        "object",
+        "CPU and memory requests and limits of the trainer.",
+        extra_schema={
+            "properties": {"requests": _QUANTITIES, "limits": _QUANTITIES},
+            "additionalProperties": False,
+        },
+    ),
+    SpecField(
+        "activeDeadlineSeconds",
+        "integer",
+        "Seconds before the run is stopped as failed.",
+        default=86400,
+        minimum=60,
+        maximum=30 * 86400,
+    ),
+    SpecField(
+        "backoffLimit",
+        "integer",
+        "Pod retries before the run fails (it resumes).",
+        default=2,
+        minimum=0,
+        maximum=10,
+    ),
+    SpecField(
+        "ttlSecondsAfterFinished",
+        "integer",
+        "Seconds a finished Job and its pods are kept.",
+        default=3600,
+        minimum=0,
+        maximum=30 * 86400,
+    ),
+)
+FIELDS_BY_NAME = {f.name: f for f in SPEC_FIELDS}
+
+
+@dataclass(frozen=True)
+class TrainingJobSpec:
+    """A validated TrainingJob spec with defaults filled in (field names in the CRD's
+    camelCase)."""
+
+    timeframe: str
+    nTrials: int
+    trainRatio: float
+    cancel: bool = False
+    seed: int = 42
+    parallelism: int = 1
+    image: str | None = None
+    resources: dict[str, Any] | None = None
+    activeDeadlineSeconds: int = 86400
+    backoffLimit: int = 2
+    ttlSecondsAfterFinished: int = 3600
+
+    @property
+    def total_trials(self) -> int:
+        return 2 * self.nTrials
+
+
+@dataclass(frozen=True)
+class TrainingJobManifest:
+    """A whole validated manifest: where it lives and what it asks."""
+
+    name: str
+    namespace: str
+    spec: TrainingJobSpec
+
+
+def _check_value(spec_field: SpecField, value: Any) -> str | None:
+    """The problem with ``value`` for ``spec_field``, or ``None`` if it is fine."""
+    path = f"spec.{spec_field.name}"
+    if spec_field.type == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif spec_field.type == "number":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
+    elif spec_field.type == "boolean":
+        ok = isinstance(value, bool)
+    elif spec_field.type == "string":
+        ok = isinstance(value, str)
+    else:
+        ok = isinstance(value, dict)
+    if not ok:
+        return f"{path}: must be {spec_field.allowed()}, got {value!r}"
+    if spec_field.enum and value not in spec_field.enum:
+        return f"{path}: must be {spec_field.allowed()}, got {value!r}"
+    too_low = spec_field.minimum is not None and value < spec_field.minimum
+    too_high = spec_field.maximum is not None and value > spec_field.maximum
+    if too_low or too_high:
+        return f"{path}: must be {spec_field.allowed()}, got {value!r}"
+    if spec_field.name == "resources":
+        return _check_resources(value)
+    return None
+
+
+def _check_resources(value: dict[str, Any]) -> str | None:
+    for key, quantities in value.items():
+        if key not in ("requests", "limits"):
+            return f"spec.resources.{key}: unknown field; allowed: requests, limits"
+        if not isinstance(quantities, dict):
+            return f"spec.resources.{key}: must be a map such as {{cpu: '2', memory: 4Gi}}"
+        for resource, amount in quantities.items():
+            if isinstance(amount, bool) or not isinstance(amount, int | str):
+                return (
+                    f"spec.resources.{key}.{resource}: must be a quantity such as 2, "
+                    f"'500m' or 4Gi, got {amount!r}"
+                )
+    return None
+
+
+def validate_spec(raw: Any) -> TrainingJobSpec:
+    """Validate a ``spec`` mapping and fill in defaults.
+
+    Raises:
+        SpecError: naming every wrong, missing or unknown field and the allowed values.
+    """
+    if not isinstance(raw, dict):
+        raise SpecError(f"spec: must be a mapping of fields, got {raw!r}")
+    problems: list[str] = []
+    for key in raw:
+        if key not in FIELDS_BY_NAME:
+            known = ", ".join(FIELDS_BY_NAME)
+            problems.append(f"spec.{key}: unknown field; known fields: {known}")
+    values: dict[str, Any] = {}
+    for spec_field in SPEC_FIELDS:
+        if spec_field.name not in raw or raw[spec_field.name] is None:
+            if spec_field.required:
+                problems.append(
+                    f"spec.{spec_field.name}: required; set it to {spec_field.allowed()}"
+                )
+            elif spec_field.default is not None:
+                values[spec_field.name] = spec_field.default
+            continue
+        problem = _check_value(spec_field, raw[spec_field.name])
+        if problem:
+            problems.append(problem)
+        else:
+            values[spec_field.name] = raw[spec_field.name]
+    if problems:
+        raise SpecError("invalid TrainingJob:\n  " + "\n  ".join(problems))
+    values["trainRatio"] = float(values["trainRatio"])
+    return TrainingJobSpec(**values)
+
+
+def validate_name(name: Any, *, where: str = "metadata.name") -> str:
+    """A TrainingJob name: a DNS-1123 label short enough for the Job's suffix."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise SpecError(
+            f"{where}: must be lower-case letters, digits and '-', starting and ending "
+            f"with a letter or digit, got {name!r}"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise SpecError(f"{where}: at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+    return name
+
+
+def validate_manifest(doc: Any, *, default_namespace: str = "default") -> TrainingJobManifest:
+    """Validate a whole TrainingJob document as read from YAML."""
+    if not isinstance(doc, dict):
+        raise SpecError("the manifest must be a YAML mapping with apiVersion, kind, metadata, spec")
+    problems = []
+    if doc.get("apiVersion") != API_VERSION:
+        problems.append(f"apiVersion: must be {API_VERSION!r}, got {doc.get('apiVersion')!r}")
+    if doc.get("kind") != KIND:
+        problems.append(f"kind: must be {KIND!r}, got {doc.get('kind')!r}")
+    for key in doc:
+        if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
+            problems.append(f"{key}: unknown top-level field")
+    if problems:
+        raise SpecError("invalid TrainingJob:\n  " + "\n  ".join(problems))
+    metadata = doc.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise SpecError("metadata: must be a mapping with at least a name")
+    name = validate_name(metadata.get("name"))
+    namespace = metadata.get("namespace") or default_namespace
+    validate_name(namespace, where="metadata.namespace")
+    return TrainingJobManifest(name=name, namespace=namespace, spec=validate_spec(doc.get("spec")))
+
+
+def load_manifest(path: Path, *, default_namespace: str = "default") -> TrainingJobManifest:
+    """Read and validate a TrainingJob manifest file (exactly one document)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+    if len(docs) != 1:
+        raise SpecError(f"{path}: expected exactly one TrainingJob document, found {len(docs)}")
+    try:
+        return validate_manifest(docs[0], default_namespace=default_namespace)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None

@@ -1,0 +1,352 @@
+"""The one access layer of the ``training_jobs`` table.
+
+Every reader and writer (local runner, worker, operator, UI, ``tjctl``) goes through
+:class:`JobStore`. On SQLite it sets WAL mode and a busy timeout, and writes in
+``BEGIN IMMEDIATE`` transactions so that several processes can write at once without
+"database is locked" reaching the user. ``DATABASE_URL`` may point at another database
+(PostgreSQL) through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from tjcore.schema import migrate, training_jobs
+from tjtrainer.progress import RunProgress, RunState, utc_now
+
+BUSY_TIMEOUT_MS = 30_000
+FINAL_STATUSES = tuple(s.value for s in RunState if s.is_final)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One row of ``training_jobs``; ``trial_log`` is parsed from its JSON text."""
+
+    id: int
+    timeframe: str
+    n_trials: int
+    train_ratio: float
+    status: str
+    progress_pct: float
+    current_trial: int
+    total_trials: int
+    current_model: str | None
+    best_score_long: float | None
+    best_score_short: float | None
+    trial_log: list[dict[str, Any]]
+    error: str | None
+    model_version: str | None
+    requested_at: str
+    started_at: str | None
+    completed_at: str | None
+    namespace: str | None
+    name: str | None
+    seed: int
+    parallelism: int
+    cancel_requested: bool
+    test_score_long: float | None
+    test_score_short: float | None
+    source: str | None
+    updated_at: str | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @classmethod
+    def from_mapping(cls, row: Any) -> JobRow:
+        data: dict[str, Any] = dict(row)
+        data["trial_log"] = json.loads(data["trial_log"]) if data.get("trial_log") else []
+        data["cancel_requested"] = bool(data.get("cancel_requested"))
+        defaults = {
+            "n_trials": 30,
+            "train_ratio": 0.8,
+            "status": "pending",
+            "progress_pct": 0.0,
+            "current_trial": 0,
+            "total_trials": 0,
+            "seed": 42,
+            "parallelism": 1,
+        }
+        for key, value in defaults.items():
+            if data.get(key) is None:
+                data[key] = value
+        values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
+        return cls(**values)
+
+
+def progress_columns(progress: RunProgress) -> dict[str, Any]:
+    """The table's view of a run's progress: the one mapping used by the local runner
+    and the operator."""
+    values: dict[str, Any] = {
+        "status": str(progress.state),
+        "progress_pct": progress.progress_pct,
+        "current_trial": progress.completed_trials,
+        "total_trials": progress.total_trials,
+        "current_model": progress.current_model,
+        "best_score_long": progress.best_score_long,
+        "best_score_short": progress.best_score_short,
+        "test_score_long": progress.test_score_long,
+        "test_score_short": progress.test_score_short,
+        "trial_log": json.dumps([vars(t) for t in progress.trials], allow_nan=False),
+        "model_version": progress.model_version,
+        "started_at": progress.started_at,
+    }
+    if progress.state.is_final:
+        values["completed_at"] = progress.finished_at or utc_now()
+        values["error"] = progress.error
+    return values
+
+
+def _sqlite_engine(url: str, *, readonly: bool) -> Engine:
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if database and database != ":memory:" and not readonly:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if readonly:
+        url = f"sqlite:///file:{database}?mode=ro&uri=true"
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event decide how transactions start.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not readonly:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front, so two writers never deadlock on an
+        # upgrade from a read lock; readers use a plain deferred transaction.
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+class JobStore:
+    """Reads and writes ``training_jobs``.
+
+    Args:
+        url: a SQLAlchemy URL; ``sqlite:///path`` gets WAL, a busy timeout and
+            ``BEGIN IMMEDIATE`` writes.
+        readonly: open the database read-only (the UI); writes then fail.
+    """
+
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
+        self.url = url
+        self.readonly = readonly
+        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(url, readonly=readonly)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        if not readonly:
+            self._retry(lambda: self._write(migrate))
+
+    @classmethod
+    def from_settings(cls, *, readonly: bool = False) -> JobStore:
+        from tjcore.settings import Settings
+
+        return cls(Settings.from_env().database_url, readonly=readonly)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions -------------------------------------------------------------
+    def _retry(self, work: Callable[[], T]) -> T:
+        """Run ``work``, retrying a few times if SQLite still reports a lock after its
+        busy timeout (a writer that held the lock for more than 30 s)."""
+        for attempt in range(5):
+            try:
+                return work()
+            except OperationalError as err:
+                if ("locked" not in str(err) and "busy" not in str(err)) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        return self._retry(lambda: self._write(work))
+
+    # -- reads ---------------------------------------------------------------------
+    def get(self, job_id: int) -> JobRow | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(select(training_jobs).where(training_jobs.c.id == job_id))
+                .mappings()
+                .first()
+            )
+        return JobRow.from_mapping(row) if row else None
+
+    def get_by_name(self, namespace: str, name: str) -> JobRow | None:
+        query = select(training_jobs).where(
+            training_jobs.c.namespace == namespace, training_jobs.c.name == name
+        )
+        with self._read() as conn:
+            row = conn.execute(query).mappings().first()
+        return JobRow.from_mapping(row) if row else None
+
+    def list_jobs(self, *, limit: int = 50, status: str | None = None) -> list[JobRow]:
+        """The newest ``limit`` rows, newest first."""
+        query = select(training_jobs).order_by(training_jobs.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(training_jobs.c.status == status)
+        with self._read() as conn:
+            return [JobRow.from_mapping(r) for r in conn.execute(query).mappings()]
+
+    def pending(self, *, claimable_by: str | None = None) -> list[JobRow]:
+        """Pending rows, oldest first. With ``claimable_by`` only the rows nobody named
+        yet or that this namespace named earlier (a local worker resuming its own)."""
+        query = (
+            select(training_jobs)
+            .where(training_jobs.c.status == RunState.PENDING.value)
+            .order_by(training_jobs.c.requested_at, training_jobs.c.id)
+        )
+        if claimable_by is not None:
+            query = query.where(
+                training_jobs.c.name.is_(None) | (training_jobs.c.namespace == claimable_by)
+            )
+        with self._read() as conn:
+            return [JobRow.from_mapping(r) for r in conn.execute(query).mappings()]
+
+    # -- writes --------------------------------------------------------------------
+    def submit(
+        self,
+        *,
+        timeframe: str,
+        n_trials: int,
+        train_ratio: float,
+        seed: int = 42,
+        parallelism: int = 1,
+        source: str,
+        namespace: str | None = None,
+        name: str | None = None,
+    ) -> int:
+        """Insert a ``pending`` row as the UI does; returns its id.
+
+        Raises:
+            ValueError: a row with the same namespace and name exists already.
+        """
+        values = {
+            "timeframe": timeframe,
+            "n_trials": n_trials,
+            "train_ratio": train_ratio,
+            "seed": seed,
+            "parallelism": parallelism,
+            "status": RunState.PENDING.value,
+            "total_trials": 2 * n_trials,
+            "requested_at": utc_now(),
+            "source": source,
+            "namespace": namespace,
+            "name": name,
+            "updated_at": utc_now(),
+        }
+
+        def insert(conn: Connection) -> int:
+            key = conn.execute(training_jobs.insert().values(**values)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+        try:
+            return self.write(insert)
+        except IntegrityError:
+            raise ValueError(f"a training job {namespace}/{name} exists already") from None
+
+    def claim(self, job_id: int, *, namespace: str, name: str, start: bool) -> bool:
+        """Give a pending row its TrainingJob name, exactly once: the row must be unnamed
+        or already carry this very name (a claimer resuming its own row).
+
+        With ``start`` the row also becomes ``running`` (the local worker). Returns
+        whether this caller won the row.
+        """
+        values: dict[str, Any] = {"namespace": namespace, "name": name, "updated_at": utc_now()}
+        if start:
+            values |= {"status": RunState.RUNNING.value, "started_at": utc_now()}
+        c = training_jobs.c
+        stmt = (
+            update(training_jobs)
+            .where(
+                c.id == job_id,
+                c.status == RunState.PENDING.value,
+                c.name.is_(None) | ((c.namespace == namespace) & (c.name == name)),
+            )
+            .values(**values)
+        )
+        return bool(self.write(lambda conn: conn.execute(stmt).rowcount))
+
+    def update_job(self, job_id: int, **values: Any) -> None:
+        """Set columns of one row (``updated_at`` is set too)."""
+        values["updated_at"] = utc_now()
+        stmt = update(training_jobs).where(training_jobs.c.id == job_id).values(**values)
+        self.write(lambda conn: conn.execute(stmt))
+
+    def mark_running(self, job_id: int, *, total_trials: int) -> None:
+        self.update_job(
+            job_id,
+            status=RunState.RUNNING.value,
+            total_trials=total_trials,
+            started_at=utc_now(),
+            error=None,
+            completed_at=None,
+        )
+
+    def apply_progress(self, job_id: int, progress: RunProgress) -> None:
+        """Copy a run's progress into its row."""
+        self.update_job(job_id, **progress_columns(progress))
+
+    def finish(self, job_id: int, status: RunState, *, error: str | None = None) -> None:
+        """End a row that has no progress to tell (failed before training, cancelled
+        before it started)."""
+        self.update_job(job_id, status=status.value, error=error, completed_at=utc_now())
+
+    def request_cancel(self, job_id: int) -> JobRow:
+        """Ask for a job to stop after its current trial, as the UI's Cancel button does.
+        A pending row is cancelled at once.
+
+        Raises:
+            LookupError: no such row.
+            ValueError: the job has ended already.
+        """
+
+        def work(conn: Connection) -> None:
+            row = conn.execute(
+                select(training_jobs.c.status).where(training_jobs.c.id == job_id)
+            ).first()
+            if row is None:
+                raise LookupError(f"no training job with id {job_id}; `tjctl jobs` lists them")
+            if row.status in FINAL_STATUSES:
+                raise ValueError(f"training job {job_id} has ended already ({row.status})")
+            values: dict[str, Any] = {"cancel_requested": 1, "updated_at": utc_now()}
+            if row.status == RunState.PENDING.value:
+                values |= {"status": RunState.CANCELLED.value, "completed_at": utc_now()}
+            conn.execute(update(training_jobs).where(training_jobs.c.id == job_id).values(**values))
+
+        self.write(work)
+        result = self.get(job_id)
+        assert result is not None
+        return result
