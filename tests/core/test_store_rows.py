@@ -1,0 +1,114 @@
+"""The row life cycle: submit, claim exactly once, progress, cancel."""
+
+from __future__ import annotations
+
+import pytest
+
+from tjcore.store import JobStore, progress_columns
+from tjtrainer.progress import RunProgress, RunState, TrialRecord
+
+
+def trial(n: int, model: str, score: float) -> TrialRecord:
+    return TrialRecord(
+        trial=n,
+        model=model,
+        number=n - 1,
+        state="complete",
+        spearman=score,
+        best_so_far=score,
+        params={"max_depth": 3},
+        duration_s=0.5,
+        finished_at="2026-11-26T12:00:00.000000Z",
+    )
+
+
+def test_a_row_is_claimed_exactly_once(store: JobStore) -> None:
+    job = store.submit(timeframe="15m", n_trials=2, train_ratio=0.8, source="ui")
+    assert store.claim(job, namespace="ml", name="row-1", start=False)
+    assert not store.claim(job, namespace="other", name="row-1", start=False)
+    assert store.pending(claimable_by="local") == []
+    # The claimer itself may claim again (a restarted bridge).
+    assert store.claim(job, namespace="ml", name="row-1", start=False)
+
+
+def test_names_are_unique_per_namespace(store: JobStore) -> None:
+    store.submit(timeframe="15m", n_trials=2, train_ratio=0.8, source="t", namespace="a", name="x")
+    with pytest.raises(ValueError, match="a/x exists already"):
+        store.submit(
+            timeframe="1h", n_trials=2, train_ratio=0.8, source="t", namespace="a", name="x"
+        )
+
+
+def test_pending_rows_come_oldest_first(store: JobStore) -> None:
+    ids = [store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="t") for _ in range(3)]
+    assert [r.id for r in store.pending()] == ids
+
+
+def test_progress_reaches_the_seed_columns(store: JobStore) -> None:
+    job = store.submit(timeframe="15m", n_trials=2, train_ratio=0.8, source="t")
+    progress = RunProgress(
+        timeframe="15m",
+        n_trials=2,
+        total_trials=4,
+        completed_trials=3,
+        current_model="SHORT",
+        best_score_long=0.12,
+        best_score_short=0.05,
+        trials=[trial(1, "LONG", 0.1), trial(2, "LONG", 0.12), trial(3, "SHORT", 0.05)],
+    )
+    store.apply_progress(job, progress)
+    row = store.get(job)
+    assert row is not None
+    assert (row.status, row.current_trial, row.total_trials, row.current_model) == (
+        "running",
+        3,
+        4,
+        "SHORT",
+    )
+    assert row.progress_pct == pytest.approx(75.0)
+    assert row.best_score_long == pytest.approx(0.12)
+    assert [t["model"] for t in row.trial_log] == ["LONG", "LONG", "SHORT"]
+    assert row.trial_log[0]["params"] == {"max_depth": 3}
+    assert row.completed_at is None
+
+    progress.state, progress.model_version = RunState.COMPLETED, "15m_20261126_120000"
+    store.apply_progress(job, progress)
+    row = store.get(job)
+    assert row is not None
+    assert (row.status, row.progress_pct, row.model_version) == (
+        "completed",
+        100.0,
+        "15m_20261126_120000",
+    )
+    assert row.completed_at is not None
+
+
+def test_failed_progress_carries_its_error() -> None:
+    progress = RunProgress(
+        timeframe="1h", n_trials=1, total_trials=2, state=RunState.FAILED, error="dataset missing"
+    )
+    assert progress_columns(progress)["error"] == "dataset missing"
+
+
+def test_cancel_of_pending_row_ends_it_and_of_a_final_row_is_refused(store: JobStore) -> None:
+    job = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="t")
+    assert store.request_cancel(job).status == "cancelled"
+    with pytest.raises(ValueError, match="has ended already"):
+        store.request_cancel(job)
+    with pytest.raises(LookupError, match="no training job with id 999"):
+        store.request_cancel(999)
+
+
+def test_cancel_of_running_row_is_a_request(store: JobStore) -> None:
+    job = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="t")
+    store.mark_running(job, total_trials=2)
+    row = store.request_cancel(job)
+    assert row.status == "running" and row.cancel_requested
+
+
+def test_readonly_store_cannot_write(store: JobStore) -> None:
+    reader = JobStore(store.url, readonly=True)
+    job = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="t")
+    assert reader.get(job) is not None
+    with pytest.raises(Exception, match="readonly"):
+        reader.update_job(job, status="failed")
