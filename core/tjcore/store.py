@@ -234,6 +234,18 @@ class JobStore:
         with self._read() as conn:
             return [JobRow.from_mapping(r) for r in conn.execute(query).mappings()]
 
+    def cancel_requests(self) -> list[JobRow]:
+        """Rows with a cancel request whose TrainingJob may still run (named rows that
+        have not completed or failed)."""
+        c = training_jobs.c
+        query = select(training_jobs).where(
+            c.cancel_requested == 1,
+            c.name.is_not(None),
+            c.status.not_in([RunState.COMPLETED.value, RunState.FAILED.value]),
+        )
+        with self._read() as conn:
+            return [JobRow.from_mapping(r) for r in conn.execute(query).mappings()]
+
     # -- writes --------------------------------------------------------------------
     def submit(
         self,

@@ -1,0 +1,81 @@
+"""``tjctl operator``: run the TrainingJob operator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from tjoperator import handlers
+    from tjoperator.config import OperatorConfig
+
+    try:
+        config = OperatorConfig.from_env(
+            namespaces=tuple(args.namespace) if args.namespace else None,
+            trainer_image=args.trainer_image,
+            pvc_claim=args.pvc_claim,
+            bridge_namespace=None if args.no_bridge else args.bridge_namespace,
+            cancel_grace_seconds=args.cancel_grace_seconds,
+        )
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.no_bridge:
+        config = OperatorConfig(**{**vars(config), "bridge_namespace": None})
+    handlers.configure(config)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    where = ", ".join(config.namespaces) if config.namespaces else "all namespaces"
+    logging.getLogger("tjoperator").info(
+        "watching TrainingJobs in %s; trainer image %s; shared PVC %s; table %s",
+        where,
+        config.trainer_image,
+        config.pvc_claim,
+        config.database_url,
+    )
+    kopf.run(
+        standalone=True,
+        namespaces=list(config.namespaces),
+        clusterwide=not config.namespaces,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tjctl operator`` to the command line."""
+    parser = sub.add_parser("operator", help="run the TrainingJob operator (kopf)")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="namespace to watch (repeat for several; default: "
+        "TJ_WATCH_NAMESPACES or all namespaces)",
+    )
+    parser.add_argument("--trainer-image", help="default trainer image (TJ_TRAINER_IMAGE)")
+    parser.add_argument("--pvc-claim", help="shared PVC of the trainer pods (TJ_SHARED_PVC)")
+    parser.add_argument(
+        "--bridge-namespace",
+        help="namespace of TrainingJobs made from table rows "
+        "(TJ_BRIDGE_NAMESPACE, default: default)",
+    )
+    parser.add_argument(
+        "--no-bridge", action="store_true", help="do not turn pending table rows into TrainingJobs"
+    )
+    parser.add_argument(
+        "--cancel-grace-seconds",
+        type=float,
+        help="time a cancelled trainer has to stop before its Job is "
+        "deleted (TJ_CANCEL_GRACE_SECONDS, default 120)",
+    )
+    parser.add_argument(
+        "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(func=cmd_operator)

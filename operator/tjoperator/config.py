@@ -1,0 +1,92 @@
+"""The operator's settings, from flags and environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_TRAINER_IMAGE = "trainingjob-operator:0.1.0"
+DEFAULT_PVC = "trainingjob-shared"
+DEFAULT_MOUNT = "/shared"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """What the operator needs beyond the TrainingJob itself.
+
+    Attributes:
+        namespaces: namespaces to watch; empty means all (cluster-wide).
+        shared_data_path: the operator's own mount of the shared volume (reads runs/).
+        database_url: the ``training_jobs`` table.
+        trainer_image: image of the trainer pods unless ``spec.image`` says otherwise.
+        pvc_claim: the shared PersistentVolumeClaim mounted into trainer pods.
+        shared_mount: where trainer pods see the shared volume.
+        bridge_namespace: where rows inserted by the UI become TrainingJobs; ``None``
+            switches the bridge off.
+        cancel_grace_seconds: after ``spec.cancel``, how long the trainer may take to
+            finish its trial before the operator deletes the Job.
+        poll_seconds: how often a running job's progress file is read.
+        default_resources: trainer resources when the spec gives none.
+    """
+
+    namespaces: tuple[str, ...] = ()
+    shared_data_path: Path = Path("./shared-data")
+    database_url: str = ""
+    trainer_image: str = DEFAULT_TRAINER_IMAGE
+    pvc_claim: str = DEFAULT_PVC
+    shared_mount: str = DEFAULT_MOUNT
+    bridge_namespace: str | None = "default"
+    cancel_grace_seconds: float = 120.0
+    poll_seconds: float = 0.5
+    default_resources: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "1", "memory": "1Gi"},
+            "limits": {"memory": "4Gi"},
+        }
+    )
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> OperatorConfig:
+        """Defaults ← environment (``TJ_*``, ``SHARED_DATA_PATH``, ``DATABASE_URL``) ←
+        ``overrides`` (command-line flags that were given)."""
+        from tjcore.settings import Settings
+
+        settings = Settings.from_env()
+        env = os.environ
+        values: dict[str, object] = {
+            "shared_data_path": settings.shared_data_path,
+            "database_url": settings.database_url,
+            "trainer_image": env.get("TJ_TRAINER_IMAGE", DEFAULT_TRAINER_IMAGE),
+            "pvc_claim": env.get("TJ_SHARED_PVC", DEFAULT_PVC),
+            "shared_mount": env.get("TJ_SHARED_MOUNT", DEFAULT_MOUNT),
+        }
+        if env.get("TJ_WATCH_NAMESPACES"):
+            values["namespaces"] = tuple(
+                ns.strip() for ns in env["TJ_WATCH_NAMESPACES"].split(",") if ns.strip()
+            )
+        if "TJ_BRIDGE_NAMESPACE" in env:
+            values["bridge_namespace"] = env["TJ_BRIDGE_NAMESPACE"] or None
+        if env.get("TJ_CANCEL_GRACE_SECONDS"):
+            values["cancel_grace_seconds"] = _positive(
+                env["TJ_CANCEL_GRACE_SECONDS"], "TJ_CANCEL_GRACE_SECONDS"
+            )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        config = cls(**values)  # type: ignore[arg-type]
+        if config.namespaces and config.bridge_namespace not in (None, *config.namespaces):
+            raise ValueError(
+                f"the bridge namespace {config.bridge_namespace!r} is not watched "
+                f"({', '.join(config.namespaces)}); add it with --namespace or set "
+                "--bridge-namespace to a watched one"
+            )
+        return config
+
+
+def _positive(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value

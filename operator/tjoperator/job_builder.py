@@ -1,0 +1,183 @@
+"""Pure builders of the objects the operator creates: the trainer Job and the
+TrainingJob that the table bridge makes from a row. No API calls here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tjcore.spec import API_VERSION, KIND, TrainingJobSpec
+from tjoperator.config import OperatorConfig
+
+LABEL_TRAININGJOB = "mltraining.dev/trainingjob"
+ANNOTATION_ROW_ID = "mltraining.dev/row-id"
+TRAINER_CONTAINER = "trainer"
+# Exit code of the trainer for a failure that a retry cannot fix (bad dataset, bad
+# arguments): the Job fails at once instead of burning its backoffLimit.
+PERMANENT_FAILURE_EXIT_CODES = [1, 2]
+RUN_AS_USER = 10001
+
+
+def job_name(trainingjob_name: str) -> str:
+    """The deterministic name of the Job of a TrainingJob."""
+    return f"{trainingjob_name}-train"
+
+
+def run_dir_in_pod(config: OperatorConfig, namespace: str, name: str) -> str:
+    return f"{config.shared_mount}/runs/{namespace}/{name}"
+
+
+def labels_for(name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "trainingjob-trainer",
+        "app.kubernetes.io/component": "trainer",
+        "app.kubernetes.io/managed-by": "trainingjob-operator",
+        LABEL_TRAININGJOB: name,
+    }
+
+
+def trainer_args(spec: TrainingJobSpec, run_dir: str, data_root: str) -> list[str]:
+    return [
+        "train",
+        "--timeframe",
+        spec.timeframe,
+        "--n-trials",
+        str(spec.nTrials),
+        "--train-ratio",
+        str(spec.trainRatio),
+        "--seed",
+        str(spec.seed),
+        "--parallelism",
+        str(spec.parallelism),
+        "--run-dir",
+        run_dir,
+        "--data-root",
+        data_root,
+    ]
+
+
+def build_job(
+    *, name: str, namespace: str, uid: str, spec: TrainingJobSpec, config: OperatorConfig
+) -> dict[str, Any]:
+    """The batch/v1 Job that runs the trainer of TrainingJob ``namespace/name``.
+
+    The pod meets the "restricted" Pod Security Standard; the shared PVC is mounted at
+    ``config.shared_mount``; the owner reference makes the Job go with its TrainingJob.
+    """
+    labels = labels_for(name)
+    container = {
+        "name": TRAINER_CONTAINER,
+        "image": spec.image or config.trainer_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "tjtrainer"],
+        "args": trainer_args(spec, run_dir_in_pod(config, namespace, name), config.shared_mount),
+        "env": [
+            {"name": "SHARED_DATA_PATH", "value": config.shared_mount},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "OMP_NUM_THREADS", "value": str(max(1, spec.parallelism))},
+        ],
+        "resources": spec.resources or config.default_resources,
+        "volumeMounts": [
+            {"name": "shared", "mountPath": config.shared_mount},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {"name": "shared", "persistentVolumeClaim": {"claimName": config.pvc_claim}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": name,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": spec.backoffLimit,
+            "activeDeadlineSeconds": spec.activeDeadlineSeconds,
+            "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": TRAINER_CONTAINER,
+                            "operator": "In",
+                            "values": PERMANENT_FAILURE_EXIT_CODES,
+                        },
+                    }
+                ]
+            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def build_trainingjob_for_row(
+    *,
+    row_id: int,
+    namespace: str,
+    timeframe: str,
+    n_trials: int,
+    train_ratio: float,
+    seed: int,
+    parallelism: int,
+) -> dict[str, Any]:
+    """The TrainingJob the table bridge creates for a row the UI inserted."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": row_trainingjob_name(row_id),
+            "namespace": namespace,
+            "annotations": {ANNOTATION_ROW_ID: str(row_id)},
+            "labels": {"app.kubernetes.io/created-by": "trainingjob-table-bridge"},
+        },
+        "spec": {
+            "timeframe": timeframe,
+            "nTrials": n_trials,
+            "trainRatio": train_ratio,
+            "seed": seed,
+            "parallelism": parallelism,
+        },
+    }
+
+
+def row_trainingjob_name(row_id: int) -> str:
+    """The TrainingJob name of table row ``row_id``: deterministic, so the bridge makes
+    it exactly once even across restarts."""
+    return f"row-{row_id}"
