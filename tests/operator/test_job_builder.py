@@ -1,0 +1,97 @@
+"""The trainer Job: deterministic, owned, restricted, and built from the spec."""
+
+from __future__ import annotations
+
+from tjcore.spec import validate_spec
+from tjoperator.config import OperatorConfig
+from tjoperator.job_builder import build_job, build_trainingjob_for_row, job_name
+
+CONFIG = OperatorConfig(trainer_image="trainer:1", pvc_claim="shared-claim", shared_mount="/data")
+
+
+def build(**spec: object) -> dict:
+    parsed = validate_spec({"timeframe": "15m", **spec})
+    return build_job(name="tj-a", namespace="ml", uid="uid-1", spec=parsed, config=CONFIG)
+
+
+def test_job_name_and_owner_are_deterministic() -> None:
+    job = build()
+    assert job["metadata"]["name"] == job_name("tj-a") == "tj-a-train"
+    assert job == build(), "the same TrainingJob must always give the same Job"
+    owner = job["metadata"]["ownerReferences"][0]
+    assert owner == {
+        "apiVersion": "mltraining.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "name": "tj-a",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def test_spec_fields_reach_the_job_and_the_trainer() -> None:
+    job = build(
+        nTrials=7,
+        trainRatio=0.7,
+        seed=3,
+        backoffLimit=4,
+        activeDeadlineSeconds=600,
+        ttlSecondsAfterFinished=60,
+        image="custom:2",
+        resources={"limits": {"cpu": "2", "memory": "3Gi"}},
+    )
+    spec = job["spec"]
+    assert (
+        spec["backoffLimit"],
+        spec["activeDeadlineSeconds"],
+        spec["ttlSecondsAfterFinished"],
+    ) == (4, 600, 60)
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["image"] == "custom:2"
+    assert container["resources"] == {"limits": {"cpu": "2", "memory": "3Gi"}}
+    args = container["args"]
+    assert args[args.index("--n-trials") + 1] == "7"
+    assert args[args.index("--train-ratio") + 1] == "0.7"
+    assert args[args.index("--seed") + 1] == "3"
+    assert args[args.index("--run-dir") + 1] == "/data/runs/ml/tj-a"
+
+
+def test_defaults_come_from_the_operator_config() -> None:
+    container = build()["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "trainer:1"
+    assert container["resources"] == CONFIG.default_resources
+    volumes = build()["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "shared", "persistentVolumeClaim": {"claimName": "shared-claim"}} in volumes
+
+
+def test_pod_meets_the_restricted_pod_security_standard() -> None:
+    pod = build()["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["restartPolicy"] == "Never"
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["runAsNonRoot"] is True
+
+
+def test_permanent_trainer_failures_fail_the_job_at_once() -> None:
+    rules = build()["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob"
+    assert rules[0]["onExitCodes"]["values"] == [1, 2]
+
+
+def test_a_table_row_becomes_a_named_trainingjob() -> None:
+    body = build_trainingjob_for_row(
+        row_id=12,
+        namespace="ml",
+        timeframe="1h",
+        n_trials=5,
+        train_ratio=0.75,
+        seed=1,
+        parallelism=1,
+    )
+    assert body["metadata"]["name"] == "row-12"
+    assert body["metadata"]["annotations"] == {"mltraining.dev/row-id": "12"}
+    validate_spec(body["spec"])
