@@ -1,0 +1,147 @@
+"""The operator under test: the real `tjctl operator` process against the test control
+plane, with the pod harness running the real trainer on a small dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tjcore.store import JobStore
+
+ROOT = Path(__file__).resolve().parents[2]
+TJCTL = str(Path(sys.executable).with_name("tjctl"))
+CLAIM = "trainingjob-shared"
+
+
+class OperatorProcess:
+    """Starts, kills and restarts `tjctl operator` as a user would run it."""
+
+    def __init__(self, *, env: dict[str, str], log_path: Path, args: list[str]) -> None:
+        self.env, self.log_path, self.args = env, log_path, args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [TJCTL, "operator", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or evicted operator pod."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class OperatorEnv:
+    """Helpers the operator tests share: apply, read, wait."""
+
+    def __init__(
+        self, cluster: Any, shared: Path, operator: OperatorProcess, store: JobStore
+    ) -> None:
+        self.cluster, self.shared, self.operator, self.store = cluster, shared, operator, store
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> Any:
+        return self.cluster.kubectl(*args, check=check, input=input)
+
+    def apply(self, namespace: str, name: str, **spec: Any) -> None:
+        body = {
+            "apiVersion": "mltraining.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        result = self.kubectl(
+            "get", "trainingjob", name, "-n", namespace, "-o", "json", check=False
+        )
+        if result.returncode != 0:
+            return None
+        return json.loads(result.stdout)
+
+    def status(self, namespace: str, name: str) -> dict[str, Any]:
+        body = self.get(namespace, name) or {}
+        return dict(body.get("status") or {})
+
+    def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = 120) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.25)
+        raise AssertionError(
+            f"timed out after {timeout:.0f} s waiting for {what}\n"
+            f"operator log:\n{self.operator.log_tail()}"
+        )
+
+    def wait_phase(
+        self, namespace: str, name: str, *phases: str, timeout: float = 180
+    ) -> dict[str, Any]:
+        return self.wait_for(
+            f"{namespace}/{name} to reach {phases}",
+            lambda: (lambda s: s if s.get("phase") in phases else None)(
+                self.status(namespace, name)
+            ),
+            timeout,
+        )
+
+    def wait_trials(
+        self, namespace: str, name: str, at_least: int, timeout: float = 120
+    ) -> dict[str, Any]:
+        return self.wait_for(
+            f"{namespace}/{name} to finish {at_least} trials",
+            lambda: (lambda s: s if (s.get("currentTrial") or 0) >= at_least else None)(
+                self.status(namespace, name)
+            ),
+            timeout,
+        )
+
+    def jobs_of(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        result = self.kubectl(
+            "get", "jobs", "-n", namespace, "-l", f"mltraining.dev/trainingjob={name}", "-o", "json"
+        )
+        return list(json.loads(result.stdout)["items"])
+
+    def pods_of(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        result = self.kubectl(
+            "get", "pods", "-n", namespace, "-l", f"mltraining.dev/trainingjob={name}", "-o", "json"
+        )
+        return list(json.loads(result.stdout)["items"])
+
+
+def make_dataset(shared: Path, timeframe: str, rows: int) -> None:
+    env = {**os.environ, "SHARED_DATA_PATH": str(shared)}
+    subprocess.run(
+        [TJCTL, "dataset", "synth", "--timeframe", timeframe, "--rows", str(rows), "--seed", "5"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )

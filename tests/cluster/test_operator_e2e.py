@@ -1,0 +1,220 @@
+"""The operator end to end: real API server, real Job controller, the pod harness running
+the real trainer, the real `tjctl operator` process and a real SQLite table."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster.operator_env import (
+    CLAIM,
+    ROOT,
+    OperatorEnv,
+    OperatorProcess,
+    make_dataset,
+)
+from tjcore.store import JobStore
+
+BRIDGE_NAMESPACE = "tj-bridge"
+SMALL = {"timeframe": "15m", "nTrials": 2, "trainRatio": 0.8, "seed": 1}
+# Long enough to act on a run in the middle (cancel, delete, kill the operator).
+LONG = {"timeframe": "15m", "nTrials": 400, "trainRatio": 0.8, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorEnv]:
+    shared = cluster.pvc_dir(CLAIM)
+    shared.mkdir(parents=True, exist_ok=True)
+    make_dataset(shared, "15m", 3000)
+    cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "crd.yaml"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.mltraining.dev"
+    )
+    cluster.kubectl("create", "namespace", BRIDGE_NAMESPACE, check=False)
+    database_url = f"sqlite:///{shared / 'training_jobs.db'}"
+    process_env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "SHARED_DATA_PATH": str(shared),
+        "DATABASE_URL": database_url,
+        "TJ_CANCEL_GRACE_SECONDS": "30",
+    }
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    operator = OperatorProcess(
+        env=process_env, log_path=log_path, args=["--bridge-namespace", BRIDGE_NAMESPACE]
+    )
+    operator.start()
+    store = JobStore(database_url)
+    try:
+        yield OperatorEnv(cluster, shared, operator, store)
+    finally:
+        operator.stop()
+        store.close()
+
+
+def test_apply_runs_to_succeeded_with_models_and_a_completed_row(
+    env: OperatorEnv, namespace: str
+) -> None:
+    env.apply(namespace, "small", **SMALL)
+    jobs = env.wait_for("the Job", lambda: env.jobs_of(namespace, "small"), timeout=30)
+    assert [j["metadata"]["name"] for j in jobs] == ["small-train"]
+    assert jobs[0]["metadata"]["ownerReferences"][0]["kind"] == "TrainingJob"
+    status = env.wait_phase(namespace, "small", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    assert status["trial"] == "4/4" and status["progress"] == 100
+    version = status["modelVersion"]
+    assert version and version.startswith("15m_")
+    models = env.shared / "models"
+    assert (models / "model_long_15m_latest.pkl").exists()
+    assert (models / "metadata_15m_latest.json").exists()
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Succeeded"]["status"] == "True"
+    assert conditions["Running"]["status"] == "False"
+
+    row = env.store.get_by_name(namespace, "small")
+    assert row is not None and row.id == status["rowId"]
+    assert (row.status, row.model_version, row.progress_pct) == ("completed", version, 100.0)
+    assert len(row.trial_log) == 4 and {t["model"] for t in row.trial_log} == {"LONG", "SHORT"}
+    events = env.kubectl(
+        "get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}"
+    ).stdout
+    assert "JobCreated" in events and "TrainingCompleted" in events
+
+
+def test_get_trainingjobs_prints_live_columns(env: OperatorEnv, namespace: str) -> None:
+    env.apply(namespace, "watched", **{**LONG, "nTrials": 30})
+    env.wait_trials(namespace, "watched", 2)
+    table = env.kubectl("get", "trainingjobs", "-n", namespace).stdout
+    header, line = table.splitlines()[:2]
+    for column in (
+        "NAME",
+        "PHASE",
+        "PROGRESS",
+        "TRIAL",
+        "BEST LONG",
+        "BEST SHORT",
+        "VERSION",
+        "AGE",
+    ):
+        assert column in header
+    cells = line.split()
+    assert cells[0] == "watched" and cells[1] == "Running"
+    done, total = cells[3].split("/")
+    assert int(done) >= 2 and total == "60"
+    assert float(cells[4])  # a best LONG score is shown
+    env.kubectl("delete", "trainingjob", "watched", "-n", namespace)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"timeframe": "15m", "nTrials": 0}, "spec.nTrials"),
+        ({"timeframe": "15m", "nTrials": "abc"}, "spec.nTrials"),
+        ({"timeframe": "15m", "trainRatio": 1.5}, "spec.trainRatio"),
+        ({"timeframe": "5m"}, "spec.timeframe"),
+        ({"nTrials": 3}, "spec.timeframe"),
+        ({"timeframe": "15m", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_manifests_are_refused_by_the_api_server(
+    env: OperatorEnv, namespace: str, spec: dict[str, Any], field: str
+) -> None:
+    body = (
+        "apiVersion: mltraining.dev/v1alpha1\nkind: TrainingJob\n"
+        f"metadata: {{name: bad, namespace: {namespace}}}\nspec: {spec!r}\n"
+    )
+    result = env.kubectl("apply", "-f", "-", input=body.replace("'", '"'), check=False)
+    assert result.returncode != 0
+    assert field in result.stderr, result.stderr
+    assert env.get(namespace, "bad") is None
+
+
+def test_cancel_stops_after_the_current_trial(env: OperatorEnv, namespace: str) -> None:
+    env.apply(namespace, "to-cancel", **LONG)
+    env.wait_trials(namespace, "to-cancel", 1)
+    env.kubectl(
+        "patch",
+        "trainingjob",
+        "to-cancel",
+        "-n",
+        namespace,
+        "--type",
+        "merge",
+        "-p",
+        '{"spec":{"cancel":true}}',
+    )
+    status = env.wait_phase(namespace, "to-cancel", "Cancelled", "Failed", "Succeeded", timeout=60)
+    assert status["phase"] == "Cancelled", status
+    assert status["currentTrial"] < 800
+    row = env.store.get_by_name(namespace, "to-cancel")
+    assert row is not None and row.status == "cancelled" and row.model_version is None
+
+
+def test_delete_mid_run_removes_job_and_pods_and_cancels_the_row(
+    env: OperatorEnv, namespace: str
+) -> None:
+    env.apply(namespace, "to-delete", **LONG)
+    env.wait_trials(namespace, "to-delete", 1)
+    row_id = env.status(namespace, "to-delete")["rowId"]
+    env.kubectl("delete", "trainingjob", "to-delete", "-n", namespace, "--timeout=60s")
+    env.wait_for("the Job to go", lambda: not env.jobs_of(namespace, "to-delete"), 60)
+    env.wait_for("the pods to go", lambda: not env.pods_of(namespace, "to-delete"), 60)
+    row = env.store.get(row_id)
+    assert row is not None and row.status == "cancelled"
+
+
+def test_operator_killed_mid_run_resumes_without_a_second_job(
+    env: OperatorEnv, namespace: str
+) -> None:
+    env.apply(namespace, "survivor", **{**LONG, "nTrials": 12})
+    env.wait_trials(namespace, "survivor", 1)
+    env.operator.kill()
+    env.apply(namespace, "born-while-down", **SMALL)
+    time.sleep(2)
+    env.operator.start()
+    for name in ("survivor", "born-while-down"):
+        status = env.wait_phase(namespace, name, "Succeeded", "Failed", timeout=300)
+        assert status["phase"] == "Succeeded", status
+        assert len(env.jobs_of(namespace, name)) == 1
+    row = env.store.get_by_name(namespace, "survivor")
+    assert row is not None and len(row.trial_log) == 24
+
+
+def test_two_jobs_at_once(env: OperatorEnv, namespace: str) -> None:
+    env.apply(namespace, "first", **SMALL)
+    env.apply(namespace, "second", **{**SMALL, "seed": 2})
+    for name in ("first", "second"):
+        assert env.wait_phase(namespace, name, "Succeeded", "Failed")["phase"] == "Succeeded"
+
+
+def test_trainer_error_reaches_status_and_row(env: OperatorEnv, namespace: str) -> None:
+    env.apply(namespace, "no-data", timeframe="1h", nTrials=2)
+    status = env.wait_phase(namespace, "no-data", "Failed", "Succeeded")
+    assert status["phase"] == "Failed"
+    assert "datasets/1h" in status["message"] and "tjctl dataset" in status["message"]
+    row = env.store.get_by_name(namespace, "no-data")
+    assert row is not None and row.status == "failed" and "datasets/1h" in (row.error or "")
+
+
+def test_a_row_submitted_through_the_table_runs_once_and_can_be_cancelled(
+    env: OperatorEnv,
+) -> None:
+    job_id = env.store.submit(timeframe="15m", n_trials=2, train_ratio=0.8, seed=3, source="ui")
+    name = f"row-{job_id}"
+    status = env.wait_phase(BRIDGE_NAMESPACE, name, "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded" and status["rowId"] == job_id
+    row = env.store.get(job_id)
+    assert row is not None and row.status == "completed" and row.name == name
+    assert len(env.jobs_of(BRIDGE_NAMESPACE, name)) == 1
+
+    long_id = env.store.submit(timeframe="15m", n_trials=400, train_ratio=0.8, source="ui")
+    env.wait_trials(BRIDGE_NAMESPACE, f"row-{long_id}", 1)
+    env.store.request_cancel(long_id)
+    status = env.wait_phase(BRIDGE_NAMESPACE, f"row-{long_id}", "Cancelled", "Failed", timeout=60)
+    assert status["phase"] == "Cancelled"
+    assert env.store.get(long_id).status == "cancelled"  # type: ignore[union-attr]
+
