@@ -8,7 +8,7 @@ TJCTL := $(VENV)/bin/tjctl
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEMO_DATA ?= ./shared-data
 
-.PHONY: venv demo test lint typecheck unit cluster-tests cluster-tools bench clean
+.PHONY: venv demo test lint typecheck unit cluster-tests cluster-tools browser bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,11 @@ unit: $(STAMP)
 cluster-tests: cluster-tools
 	$(PY) -m pytest -m cluster -q
 
-test: lint typecheck cluster-tools
+# Debian's Chromium for the UI's browser test (installed once, needs root or sudo).
+browser:
+	bash scripts/install-chromium.sh
+
+test: lint typecheck cluster-tools browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
