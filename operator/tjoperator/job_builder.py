@@ -78,6 +78,8 @@ def build_job(
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
             {"name": "PYTHONUNBUFFERED", "value": "1"},
+            # The root filesystem is read-only: caches and temporary files go to /tmp.
+            {"name": "HOME", "value": "/tmp"},
             {"name": "OMP_NUM_THREADS", "value": str(max(1, spec.parallelism))},
         ],
         "resources": spec.resources or config.default_resources,
