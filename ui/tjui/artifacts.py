@@ -1,0 +1,115 @@
+"""The model files of a completed job on the shared volume.
+
+The trainer writes versioned files whose names contain the model version (for example
+``model_long_15m_20261126_140000.pkl``) next to the ``*_latest`` names and a metadata
+JSON. This module only looks: files or folders under ``models/`` whose name contains
+the version, and the metadata that belongs to that version. It tolerates any layout
+(flat or one folder per version) and never raises for a missing or unreadable file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+MAX_FILES = 200
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model version."""
+
+    path: Path
+    size: int
+    modified: datetime
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass
+class ModelArtifacts:
+    """What the shared volume holds for one model version."""
+
+    models_dir: Path
+    version: str
+    files: list[ModelFile] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    metadata_path: Path | None = None
+    problem: str | None = None
+
+
+def _stat(path: Path) -> ModelFile | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return ModelFile(path, info.st_size, datetime.fromtimestamp(info.st_mtime, tz=UTC))
+
+
+def _visible(path: Path) -> bool:
+    """Not a hidden or temporary file (atomic writes use ``.<name>.tmp``)."""
+    return not path.name.startswith(".") and not path.name.endswith(".tmp")
+
+
+def _version_files(models_dir: Path, version: str) -> list[Path]:
+    """Files whose name contains ``version``, and files inside folders whose name does."""
+    found: set[Path] = set()
+    for match in models_dir.rglob(f"*{version}*"):
+        if not _visible(match):
+            continue
+        if match.is_dir():
+            found.update(p for p in match.rglob("*") if p.is_file() and _visible(p))
+        elif match.is_file():
+            found.add(match)
+    return sorted(found)
+
+
+def _mentions(value: Any, version: str) -> bool:
+    """Whether a JSON document names ``version`` anywhere in its values."""
+    if isinstance(value, str):
+        return value == version
+    if isinstance(value, dict):
+        return any(_mentions(v, version) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, version) for v in value)
+    return False
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def find_artifacts(models_dir: Path, version: str, timeframe: str) -> ModelArtifacts:
+    """The files of model ``version`` and its metadata.
+
+    The metadata is a ``metadata*.json`` among the version's own files, else
+    ``metadata_<timeframe>_latest.json`` if that one names this version (a later
+    version may have replaced it).
+    """
+    result = ModelArtifacts(models_dir=models_dir, version=version)
+    if not models_dir.is_dir():
+        result.problem = f"{models_dir} does not exist here"
+        return result
+    try:
+        paths = _version_files(models_dir, version)
+    except OSError as err:
+        result.problem = f"cannot list {models_dir}: {err.strerror or err}"
+        return result
+    result.files = [f for f in (_stat(p) for p in paths[:MAX_FILES]) if f is not None]
+    candidates = [p for p in paths if p.name.startswith("metadata") and p.suffix == ".json"]
+    candidates.append(models_dir / f"metadata_{timeframe}_latest.json")
+    for candidate in candidates:
+        data = _read_json(candidate)
+        if data is not None and (candidate in paths or _mentions(data, version)):
+            result.metadata, result.metadata_path = data, candidate
+            break
+    return result

@@ -1,0 +1,66 @@
+"""``tjctl ui``: serve the Streamlit UI headless (no browser, no telemetry)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from tjui import APP_PATH
+
+DEFAULT_PORT = 8501
+DEFAULT_ADDRESS = "127.0.0.1"
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 65535, got {value}")
+    return value
+
+
+def streamlit_command(*, port: int, address: str) -> list[str]:
+    """The ``streamlit run`` command line of the UI."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_PATH),
+        "--server.headless=true",
+        f"--server.port={port}",
+        f"--server.address={address}",
+        "--server.fileWatcherType=none",
+        "--browser.gatherUsageStats=false",
+        # An unexpected error shows a short message, never a traceback.
+        "--client.showErrorDetails=none",
+        "--client.toolbarMode=minimal",
+        "--global.developmentMode=false",
+    ]
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Run the UI until interrupted; Streamlit's exit code."""
+    command = streamlit_command(port=args.port, address=args.address)
+    print(f"UI on http://{args.address}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 130
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tjctl ui`` to ``tjctl``'s subcommands."""
+    ui = sub.add_parser("ui", help="serve the Streamlit UI (start, watch, compare, cancel jobs)")
+    ui.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port to listen on ({DEFAULT_PORT})"
+    )
+    ui.add_argument(
+        "--address",
+        default=DEFAULT_ADDRESS,
+        help=f"address to listen on ({DEFAULT_ADDRESS}; 0.0.0.0 for all interfaces)",
+    )
+    ui.set_defaults(func=cmd_ui)

@@ -1,0 +1,151 @@
+"""Rows of ``training_jobs`` as the DataFrames the UI draws: the history, the trial log
+and the comparison of model versions. Pure functions, no Streamlit, no database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from tjcore.store import JobRow
+from tjui.formatting import duration, parse_time, seconds_between, short_time
+
+MODELS = ("LONG", "SHORT")
+
+HISTORY_COLUMNS = (
+    "id",
+    "status",
+    "timeframe",
+    "trials",
+    "progress",
+    "duration",
+    "best LONG",
+    "best SHORT",
+    "test LONG",
+    "test SHORT",
+    "version",
+    "requested",
+)
+
+TRIAL_COLUMNS = (
+    "trial",
+    "model",
+    "model_trial",
+    "state",
+    "spearman",
+    "best_so_far",
+    "duration_s",
+    "finished_at",
+)
+
+COMPARISON_COLUMNS = ("version", "timeframe", "completed", "model", "test_spearman")
+
+
+def job_duration_s(row: JobRow, *, now: datetime | None = None) -> float | None:
+    """How long the job has run: start to end once final, start to ``now`` while running."""
+    start = parse_time(row.started_at)
+    if row.is_final:
+        end = parse_time(row.completed_at) or parse_time(row.updated_at)
+    else:
+        end = now or datetime.now(UTC)
+    return seconds_between(start, end)
+
+
+def pending_for_s(row: JobRow, *, now: datetime | None = None) -> float | None:
+    """Seconds a ``pending`` row has waited since it was requested; ``None`` otherwise."""
+    if row.status != "pending":
+        return None
+    return seconds_between(parse_time(row.requested_at), now or datetime.now(UTC))
+
+
+def history_frame(rows: Iterable[JobRow], *, now: datetime | None = None) -> pd.DataFrame:
+    """One line per job, newest first as given, in :data:`HISTORY_COLUMNS`."""
+    records = [
+        {
+            "id": row.id,
+            "status": row.status,
+            "timeframe": row.timeframe,
+            "trials": f"{row.current_trial}/{row.total_trials}",
+            "progress": float(row.progress_pct),
+            "duration": duration(job_duration_s(row, now=now)),
+            "best LONG": row.best_score_long,
+            "best SHORT": row.best_score_short,
+            "test LONG": row.test_score_long,
+            "test SHORT": row.test_score_short,
+            "version": row.model_version,
+            "requested": short_time(row.requested_at),
+        }
+        for row in rows
+    ]
+    return pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS))
+
+
+def _params_columns(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as table columns; a name that clashes with a trial column gets a
+    ``param.`` prefix so nothing is overwritten."""
+    return {(f"param.{k}" if k in TRIAL_COLUMNS else k): v for k, v in params.items()}
+
+
+def trial_frame(trial_log: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The trial log, one line per finished trial, in :data:`TRIAL_COLUMNS` followed by
+    one column per hyperparameter.
+
+    ``model_trial`` counts the trials of each model from 1, so LONG and SHORT can share
+    an axis. Missing keys (an older writer) become empty cells, never an error.
+    """
+    records: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for position, entry in enumerate(trial_log, start=1):
+        model = str(entry.get("model") or "?")
+        seen[model] = seen.get(model, 0) + 1
+        number = entry.get("number")
+        params = entry.get("params")
+        records.append(
+            {
+                "trial": entry.get("trial", position),
+                "model": model,
+                "model_trial": number + 1 if isinstance(number, int) else seen[model],
+                "state": entry.get("state"),
+                "spearman": entry.get("spearman"),
+                "best_so_far": entry.get("best_so_far"),
+                "duration_s": entry.get("duration_s"),
+                "finished_at": short_time(entry.get("finished_at")),
+            }
+            | (_params_columns(params) if isinstance(params, Mapping) else {})
+        )
+    frame = pd.DataFrame.from_records(records)
+    for column in TRIAL_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    extra = [c for c in frame.columns if c not in TRIAL_COLUMNS]
+    frame = frame[list(TRIAL_COLUMNS) + extra]
+    for column in ("spearman", "best_so_far", "duration_s"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def comparison_frame(rows: Iterable[JobRow]) -> pd.DataFrame:
+    """Held-out test Spearman of every completed model version, one line per version
+    and model, oldest version first."""
+    records = []
+    for row in rows:
+        if row.status != "completed" or not row.model_version:
+            continue
+        for model, value in zip(MODELS, (row.test_score_long, row.test_score_short), strict=True):
+            if value is None:
+                continue
+            records.append(
+                {
+                    "version": row.model_version,
+                    "timeframe": row.timeframe,
+                    "completed": short_time(row.completed_at),
+                    "model": model,
+                    "test_spearman": float(value),
+                }
+            )
+    frame = pd.DataFrame.from_records(records, columns=list(COMPARISON_COLUMNS))
+    return frame.sort_values(["completed", "version", "model"], kind="stable").reset_index(
+        drop=True
+    )
