@@ -50,3 +50,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# A kind cluster with the chart installed (docs/INSTALL.md); needs docker, kind, kubectl, helm.
+.PHONY: kind-up kind-down
+kind-up:
+	scripts/kind-up.sh
+
+kind-down:
+	scripts/kind-down.sh

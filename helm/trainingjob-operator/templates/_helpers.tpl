@@ -1,0 +1,157 @@
+{{/* Names, labels and the few derived values that several templates share. */}}
+
+{{- define "tjop.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* <release>-<chart>, or the release name alone when it contains the chart name. */}}
+{{- define "tjop.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tjop.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tjop.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tjop.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "tjop.labels" -}}
+helm.sh/chart: {{ include "tjop.chart" . }}
+{{ include "tjop.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: trainingjob-operator
+{{- end }}
+
+{{- define "tjop.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tjop.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Name of a cluster-scoped object: the namespace is part of it, so that the same release
+name can be installed in two namespaces. */}}
+{{- define "tjop.clusterScopedName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "tjop.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tjop.claimName" -}}
+{{- default (printf "%s-shared" (include "tjop.fullname" .)) .Values.persistence.existingClaim }}
+{{- end }}
+
+{{- define "tjop.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "tjop.trainerImage" -}}
+{{- printf "%s:%s" .Values.trainer.image.repository (default .Chart.AppVersion .Values.trainer.image.tag) }}
+{{- end }}
+
+{{/* The namespaces the operator watches, as a list; empty when it watches all of them. */}}
+{{- define "tjop.watchNamespaces" -}}
+{{- if not .Values.watchAllNamespaces }}
+{{- $namespaces := .Values.watchNamespaces | default (list .Release.Namespace) }}
+{{- toJson (uniq $namespaces) }}
+{{- else }}
+{{- toJson list }}
+{{- end }}
+{{- end }}
+
+{{- define "tjop.bridgeNamespace" -}}
+{{- if .Values.bridge.enabled }}
+{{- default .Release.Namespace .Values.bridge.namespace }}
+{{- end }}
+{{- end }}
+
+{{/* The "restricted" Pod Security Standard, for every pod of the chart. */}}
+{{- define "tjop.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "tjop.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop:
+    - ALL
+{{- end }}
+
+{{/* The environment that tells the operator and the UI where the shared data lives. */}}
+{{- define "tjop.sharedDataEnv" -}}
+- name: SHARED_DATA_PATH
+  value: {{ .Values.persistence.mountPath | quote }}
+{{- if .Values.database.existingSecret }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.existingSecret }}
+      key: {{ .Values.database.secretKey }}
+{{- else if .Values.database.url }}
+- name: DATABASE_URL
+  value: {{ .Values.database.url | quote }}
+{{- end }}
+- name: HOME
+  value: /tmp
+- name: PYTHONUNBUFFERED
+  value: "1"
+{{- end }}
+
+{{/* Fail early on values that the operator would reject at start-up. */}}
+{{- define "tjop.validate" -}}
+{{- if gt (int .Values.operator.replicas) 1 }}
+{{- fail "operator.replicas must be 0 or 1: the operator runs kopf in standalone mode, without peering" }}
+{{- end }}
+{{- $watched := include "tjop.watchNamespaces" . | fromJsonArray }}
+{{- $bridge := include "tjop.bridgeNamespace" . }}
+{{- if and $watched $bridge (not (has $bridge $watched)) }}
+{{- fail (printf "bridge.namespace %q is not watched (%s): add it to watchNamespaces" $bridge (join ", " $watched)) }}
+{{- end }}
+{{- if not (has .Values.persistence.accessMode (list "ReadWriteOnce" "ReadWriteMany")) }}
+{{- fail "persistence.accessMode must be ReadWriteOnce or ReadWriteMany: the operator, the UI and every trainer pod mount the shared volume" }}
+{{- end }}
+{{- end }}
+
+{{/* What the operator may do in a namespace it watches. */}}
+{{- define "tjop.namespacedRules" -}}
+# TrainingJobs: watch them, add kopf's finalizer, create them from table rows (the bridge),
+# set spec.cancel from the table.
+- apiGroups: ["mltraining.dev"]
+  resources: ["trainingjobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "update"]
+# The operator is the only writer of TrainingJob status.
+- apiGroups: ["mltraining.dev"]
+  resources: ["trainingjobs/status"]
+  verbs: ["get", "patch", "update"]
+# One trainer Job per TrainingJob; deleted on cancel and when the TrainingJob goes.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Trainer pods, read-only: the termination message of a failed trainer.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# An Event for each transition (kopf posts core/v1 Events).
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
