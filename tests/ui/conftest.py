@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 from tjcore.store import JobStore
 from tjtrainer.progress import RunProgress, RunState, TrialRecord, utc_now
 from tjui import APP_PATH
 
-__all__ = ["APP_PATH", "add_job", "running_progress"]
+__all__ = ["APP_PATH", "add_job", "chart_frames", "running_progress"]
 
 
 @pytest.fixture
@@ -89,3 +92,8 @@ def add_job(
     if columns:
         store.update_job(job_id, **columns)
     return job_id
+
+
+def chart_frames(chart: Any) -> list[pd.DataFrame]:
+    """The data of a chart element of Streamlit's AppTest (sent as Arrow tables)."""
+    return [pa.ipc.open_stream(d.data.data).read_pandas() for d in chart.proto.datasets]
