@@ -44,9 +44,9 @@ app.kubernetes.io/part-of: trainingjob-operator
 {{- end }}
 
 {{/* Name of a cluster-scoped object: the namespace is part of it, so that the same release
-name can be installed in two namespaces. */}}
+name can be installed in two namespaces (such names may be longer than 63 characters). */}}
 {{- define "tjop.clusterScopedName" -}}
-{{- printf "%s-%s" .Release.Namespace (include "tjop.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Namespace (include "tjop.fullname" .) }}
 {{- end }}
 
 {{- define "tjop.claimName" -}}
