@@ -54,6 +54,9 @@ class TrialRecord:
     ``trial`` counts across both models (1 .. 2 × nTrials); ``number`` is Optuna's own
     number inside the model's study. ``state`` is ``complete``, ``pruned`` or ``failed``.
     ``best_so_far`` is the best Spearman of this model up to and including this trial.
+    ``rounds`` is the number of boosting rounds the trial kept (its best round; for a
+    pruned trial, the best round before it was stopped). ``error`` says why a failed
+    trial failed.
     """
 
     trial: int
@@ -65,6 +68,8 @@ class TrialRecord:
     params: dict[str, Any]
     duration_s: float
     finished_at: str
+    rounds: int | None = None
+    error: str | None = None
 
 
 @dataclass

@@ -1,0 +1,296 @@
+"""Datasets on the shared volume: making them (synthetic or from OHLCV candles), writing
+them atomically, and loading them for training with every check that matters.
+
+Layout (see docs/DATASETS.md): ``<data_root>/datasets/<timeframe>/dataset.parquet`` with
+``timestamp``, the feature columns, ``label_long`` and ``label_short``, and beside it
+``dataset.json`` describing it (horizon, cost, features, rows, source, checksum).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tjtrainer.errors import DatasetError, DatasetMissingError
+from tjtrainer.features import FEATURES, WARMUP_ROWS, compute_features
+from tjtrainer.files import atomic_output, atomic_write_bytes, sha256_file
+from tjtrainer.labels import DEFAULT_COST_BPS, DEFAULT_HORIZON, LABEL_COLUMNS, compute_labels
+from tjtrainer.ohlcv import read_ohlcv_csv, utc_nanoseconds
+from tjtrainer.progress import utc_now
+from tjtrainer.synth import synth_candles
+
+DATASET_FILE = "dataset.parquet"
+INFO_FILE = "dataset.json"
+INFO_FORMAT = 1
+DEFAULT_ROWS = {"15m": 70_000, "1h": 20_000}
+
+
+@dataclass
+class DatasetInfo:
+    """What ``dataset.json`` says about ``dataset.parquet``."""
+
+    timeframe: str
+    horizon: int
+    cost_bps: float
+    features: list[str]
+    rows: int
+    first_timestamp: str
+    last_timestamp: str
+    source: dict[str, Any]
+    checksum: str
+    created_at: str = field(default_factory=utc_now)
+    label_definition: str = (
+        "label_long = ln(close[t+h]/close[t]) - cost; label_short = -ln(close[t+h]/close[t]) "
+        "- cost; cost = cost_bps / 10000 per round trip; h = horizon in candles"
+    )
+    format: int = INFO_FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded, checked dataset, as arrays ready for XGBoost."""
+
+    path: Path
+    timeframe: str
+    features: list[str]
+    timestamps: np.ndarray
+    x: np.ndarray
+    y_long: np.ndarray
+    y_short: np.ndarray
+    horizon: int
+    checksum: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.timestamps)
+
+
+def dataset_dir(data_root: Path, timeframe: str) -> Path:
+    return data_root / "datasets" / timeframe
+
+
+def build_frame(
+    candles: pd.DataFrame, *, horizon: int, cost_bps: float = DEFAULT_COST_BPS
+) -> pd.DataFrame:
+    """Features and labels for ``candles``, without the warm-up rows and the last
+    ``horizon`` rows (whose labels would need candles after the end)."""
+    needed = WARMUP_ROWS + horizon + 1
+    if len(candles) < needed:
+        raise DatasetError(
+            f"{len(candles)} candles are too few: features need {WARMUP_ROWS} candles of "
+            f"history and labels {horizon} after, so at least {needed} candles"
+        )
+    features = compute_features(candles)
+    labels = compute_labels(candles["close"], horizon=horizon, cost_bps=cost_bps)
+    frame = pd.concat([candles[["timestamp"]], features, labels], axis=1)
+    frame = frame.iloc[WARMUP_ROWS : len(frame) - horizon].reset_index(drop=True)
+    values = frame[[*FEATURES, *LABEL_COLUMNS]].to_numpy()
+    if not np.isfinite(values).all():
+        bad = [c for c in (*FEATURES, *LABEL_COLUMNS) if not np.isfinite(frame[c]).all()]
+        raise DatasetError(f"features came out NaN/inf in column(s) {', '.join(bad)}")
+    return frame
+
+
+def write_dataset(
+    frame: pd.DataFrame,
+    data_root: Path,
+    *,
+    timeframe: str,
+    horizon: int,
+    cost_bps: float,
+    source: dict[str, Any],
+) -> tuple[Path, DatasetInfo]:
+    """Write ``frame`` as the dataset of ``timeframe``, parquet first, then its description."""
+    folder = dataset_dir(data_root, timeframe)
+    target = folder / DATASET_FILE
+    with atomic_output(target) as tmp:
+        frame.to_parquet(tmp, index=False)
+    info = DatasetInfo(
+        timeframe=timeframe,
+        horizon=horizon,
+        cost_bps=cost_bps,
+        features=[c for c in frame.columns if c != "timestamp" and c not in LABEL_COLUMNS],
+        rows=len(frame),
+        first_timestamp=_iso(frame["timestamp"].iloc[0]),
+        last_timestamp=_iso(frame["timestamp"].iloc[-1]),
+        source=source,
+        checksum=f"sha256:{sha256_file(target)}",
+    )
+    atomic_write_bytes(folder / INFO_FILE, info.to_json().encode())
+    return target, info
+
+
+def synth_dataset(
+    data_root: Path,
+    timeframe: str,
+    *,
+    rows: int | None = None,
+    seed: int = 0,
+    horizon: int | None = None,
+    cost_bps: float = DEFAULT_COST_BPS,
+) -> tuple[Path, DatasetInfo]:
+    """Make a synthetic dataset with exactly ``rows`` rows (default per timeframe)."""
+    rows = DEFAULT_ROWS[timeframe] if rows is None else rows
+    horizon = DEFAULT_HORIZON[timeframe] if horizon is None else horizon
+    if rows < 1:
+        raise DatasetError(f"rows must be >= 1, got {rows}")
+    candles = synth_candles(timeframe, rows + WARMUP_ROWS + horizon, seed=seed)
+    frame = build_frame(candles, horizon=horizon, cost_bps=cost_bps)
+    source = {"kind": "synth", "seed": seed, "candles": len(candles)}
+    return write_dataset(
+        frame, data_root, timeframe=timeframe, horizon=horizon, cost_bps=cost_bps, source=source
+    )
+
+
+def build_dataset_from_csv(
+    data_root: Path,
+    csv_path: Path,
+    timeframe: str,
+    *,
+    horizon: int | None = None,
+    cost_bps: float = DEFAULT_COST_BPS,
+) -> tuple[Path, DatasetInfo]:
+    """Make the dataset of ``timeframe`` from the candles in an OHLCV CSV file."""
+    horizon = DEFAULT_HORIZON[timeframe] if horizon is None else horizon
+    candles = read_ohlcv_csv(csv_path, timeframe=timeframe)
+    try:
+        frame = build_frame(candles, horizon=horizon, cost_bps=cost_bps)
+    except DatasetError as exc:
+        raise DatasetError(f"{csv_path}: {exc}") from None
+    source = {
+        "kind": "ohlcv",
+        "path": str(csv_path.resolve()),
+        "sha256": sha256_file(csv_path),
+        "candles": len(candles),
+    }
+    return write_dataset(
+        frame, data_root, timeframe=timeframe, horizon=horizon, cost_bps=cost_bps, source=source
+    )
+
+
+def _iso(value: Any) -> str:
+    return pd.Timestamp(value).isoformat()
+
+
+def missing_dataset_message(path: Path, timeframe: str) -> str:
+    return (
+        f"no dataset for timeframe {timeframe}: {path} does not exist; create one with "
+        f"`tjctl dataset synth --timeframe {timeframe}` (synthetic candles) or "
+        f"`tjctl dataset build --ohlcv FILE.csv --timeframe {timeframe}` (your candles)"
+    )
+
+
+def load_dataset(data_root: Path, timeframe: str) -> Dataset:
+    """Load and check the dataset of ``timeframe``; raise :class:`DatasetError` if unusable."""
+    folder = dataset_dir(data_root, timeframe)
+    path = folder / DATASET_FILE
+    if not path.is_file():
+        raise DatasetMissingError(missing_dataset_message(path, timeframe))
+    checksum = f"sha256:{sha256_file(path)}"
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:
+        raise DatasetError(f"{path}: not a readable Parquet file ({exc})") from None
+    info = _read_info(folder / INFO_FILE, checksum)
+    missing = [c for c in ("timestamp", *LABEL_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: missing column(s) {', '.join(missing)}; a dataset needs timestamp, "
+            "the feature columns, label_long and label_short (see docs/DATASETS.md)"
+        )
+    features = _feature_columns(path, frame, info)
+    timestamps = _checked_timestamps(path, frame["timestamp"])
+    _check_finite(path, frame, [*features, *LABEL_COLUMNS], timestamps)
+    horizon = int(info["horizon"]) if info else DEFAULT_HORIZON[timeframe]
+    return Dataset(
+        path=path,
+        timeframe=timeframe,
+        features=features,
+        timestamps=timestamps,
+        x=np.ascontiguousarray(frame[features].to_numpy(dtype=np.float32)),
+        y_long=frame["label_long"].to_numpy(dtype=np.float64),
+        y_short=frame["label_short"].to_numpy(dtype=np.float64),
+        horizon=horizon,
+        checksum=checksum,
+    )
+
+
+def _read_info(path: Path, checksum: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not readable JSON ({exc})") from None
+    if info.get("checksum") != checksum:
+        raise DatasetError(
+            f"{path} describes another file than {DATASET_FILE} beside it (checksum "
+            f"{info.get('checksum')} != {checksum}); rebuild the dataset or delete {path.name}"
+        )
+    return info
+
+
+def _feature_columns(path: Path, frame: pd.DataFrame, info: dict[str, Any] | None) -> list[str]:
+    if info is not None:
+        features = [str(c) for c in info.get("features", [])]
+        absent = [c for c in features if c not in frame.columns]
+        if absent:
+            raise DatasetError(f"{path}: feature column(s) {', '.join(absent)} are missing")
+    else:
+        features = [c for c in frame.columns if c != "timestamp" and c not in LABEL_COLUMNS]
+    if not features:
+        raise DatasetError(f"{path}: no feature columns besides timestamp and the labels")
+    wrong = [c for c in [*features, *LABEL_COLUMNS] if not pd.api.types.is_numeric_dtype(frame[c])]
+    if wrong:
+        raise DatasetError(f"{path}: column(s) {', '.join(wrong)} are not numeric")
+    return features
+
+
+def _checked_timestamps(path: Path, column: pd.Series) -> np.ndarray:
+    try:
+        stamps = pd.to_datetime(column, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"{path}: timestamp column is not made of dates ({exc})") from None
+    if stamps.isna().any():
+        row = int(np.argmax(stamps.isna().to_numpy()))
+        raise DatasetError(f"{path}: row {row}: timestamp is empty")
+    values = utc_nanoseconds(stamps)
+    steps = np.diff(values)
+    if (steps == 0).any():
+        row = int(np.argmax(steps == 0)) + 1
+        raise DatasetError(
+            f"{path}: row {row}: duplicate timestamp {stamps.iloc[row].isoformat()}; "
+            "each candle must appear once"
+        )
+    if (steps < 0).any():
+        row = int(np.argmax(steps < 0)) + 1
+        raise DatasetError(
+            f"{path}: row {row}: timestamp {stamps.iloc[row].isoformat()} is earlier than "
+            "the row before; rows must be sorted by time, oldest first"
+        )
+    return values.astype("datetime64[ns]")
+
+
+def _check_finite(path: Path, frame: pd.DataFrame, columns: list[str], stamps: np.ndarray) -> None:
+    problems = []
+    first_row: int | None = None
+    for name in columns:
+        bad = ~np.isfinite(frame[name].to_numpy(dtype=np.float64))
+        if bad.any():
+            problems.append(f"{name} ({int(bad.sum())} rows)")
+            row = int(np.argmax(bad))
+            first_row = row if first_row is None else min(first_row, row)
+    if problems:
+        when = pd.Timestamp(stamps[first_row]).isoformat()
+        raise DatasetError(
+            f"{path}: NaN or infinite values in {', '.join(problems)}, first at row "
+            f"{first_row} ({when}); drop or fill those rows and write the dataset again"
+        )

@@ -1,0 +1,79 @@
+"""The run's feature matrices, scaled and built once for every trial of both models.
+
+A ``StandardScaler`` is fitted on the search part (train + validation; the test tail is
+never looked at) and saved with the models, which expect scaled features. Trees do not
+care about an affine rescaling, so this only keeps the seed's inference path. The
+training matrix is a ``QuantileDMatrix`` (what the ``hist`` method works on); switching
+from LONG to SHORT only swaps its labels.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import xgboost as xgb
+from sklearn.preprocessing import StandardScaler
+
+from tjtrainer.datasets import Dataset
+from tjtrainer.search import MAX_BIN, Timings
+from tjtrainer.splits import Splits
+
+
+@dataclass
+class Matrices:
+    """Scaled features and XGBoost matrices of one run."""
+
+    dataset: Dataset
+    splits: Splits
+    scaler: StandardScaler
+    features: np.ndarray
+    train: xgb.QuantileDMatrix
+    validation: xgb.DMatrix
+    nthread: int
+
+    def labels(self, model: str, part: slice) -> np.ndarray:
+        values = self.dataset.y_long if model == "LONG" else self.dataset.y_short
+        return values[part]
+
+    def validation_labels(self, model: str) -> np.ndarray:
+        return self.labels(model, self.splits.validation)
+
+    def use_labels(self, model: str, timings: Timings) -> None:
+        """Make the training matrix carry ``model``'s labels."""
+        started = time.perf_counter()
+        self.train.set_label(self.labels(model, self.splits.train))
+        timings.add_xgboost(time.perf_counter() - started, "matrix")
+
+    def matrix(self, part: slice, *, model: str | None, timings: Timings) -> xgb.DMatrix:
+        """A new matrix of rows ``part`` (quantised like training when labelled)."""
+        started = time.perf_counter()
+        data: xgb.DMatrix
+        if model is None:
+            data = xgb.DMatrix(self.features[part], nthread=self.nthread)
+        else:
+            data = xgb.QuantileDMatrix(
+                self.features[part],
+                label=self.labels(model, part),
+                max_bin=MAX_BIN,
+                nthread=self.nthread,
+            )
+        timings.add_xgboost(time.perf_counter() - started, "matrix")
+        return data
+
+
+def prepare_matrices(dataset: Dataset, splits: Splits, nthread: int, timings: Timings) -> Matrices:
+    """Fit the scaler on the search part, scale everything, build the trial matrices."""
+    scaler = StandardScaler().fit(dataset.x[splits.search])
+    features = np.ascontiguousarray(scaler.transform(dataset.x), dtype=np.float32)
+    started = time.perf_counter()
+    train = xgb.QuantileDMatrix(
+        features[splits.train],
+        label=dataset.y_long[splits.train],
+        max_bin=MAX_BIN,
+        nthread=nthread,
+    )
+    validation = xgb.DMatrix(features[splits.validation], nthread=nthread)
+    timings.add_xgboost(time.perf_counter() - started, "matrix")
+    return Matrices(dataset, splits, scaler, features, train, validation, nthread)

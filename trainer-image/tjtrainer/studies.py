@@ -1,0 +1,142 @@
+"""The Optuna studies of a run: durable in ``run_dir/study.db``, searched in memory.
+
+``study.db`` (SQLite through Optuna's ``RDBStorage``) holds one study per model, named
+``LONG`` and ``SHORT``. A trial is inserted there as RUNNING, with its sampled
+parameters, when it starts, and completed (intermediate values, rounds, state, value)
+when it ends. A process killed mid-trial leaves that trial RUNNING; the next process
+marks it FAIL and goes on, so every finished trial is kept.
+
+The sampler and the pruner work on an in-memory mirror of each study, loaded from
+``study.db`` at start: Optuna's RDB storage costs tens of milliseconds per call (one
+transaction per parameter, per reported value, per read), which would be a visible share
+of a search whose trials take a second or two. ``study.db`` sees only two short writes
+per trial, serialised by the caller. SQLite runs in WAL mode with ``synchronous=NORMAL``
+(a commit survives the process being killed; only a power cut may lose the last few) and
+a busy timeout, so readers (optuna-dashboard) never block the trainer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tjtrainer.errors import RunFolderError
+from tjtrainer.progress import MODELS, STUDY_FILE
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+FINGERPRINT_KEY = "fingerprint"
+BUSY_TIMEOUT_S = 60
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _sqlite_storage(path: Path) -> RDBStorage:
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    return RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
+
+
+class DurableStudies:
+    """``run_dir/study.db``: one study per model, tied to one dataset and split."""
+
+    def __init__(self, run_dir: Path, fingerprint: dict[str, Any]) -> None:
+        self.path = run_dir / STUDY_FILE
+        self.storage: BaseStorage = _sqlite_storage(self.path)
+        self.study_ids: dict[str, int] = {}
+        for model in MODELS:
+            study = optuna.create_study(
+                storage=self.storage, study_name=model, direction="maximize", load_if_exists=True
+            )
+            self.study_ids[model] = study._study_id
+            self._check_fingerprint(model, fingerprint)
+
+    def _check_fingerprint(self, model: str, fingerprint: dict[str, Any]) -> None:
+        study_id = self.study_ids[model]
+        stored = self.storage.get_study_user_attrs(study_id).get(FINGERPRINT_KEY)
+        if stored is None:
+            self.storage.set_study_user_attr(study_id, FINGERPRINT_KEY, fingerprint)
+            return
+        changed = sorted(
+            k for k in fingerprint.keys() | stored.keys() if stored.get(k) != fingerprint.get(k)
+        )
+        if changed:
+            raise RunFolderError(
+                f"{self.path} was made for another run ({', '.join(changed)} differ: "
+                f"{json.dumps({k: stored.get(k) for k in changed})} then, "
+                f"{json.dumps({k: fingerprint.get(k) for k in changed})} now); its trials "
+                "cannot be resumed: use a new run folder or delete study.db"
+            )
+
+    def fail_stale(self) -> int:
+        """Mark trials left RUNNING by a dead process as FAIL; return how many."""
+        count = 0
+        for model in MODELS:
+            for trial in self.trials(model):
+                if trial.state == TrialState.RUNNING:
+                    self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                    count += 1
+        return count
+
+    def trials(self, model: str) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.study_ids[model], deepcopy=False)
+
+    def start(self, model: str, params: dict[str, Any], distributions: dict[str, Any]) -> int:
+        """Insert a RUNNING trial with its parameters; return its storage id."""
+        template = FrozenTrial(
+            number=0,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=dt.datetime.now(),
+            datetime_complete=None,
+            params=params,
+            distributions=distributions,
+            user_attrs={},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=0,
+        )
+        return self.storage.create_new_trial(self.study_ids[model], template)
+
+    def finish(self, trial_id: int, finished: FrozenTrial) -> None:
+        """Copy what the in-memory trial learnt; the state goes last."""
+        for step, value in finished.intermediate_values.items():
+            self.storage.set_trial_intermediate_value(trial_id, step, value)
+        for key, value in finished.user_attrs.items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
+        self.storage.set_trial_state_values(trial_id, finished.state, finished.values)
+
+    def close(self) -> None:
+        storage = self.storage
+        if isinstance(storage, RDBStorage):
+            storage.remove_session()
+            storage.engine.dispose()
+
+
+def mirror_study(
+    trials: list[FrozenTrial],
+    *,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    name: str,
+) -> optuna.Study:
+    """An in-memory study holding ``trials`` (same numbers), for sampling and pruning."""
+    study = optuna.create_study(
+        storage=InMemoryStorage(),
+        study_name=name,
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
+    )
+    study.add_trials(trials)
+    return study

@@ -1,0 +1,368 @@
+"""A training run: search LONG then SHORT, refit the best of each, score it once on the
+held-out tail, save the models; progress after every trial; cancel and resume.
+
+The entry point is :func:`run_training`. It is idempotent per run folder: a completed run
+returns its progress without training again, an interrupted one resumes from
+``study.db`` (see :mod:`tjtrainer.studies`), a cancelled one stays cancelled while the
+``CANCEL`` marker exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tjtrainer.config import TIMEFRAMES, TrainConfig
+from tjtrainer.datasets import load_dataset
+from tjtrainer.errors import RunFolderBusyError, TrainingError
+from tjtrainer.finalize import finish_models
+from tjtrainer.matrices import Matrices, prepare_matrices
+from tjtrainer.metrics import RankTarget
+from tjtrainer.progress import (
+    MODELS,
+    RunProgress,
+    RunState,
+    TrialRecord,
+    cancel_requested,
+    read_progress,
+    utc_now,
+    write_progress,
+)
+from tjtrainer.records import trial_record
+from tjtrainer.runlock import RunFolderLock
+from tjtrainer.search import PRUNE_CHECKPOINTS, SEARCH_SPACE, Timings, fit_trial
+from tjtrainer.splits import make_splits
+from tjtrainer.studies import FINISHED, DurableStudies, mirror_study
+
+OnProgress = Callable[[RunProgress], None]
+log = logging.getLogger("tjtrainer")
+
+MAX_FAILURES_IN_A_ROW = 3
+PRUNER_STARTUP_TRIALS = 5
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Raise :class:`TrainingError` naming the field and the allowed values."""
+    if config.timeframe not in TIMEFRAMES:
+        raise TrainingError(
+            f"timeframe must be one of {', '.join(TIMEFRAMES)}, got {config.timeframe!r}"
+        )
+    if isinstance(config.n_trials, bool) or not isinstance(config.n_trials, int):
+        raise TrainingError(f"n_trials must be an integer >= 1, got {config.n_trials!r}")
+    if config.n_trials < 1:
+        raise TrainingError(f"n_trials must be an integer >= 1, got {config.n_trials}")
+    if not 0.5 <= config.train_ratio <= 0.95:
+        raise TrainingError(f"train_ratio must be in [0.5, 0.95], got {config.train_ratio}")
+    if config.parallelism < 1:
+        raise TrainingError(f"parallelism must be >= 1, got {config.parallelism}")
+
+
+def run_training(
+    config: TrainConfig,
+    *,
+    on_progress: OnProgress | None = None,
+    timings: Timings | None = None,
+) -> RunProgress:
+    """Run (or resume) the training described by ``config``.
+
+    After every trial, ``progress.json`` in ``config.run_dir`` is rewritten and then
+    ``on_progress`` is called with a snapshot. Returns the final progress, whose state is
+    ``completed`` or ``cancelled``. On failure, writes state ``failed`` with the error and
+    raises :class:`TrainingError`. ``timings``, when given, collects where time went.
+    """
+    progress = RunProgress(
+        timeframe=config.timeframe,
+        n_trials=config.n_trials,
+        total_trials=2 * config.n_trials if isinstance(config.n_trials, int) else 0,
+    )
+    run = _Run(config, progress, on_progress, timings or Timings())
+    try:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunFolderLock(config.run_dir):
+            try:
+                validate_config(config)
+                existing = _read_existing(config)
+                if existing is not None and existing.state == RunState.COMPLETED:
+                    log.info(
+                        "run in %s already completed (%s)", config.run_dir, existing.model_version
+                    )
+                    return existing
+                if existing is not None:
+                    progress.started_at = existing.started_at
+                return run.execute()
+            except TrainingError as exc:
+                run.fail(str(exc))
+                raise
+            except Exception as exc:
+                message = f"unexpected {type(exc).__name__}: {exc}"
+                run.fail(message)
+                raise TrainingError(message) from exc
+    except RunFolderBusyError:
+        raise
+    except OSError as exc:
+        raise TrainingError(f"cannot use run folder {config.run_dir}: {exc}") from exc
+
+
+def _read_existing(config: TrainConfig) -> RunProgress | None:
+    try:
+        return read_progress(config.run_dir)
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("ignoring unreadable %s/progress.json: %s", config.run_dir, exc)
+        return None
+
+
+class _Run:
+    """The state of one run while it executes; one lock guards all of it."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        progress: RunProgress,
+        on_progress: OnProgress | None,
+        timings: Timings,
+    ) -> None:
+        self.config = config
+        self.progress = progress
+        self.on_progress = on_progress
+        self.timings = timings
+        self.lock = threading.Lock()
+        self.finished = dict.fromkeys(MODELS, 0)
+        self.best: dict[str, float | None] = dict.fromkeys(MODELS, None)
+        self.in_flight = 0
+        self.failures_in_a_row = 0
+        self.cancelled = False
+        self.studies: DurableStudies | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def execute(self) -> RunProgress:
+        config = self.config
+        dataset = load_dataset(config.data_root, config.timeframe)
+        splits = make_splits(dataset.rows, train_ratio=config.train_ratio, horizon=dataset.horizon)
+        fingerprint = {
+            "timeframe": config.timeframe,
+            "dataset_checksum": dataset.checksum,
+            "train_ratio": config.train_ratio,
+            "horizon": dataset.horizon,
+            "search_space": {k: repr(v) for k, v in SEARCH_SPACE.items()},
+        }
+        self.studies = DurableStudies(config.run_dir, fingerprint)
+        try:
+            stale = self.studies.fail_stale()
+            self._rebuild_progress()
+            if stale or self.progress.completed_trials:
+                log.info(
+                    "resuming: %d finished trials kept, %d interrupted trials marked failed",
+                    self.progress.completed_trials,
+                    stale,
+                )
+            self.progress.state = RunState.RUNNING
+            self.progress.error = None
+            self.progress.finished_at = None
+            self._publish()
+            if cancel_requested(config.run_dir):
+                return self._finish(RunState.CANCELLED)
+            matrices = prepare_matrices(dataset, splits, self._nthread(), self.timings)
+            for model in MODELS:
+                self._search(model, matrices)
+                if self.cancelled:
+                    return self._finish(RunState.CANCELLED)
+            final = finish_models(
+                config,
+                dataset=dataset,
+                splits=splits,
+                matrices=matrices,
+                studies={m: self.studies.trials(m) for m in MODELS},
+                progress=self.progress,
+                nthread=self._nthread(1),
+                timings=self.timings,
+            )
+            if final is None:
+                return self._finish(RunState.CANCELLED)
+            self.progress.model_version = final.version
+            self.progress.models_dir = str(final.models_dir)
+            self.progress.test_score_long = final.test_scores["LONG"]
+            self.progress.test_score_short = final.test_scores["SHORT"]
+            return self._finish(RunState.COMPLETED)
+        finally:
+            self.studies.close()
+
+    def _finish(self, state: RunState) -> RunProgress:
+        self.progress.state = state
+        self.progress.finished_at = utc_now()
+        self._publish()
+        log.info("run %s", state)
+        return self.progress
+
+    def fail(self, message: str) -> None:
+        self.progress.state = RunState.FAILED
+        self.progress.error = message
+        self.progress.finished_at = utc_now()
+        try:
+            self._publish()
+        except Exception:
+            log.exception("could not record the failure in %s", self.config.run_dir)
+
+    def _publish(self) -> None:
+        write_progress(self.config.run_dir, self.progress)
+        if self.on_progress is not None:
+            snapshot = copy.copy(self.progress)
+            snapshot.trials = list(self.progress.trials)
+            self.on_progress(snapshot)
+
+    def _nthread(self, parallelism: int | None = None) -> int:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, (cpus or 1) // (parallelism or self.config.parallelism))
+
+    # -- progress from the study -----------------------------------------------------
+    def _offset(self, model: str) -> int:
+        """Global trial numbers of ``model`` start after this many."""
+        return 0 if model == MODELS[0] else max(self.config.n_trials, self.finished[MODELS[0]])
+
+    def _rebuild_progress(self) -> None:
+        assert self.studies is not None
+        self.progress.trials = []
+        for model in MODELS:
+            self.finished[model], self.best[model] = 0, None
+            shown = [
+                t
+                for t in self.studies.trials(model)
+                if t.state in FINISHED or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+            ]
+            shown.sort(key=lambda t: (t.datetime_complete or t.datetime_start, t.number))
+            for trial in shown:
+                self.progress.trials.append(self._account(model, trial))
+        self.progress.completed_trials = sum(self.finished.values())
+        done_long = self.finished[MODELS[0]] >= self.config.n_trials
+        self.progress.current_model = MODELS[1] if done_long else MODELS[0]
+
+    def _account(self, model: str, trial: FrozenTrial) -> TrialRecord:
+        """Count a finished trial and return its progress record."""
+        if trial.state in FINISHED:
+            self.finished[model] += 1
+            number = self._offset(model) + self.finished[model]
+            self.failures_in_a_row = 0
+        else:
+            number = self._offset(model) + self.finished[model] + 1
+            self.failures_in_a_row += 1
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            best = self.best[model]
+            self.best[model] = trial.value if best is None else max(best, trial.value)
+        self.progress.best_score_long = self.best["LONG"]
+        self.progress.best_score_short = self.best["SHORT"]
+        return trial_record(trial, model=model, global_number=number, best_so_far=self.best[model])
+
+    # -- the search ------------------------------------------------------------------
+    def _search(self, model: str, matrices: Matrices) -> None:
+        assert self.studies is not None
+        if self.finished[model] >= self.config.n_trials:
+            return
+        matrices.use_labels(model, self.timings)
+        target = RankTarget(matrices.validation_labels(model))
+        parallel = self.config.parallelism > 1
+        study = mirror_study(
+            self.studies.trials(model),
+            sampler=optuna.samplers.TPESampler(
+                seed=self.config.seed + MODELS.index(model),
+                multivariate=True,
+                constant_liar=parallel,
+            ),
+            pruner=optuna.pruners.MedianPruner(
+                n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNE_CHECKPOINTS[0]
+            ),
+            name=model,
+        )
+        with self.lock:
+            self.progress.current_model = model
+        if not parallel:
+            self._worker(model, study, matrices, target)
+            return
+        with ThreadPoolExecutor(self.config.parallelism, thread_name_prefix="trial") as pool:
+            futures = [
+                pool.submit(self._worker, model, study, matrices, target)
+                for _ in range(self.config.parallelism)
+            ]
+            errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def _worker(
+        self, model: str, study: optuna.Study, matrices: Matrices, target: RankTarget
+    ) -> None:
+        assert self.studies is not None
+        nthread = self._nthread()
+        while True:
+            with self.lock:
+                if self.cancelled or self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                    break
+                if cancel_requested(self.config.run_dir):
+                    self.cancelled = True
+                    break
+                if self.finished[model] + self.in_flight >= self.config.n_trials:
+                    break
+                trial = study.ask(SEARCH_SPACE)
+                storage_id = self.studies.start(model, trial.params, trial.distributions)
+                self.in_flight += 1
+            try:
+                fit = fit_trial(
+                    trial.params,
+                    matrices.train,
+                    matrices.validation,
+                    target,
+                    seed=self.config.seed + trial.number,
+                    nthread=nthread,
+                    report=_reporter(trial),
+                    timings=self.timings,
+                )
+                outcome: Any = fit
+            except Exception as exc:
+                log.warning("%s trial %d failed: %s", model, trial.number, exc)
+                outcome = f"{type(exc).__name__}: {exc}"
+            with self.lock:
+                self.in_flight -= 1
+                self._record(model, study, trial, storage_id, outcome)
+        if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            last = self.progress.trials[-1]
+            raise TrainingError(
+                f"{MAX_FAILURES_IN_A_ROW} {model} trials in a row failed; last error: {last.error}"
+            )
+
+    def _record(
+        self,
+        model: str,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        storage_id: int,
+        outcome: Any,
+    ) -> None:
+        assert self.studies is not None
+        if isinstance(outcome, str):
+            trial.set_user_attr("error", outcome)
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            trial.set_user_attr("rounds", outcome.rounds)
+            if outcome.pruned:
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                study.tell(trial, outcome.score)
+        finished = study._storage.get_trial(trial._trial_id)
+        self.studies.finish(storage_id, finished)
+        self.progress.trials.append(self._account(model, finished))
+        self.progress.completed_trials = sum(self.finished.values())
+        self._publish()
+
+
+def _reporter(trial: optuna.Trial) -> Callable[[float, int], bool]:
+    def report(value: float, step: int) -> bool:
+        trial.report(value, step)
+        return trial.should_prune()
+
+    return report
