@@ -14,6 +14,7 @@ import re
 import subprocess
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,10 @@ class Chromium:
             text=True,
         )
         self._next_id = 0
-        self.ws: ClientConnection = connect(self._page_websocket(), max_size=None)
+        self._closing = ExitStack()
+        self.ws: ClientConnection = self._closing.enter_context(
+            connect(self._page_websocket(), max_size=None)
+        )
 
     def _page_websocket(self, timeout: float = 30.0) -> str:
         assert self.process.stderr is not None
@@ -87,6 +91,9 @@ class Chromium:
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page."""
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            details = result["exceptionDetails"]
+            raise RuntimeError(f"{expression!r}: {details.get('exception', details)}")
         return result["result"].get("value")
 
     def open(self, url: str) -> None:
@@ -95,7 +102,12 @@ class Chromium:
     def wait_for(self, expression: str, *, timeout: float = 45.0) -> None:
         """Wait until ``expression`` is truthy in the page."""
         deadline = time.monotonic() + timeout
-        while not self.evaluate(f"Boolean({expression})"):
+        while True:
+            try:
+                if self.evaluate(f"Boolean({expression})"):
+                    return
+            except RuntimeError:
+                pass  # the page is still loading (no body yet)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the page never satisfied {expression!r}")
             time.sleep(0.25)
@@ -106,7 +118,7 @@ class Chromium:
         return path
 
     def close(self) -> None:
-        self.ws.close()
+        self._closing.close()
         self.process.terminate()
         try:
             self.process.wait(timeout=10)

@@ -26,8 +26,8 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 
 def _texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("info", "warning", "error", "success") for e in at.get(kind)]
-    return "\n".join(str(p) for p in parts)
+    alerts = [*at.info, *at.warning, *at.error, *at.success]
+    return "\n".join(str(a.value) for a in alerts)
 
 
 def test_a_running_job_shows_progress_trial_and_best_scores(store: JobStore) -> None:

@@ -79,7 +79,10 @@ def history_frame(rows: Iterable[JobRow], *, now: datetime | None = None) -> pd.
         }
         for row in rows
     ]
-    return pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS))
+    frame = pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS))
+    for column in ("progress", "best LONG", "best SHORT", "test LONG", "test SHORT"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame
 
 
 def _params_columns(params: Mapping[str, Any]) -> dict[str, Any]:
