@@ -70,7 +70,7 @@ class _ProgressBar:
 
     def update(self, progress: RunProgress) -> None:
         self.bar.n = progress.completed_trials
-        self.bar.set_description(progress.current_model or "")
+        self.bar.set_description(progress.current_model or "", refresh=False)
         self.bar.set_postfix_str(
             f"best LONG {_score(progress.best_score_long)} "
             f"SHORT {_score(progress.best_score_short)}"

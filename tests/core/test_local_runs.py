@@ -1,0 +1,146 @@
+"""`tjctl run`, `tjctl worker`, `tjctl submit` and `tjctl cancel` as a user runs them:
+real processes, real XGBoost and Optuna on a small dataset, a real SQLite table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tjcore.store import JobStore
+
+TJCTL = str(Path(sys.executable).with_name("tjctl"))
+
+
+def tjctl(shared: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHARED_DATA_PATH": str(shared)}
+    env.pop("DATABASE_URL", None)
+    return subprocess.run([TJCTL, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def manifest(tmp_path: Path, name: str, **spec: object) -> Path:
+    body = {"timeframe": "15m", "nTrials": 2, "trainRatio": 0.8, "seed": 3, **spec}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        "apiVersion: mltraining.dev/v1alpha1\nkind: TrainingJob\n"
+        f"metadata:\n  name: {name}\nspec: {json.dumps(body)}\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("shared")
+    made = tjctl(folder, "dataset", "synth", "--timeframe", "15m", "--rows", "3000")
+    assert made.returncode == 0, made.stderr
+    return folder
+
+
+def store_of(shared: Path) -> JobStore:
+    return JobStore(f"sqlite:///{shared / 'training_jobs.db'}")
+
+
+def test_run_writes_the_row_as_the_operator_does(shared: Path, tmp_path: Path) -> None:
+    result = tjctl(shared, "run", "-f", str(manifest(tmp_path, "local-a")))
+    assert result.returncode == 0, result.stderr
+    assert "held-out test Spearman" in result.stdout
+    assert "trial" in result.stderr  # the progress bar
+    row = store_of(shared).get_by_name("default", "local-a")
+    assert row is not None
+    assert (row.status, row.current_trial, row.total_trials, row.progress_pct) == (
+        "completed",
+        4,
+        4,
+        100.0,
+    )
+    assert row.model_version and row.model_version in result.stdout
+    assert row.started_at and row.completed_at and row.error is None
+    assert [t["trial"] for t in row.trial_log] == [1, 2, 3, 4]
+    assert row.best_score_long is not None and row.best_score_short is not None
+    models = shared / "models"
+    assert (models / row.model_version / "metadata.json").exists()
+    latest = json.loads((models / "metadata_15m_latest.json").read_text())
+    assert latest["version"] == row.model_version
+
+    again = tjctl(shared, "run", "-f", str(manifest(tmp_path, "local-a")))
+    assert again.returncode == 0 and "completed already" in again.stdout
+    other = tjctl(shared, "run", "-f", str(manifest(tmp_path, "local-a", nTrials=3)))
+    assert other.returncode == 1 and "another spec" in other.stderr
+
+
+def test_missing_dataset_fails_with_path_and_fix(shared: Path, tmp_path: Path) -> None:
+    result = tjctl(shared, "run", "-f", str(manifest(tmp_path, "no-1h", timeframe="1h")))
+    assert result.returncode == 1
+    assert "datasets/1h" in result.stderr and "tjctl dataset synth" in result.stderr
+    row = store_of(shared).get_by_name("default", "no-1h")
+    assert row is not None and row.status == "failed" and "datasets/1h" in (row.error or "")
+
+
+def test_invalid_manifest_is_refused_before_anything_runs(shared: Path, tmp_path: Path) -> None:
+    result = tjctl(shared, "run", "-f", str(manifest(tmp_path, "bad", nTrials=0)))
+    assert result.returncode == 1
+    assert "spec.nTrials: must be an integer from 1 to 10000, got 0" in result.stderr
+    assert store_of(shared).get_by_name("default", "bad") is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--timeframe", "5m"], "--timeframe: must be one of '15m', '1h', got '5m'"),
+        (["--timeframe", "15m", "--n-trials", "0"], "--n-trials: must be an integer from 1"),
+        (["--timeframe", "15m", "--n-trials", "abc"], "invalid int value: 'abc'"),
+        (["--timeframe", "15m", "--train-ratio", "0.99"], "--train-ratio: must be a number"),
+    ],
+)
+def test_submit_validates_flags(shared: Path, flags: list[str], message: str) -> None:
+    result = tjctl(shared, "submit", *flags)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_worker_runs_pending_rows_oldest_first_and_honours_cancel(shared: Path) -> None:
+    first = tjctl(shared, "submit", "--timeframe", "15m", "--n-trials", "2")
+    second = tjctl(shared, "submit", "--timeframe", "15m", "--n-trials", "2", "--seed", "9")
+    cancelled = tjctl(shared, "submit", "--timeframe", "15m", "--n-trials", "2")
+    ids = [int(r.stdout.split()[1]) for r in (first, second, cancelled)]
+    assert tjctl(shared, "cancel", str(ids[2])).returncode == 0
+    result = tjctl(shared, "worker", "--once", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    store = store_of(shared)
+    rows = [store.get(i) for i in ids]
+    assert [r.status for r in rows if r] == ["completed", "completed", "cancelled"]
+    assert rows[0] and rows[1] and rows[0].started_at < rows[1].started_at  # type: ignore[operator]
+    listing = tjctl(shared, "jobs").stdout
+    assert f"{ids[0]}  " in listing and "completed" in listing
+
+
+def test_cancel_from_the_table_stops_a_running_worker_job(shared: Path) -> None:
+    submitted = tjctl(shared, "submit", "--timeframe", "15m", "--n-trials", "400")
+    job_id = int(submitted.stdout.split()[1])
+    env = {**os.environ, "SHARED_DATA_PATH": str(shared)}
+    worker = subprocess.Popen(
+        [TJCTL, "worker", "--once", "--no-progress", "--interval", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    store = store_of(shared)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        row = store.get(job_id)
+        if row and row.current_trial >= 1:
+            break
+        time.sleep(0.2)
+    assert tjctl(shared, "cancel", str(job_id)).returncode == 0
+    _out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    row = store.get(job_id)
+    assert row is not None and row.status == "cancelled"
+    assert row.current_trial < 800 and row.model_version is None
+    assert tjctl(shared, "cancel", str(job_id)).returncode == 1  # ended already
