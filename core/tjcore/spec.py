@@ -117,8 +117,9 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
         "object",
         "CPU and memory requests and limits of the trainer.",
         extra_schema={
+            # Unknown keys are refused by kubectl's strict field validation (a
+            # structural schema may not combine properties with additionalProperties).
             "properties": {"requests": _QUANTITIES, "limits": _QUANTITIES},
-            "additionalProperties": False,
         },
     ),
     SpecField(

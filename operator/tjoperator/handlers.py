@@ -146,24 +146,10 @@ async def ensure_job(
     created = await kube.call(lambda: kube.create_job(job))
     if created:
         kopf.info(body, reason="JobCreated", message=f"created Job {job_name(name)}")
-    if not status.get("phase"):
-        await kube.call(
-            lambda: kube.patch_status(
-                namespace,
-                name,
-                {
-                    "phase": Phase.PENDING.value,
-                    "status": RunState.PENDING.value,
-                    "progress": 0,
-                    "trial": f"0/{parsed.total_trials}",
-                    "currentTrial": 0,
-                    "totalTrials": parsed.total_trials,
-                    "jobName": job_name(name),
-                    "rowId": row_id,
-                    "observedGeneration": generation or 0,
-                },
-            )
-        )
+    # The daemon owns the phase; this handler only says which Job and row are the run's.
+    await kube.call(
+        lambda: kube.patch_status(namespace, name, {"jobName": job_name(name), "rowId": row_id})
+    )
 
 
 async def _finish_early(

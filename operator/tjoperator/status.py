@@ -111,7 +111,7 @@ def judge(obs: Observation) -> Verdict:
         return Verdict(Phase.RUNNING, "Training", f"trial {done}/{total}")
     if obs.job and (obs.job.get("active") or 0) > 0:
         return Verdict(Phase.RUNNING, "PodStarted", "the trainer pod is starting")
-    return Verdict(Phase.PENDING, "JobCreated", "waiting for the trainer pod")
+    return Verdict(Phase.PENDING, "WaitingForPod", "waiting for the trainer pod")
 
 
 def conditions_after(

@@ -117,11 +117,11 @@ async def publish(
         generation=generation,
     )
     status["jobName"] = tracker.job_name
-    status["rowId"] = tracker.row_id
+    if tracker.row_id is not None:  # a null would delete the key in a merge patch
+        status["rowId"] = tracker.row_id
     if not status_changed(tracker.last_status, status):
         return None
     phase_changed = tracker.last_status.get("phase") != status["phase"]
-    await kube.call(lambda: kube.patch_status(tracker.namespace, tracker.name, status))
     if store is not None and tracker.row_id is not None:
         row_id = tracker.row_id
         try:
@@ -133,5 +133,7 @@ async def publish(
                 tracker.name,
                 row_id,
             )
+    # The row first: whoever sees the CR's new phase finds the table already there.
+    await kube.call(lambda: kube.patch_status(tracker.namespace, tracker.name, status))
     tracker.last_status = status
     return verdict if phase_changed else None

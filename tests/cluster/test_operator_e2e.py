@@ -79,10 +79,21 @@ def test_apply_runs_to_succeeded_with_models_and_a_completed_row(
     assert row is not None and row.id == status["rowId"]
     assert (row.status, row.model_version, row.progress_pct) == ("completed", version, 100.0)
     assert len(row.trial_log) == 4 and {t["model"] for t in row.trial_log} == {"LONG", "SHORT"}
-    events = env.kubectl(
-        "get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}"
-    ).stdout
-    assert "JobCreated" in events and "TrainingCompleted" in events
+
+    def reasons() -> str:
+        return str(
+            env.kubectl(
+                "get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}"
+            ).stdout
+        )
+
+    # Events are posted asynchronously: wait for the last transition's.
+    events = env.wait_for(
+        "the TrainingCompleted event",
+        lambda: (lambda r: r if "TrainingCompleted" in r else None)(reasons()),
+        timeout=30,
+    )
+    assert "JobCreated" in events and "Training" in events
 
 
 def test_get_trainingjobs_prints_live_columns(env: OperatorEnv, namespace: str) -> None:
@@ -217,4 +228,3 @@ def test_a_row_submitted_through_the_table_runs_once_and_can_be_cancelled(
     status = env.wait_phase(BRIDGE_NAMESPACE, f"row-{long_id}", "Cancelled", "Failed", timeout=60)
     assert status["phase"] == "Cancelled"
     assert env.store.get(long_id).status == "cancelled"  # type: ignore[union-attr]
-
