@@ -177,7 +177,14 @@ def build_dataset_from_csv(
 
 
 def _iso(value: Any) -> str:
-    return pd.Timestamp(value).isoformat()
+    """ISO-8601 UTC with a ``Z``, seconds precision."""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_utc(value: np.datetime64) -> str:
+    return f"{np.datetime_as_string(value, unit='s')}Z"
 
 
 def missing_dataset_message(path: Path, timeframe: str) -> str:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _CHUNK = 1 << 20
+FILE_MODE = 0o644
 
 
 @contextmanager
@@ -21,6 +22,9 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it becomes ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes the file private (0600); the shared volume's other readers (operator,
+    # UI, inference) may run as other users.
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp = Path(name)
     try:

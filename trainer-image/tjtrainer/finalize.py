@@ -20,7 +20,7 @@ import xgboost as xgb
 from optuna.trial import FrozenTrial, TrialState
 
 from tjtrainer.config import TrainConfig
-from tjtrainer.datasets import Dataset
+from tjtrainer.datasets import Dataset, iso_utc
 from tjtrainer.errors import TrainingError
 from tjtrainer.matrices import Matrices
 from tjtrainer.metrics import spearman
@@ -125,8 +125,8 @@ def _split_info(dataset: Dataset, part: slice) -> dict[str, Any]:
     return {
         "rows": stop - start,
         "first_row": start,
-        "first_timestamp": str(stamps[start]) + "Z" if stop > start else None,
-        "last_timestamp": str(stamps[stop - 1]) + "Z" if stop > start else None,
+        "first_timestamp": iso_utc(stamps[start]) if stop > start else None,
+        "last_timestamp": iso_utc(stamps[stop - 1]) if stop > start else None,
     }
 
 
@@ -150,8 +150,8 @@ def _metadata(
             "checksum": dataset.checksum,
             "rows": dataset.rows,
             "horizon": dataset.horizon,
-            "first_timestamp": str(dataset.timestamps[0]) + "Z",
-            "last_timestamp": str(dataset.timestamps[-1]) + "Z",
+            "first_timestamp": iso_utc(dataset.timestamps[0]),
+            "last_timestamp": iso_utc(dataset.timestamps[-1]),
         },
         "splits": {
             "train": _split_info(dataset, splits.train),

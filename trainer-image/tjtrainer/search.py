@@ -53,6 +53,8 @@ class Timings:
 
     xgboost_s: float = 0.0
     callback_python_s: float = 0.0
+    storage_s: float = 0.0
+    progress_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 
     def add_xgboost(self, seconds: float, what: str) -> None:

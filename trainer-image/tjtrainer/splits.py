@@ -76,6 +76,6 @@ def make_splits(n_rows: int, *, train_ratio: float, horizon: int) -> Splits:
         raise DatasetError(
             f"too few rows for the splits: {n_rows} rows with trainRatio {train_ratio} and a "
             f"purge gap of {horizon} give {detail} rows (need {need}); use a longer dataset "
-            "(e.g. `tjctl dataset synth --rows N`) or another trainRatio"
+            "(`tjctl dataset synth --rows N` or more candles) or another trainRatio"
         )
     return splits

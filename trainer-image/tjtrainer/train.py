@@ -9,7 +9,7 @@ returns its progress without training again, an interrupted one resumes from
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import logging
 import os
 import threading
@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tjtrainer.config import TIMEFRAMES, TrainConfig
 from tjtrainer.datasets import load_dataset
-from tjtrainer.errors import RunFolderBusyError, TrainingError
+from tjtrainer.errors import DatasetError, RunFolderBusyError, TrainingError
 from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, prepare_matrices
 from tjtrainer.metrics import RankTarget
@@ -36,6 +36,7 @@ from tjtrainer.progress import (
     utc_now,
     write_progress,
 )
+from tjtrainer.recorder import Recorder, snapshot
 from tjtrainer.records import trial_record
 from tjtrainer.runlock import RunFolderLock
 from tjtrainer.search import PRUNE_CHECKPOINTS, SEARCH_SPACE, Timings, fit_trial
@@ -140,12 +141,18 @@ class _Run:
         self.failures_in_a_row = 0
         self.cancelled = False
         self.studies: DurableStudies | None = None
+        self.recorder: Recorder | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def execute(self) -> RunProgress:
         config = self.config
         dataset = load_dataset(config.data_root, config.timeframe)
-        splits = make_splits(dataset.rows, train_ratio=config.train_ratio, horizon=dataset.horizon)
+        try:
+            splits = make_splits(
+                dataset.rows, train_ratio=config.train_ratio, horizon=dataset.horizon
+            )
+        except DatasetError as exc:
+            raise DatasetError(f"{dataset.path}: {exc}") from None
         fingerprint = {
             "timeframe": config.timeframe,
             "dataset_checksum": dataset.checksum,
@@ -154,6 +161,7 @@ class _Run:
             "search_space": {k: repr(v) for k, v in SEARCH_SPACE.items()},
         }
         self.studies = DurableStudies(config.run_dir, fingerprint)
+        self.recorder = Recorder(self.studies, config.run_dir, self.on_progress, self.timings)
         try:
             stale = self.studies.fail_stale()
             self._rebuild_progress()
@@ -192,6 +200,7 @@ class _Run:
             self.progress.test_score_short = final.test_scores["SHORT"]
             return self._finish(RunState.COMPLETED)
         finally:
+            self.recorder.close()
             self.studies.close()
 
     def _finish(self, state: RunState) -> RunProgress:
@@ -202,20 +211,23 @@ class _Run:
         return self.progress
 
     def fail(self, message: str) -> None:
+        """Record the failure directly (the recorder may be what failed)."""
+        if self.recorder is not None:
+            with contextlib.suppress(BaseException):
+                self.recorder.flush()
         self.progress.state = RunState.FAILED
         self.progress.error = message
         self.progress.finished_at = utc_now()
         try:
-            self._publish()
+            write_progress(self.config.run_dir, self.progress)
+            if self.on_progress is not None:
+                self.on_progress(snapshot(self.progress))
         except Exception:
             log.exception("could not record the failure in %s", self.config.run_dir)
 
     def _publish(self) -> None:
-        write_progress(self.config.run_dir, self.progress)
-        if self.on_progress is not None:
-            snapshot = copy.copy(self.progress)
-            snapshot.trials = list(self.progress.trials)
-            self.on_progress(snapshot)
+        assert self.recorder is not None
+        self.recorder.publish(self.progress)
 
     def _nthread(self, parallelism: int | None = None) -> int:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -297,10 +309,12 @@ class _Run:
     def _worker(
         self, model: str, study: optuna.Study, matrices: Matrices, target: RankTarget
     ) -> None:
-        assert self.studies is not None
+        assert self.recorder is not None
         nthread = self._nthread()
         while True:
             with self.lock:
+                if self.recorder.error is not None:
+                    break
                 if self.cancelled or self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                     break
                 if cancel_requested(self.config.run_dir):
@@ -309,7 +323,7 @@ class _Run:
                 if self.finished[model] + self.in_flight >= self.config.n_trials:
                     break
                 trial = study.ask(SEARCH_SPACE)
-                storage_id = self.studies.start(model, trial.params, trial.distributions)
+                self.recorder.trial_started(model, trial.number, trial.params, trial.distributions)
                 self.in_flight += 1
             try:
                 fit = fit_trial(
@@ -328,7 +342,8 @@ class _Run:
                 outcome = f"{type(exc).__name__}: {exc}"
             with self.lock:
                 self.in_flight -= 1
-                self._record(model, study, trial, storage_id, outcome)
+                self._record(model, study, trial, outcome)
+        self.recorder.flush()
         if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             last = self.progress.trials[-1]
             raise TrainingError(
@@ -340,10 +355,9 @@ class _Run:
         model: str,
         study: optuna.Study,
         trial: optuna.Trial,
-        storage_id: int,
         outcome: Any,
     ) -> None:
-        assert self.studies is not None
+        assert self.recorder is not None
         if isinstance(outcome, str):
             trial.set_user_attr("error", outcome)
             study.tell(trial, state=TrialState.FAIL)
@@ -354,10 +368,9 @@ class _Run:
             else:
                 study.tell(trial, outcome.score)
         finished = study._storage.get_trial(trial._trial_id)
-        self.studies.finish(storage_id, finished)
         self.progress.trials.append(self._account(model, finished))
         self.progress.completed_trials = sum(self.finished.values())
-        self._publish()
+        self.recorder.trial_finished(model, finished, self.progress)
 
 
 def _reporter(trial: optuna.Trial) -> Callable[[float, int], bool]:

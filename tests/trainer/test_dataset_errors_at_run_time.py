@@ -1,0 +1,128 @@
+"""A run on a missing or broken dataset fails at once, says why, and records it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from trainer_testlib import make_config
+
+from tjtrainer.datasets import DATASET_FILE, INFO_FILE, load_dataset
+from tjtrainer.errors import DatasetError, DatasetMissingError, TrainingError
+from tjtrainer.progress import RunState, read_progress
+from tjtrainer.train import run_training
+
+
+def write_broken(data_root: Path, spoil: Callable[[pd.DataFrame], pd.DataFrame]) -> Path:
+    """Replace the dataset by a spoilt copy without dataset.json (features inferred)."""
+    folder = data_root / "datasets" / "15m"
+    frame = spoil(pd.read_parquet(folder / DATASET_FILE))
+    (folder / INFO_FILE).unlink()
+    frame.to_parquet(folder / DATASET_FILE, index=False)
+    return folder / DATASET_FILE
+
+
+def failed_run(data_root: Path) -> tuple[str, Path]:
+    config = make_config(data_root)
+    with pytest.raises(TrainingError) as caught:
+        run_training(config)
+    progress = read_progress(config.run_dir)
+    assert progress is not None and progress.state == RunState.FAILED
+    assert progress.error == str(caught.value)
+    assert progress.finished_at is not None and progress.trials == []
+    assert not (data_root / "models").exists()
+    return str(caught.value), config.run_dir
+
+
+def test_missing_dataset_names_the_path_and_the_command(tmp_path: Path) -> None:
+    message, _ = failed_run(tmp_path / "empty-root")
+    expected = tmp_path / "empty-root" / "datasets" / "15m" / DATASET_FILE
+    assert str(expected) in message
+    assert "tjctl dataset synth --timeframe 15m" in message
+    with pytest.raises(DatasetMissingError):
+        load_dataset(tmp_path / "empty-root", "15m")
+
+
+def _nan_feature(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[100, "ret_4"] = np.nan
+    return frame
+
+
+def _inf_label(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[200, "label_short"] = np.inf
+    return frame
+
+
+def _unsorted(frame: pd.DataFrame) -> pd.DataFrame:
+    order = list(range(len(frame)))
+    order[50], order[51] = order[51], order[50]
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _duplicate(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[60, "timestamp"] = frame.loc[59, "timestamp"]
+    return frame
+
+
+def _text_feature(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["ret_1"] = frame["ret_1"].astype(str)
+    return frame
+
+
+CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], list[str]]] = {
+    "no label_short": (lambda f: f.drop(columns="label_short"), ["missing column(s) label_short"]),
+    "no labels": (
+        lambda f: f.drop(columns=["label_long", "label_short"]),
+        ["missing column(s) label_long, label_short"],
+    ),
+    "no timestamp": (lambda f: f.drop(columns="timestamp"), ["missing column(s) timestamp"]),
+    "NaN feature": (_nan_feature, ["NaN or infinite values in ret_4 (1 rows)", "row 100"]),
+    "inf label": (_inf_label, ["label_short (1 rows)", "row 200"]),
+    "unsorted": (_unsorted, ["row 51", "earlier than the row before"]),
+    "duplicate": (_duplicate, ["row 60: duplicate timestamp"]),
+    "too few rows": (lambda f: f.head(300), ["too few rows for the splits", "300 rows"]),
+    "text feature": (_text_feature, ["ret_1 are not numeric"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_broken_dataset_fails_the_run_with_a_clear_error(data_root: Path, case: str) -> None:
+    spoil, expected = CASES[case]
+    path = write_broken(data_root, spoil)
+    message, _ = failed_run(data_root)
+    assert str(path) in message
+    for part in expected:
+        assert part in message
+
+
+def test_dataset_json_of_another_file_is_refused(data_root: Path) -> None:
+    folder = data_root / "datasets" / "15m"
+    frame = pd.read_parquet(folder / DATASET_FILE)
+    frame.head(2000).to_parquet(folder / DATASET_FILE, index=False)
+    message, _ = failed_run(data_root)
+    assert "describes another file" in message
+
+
+def test_unreadable_parquet(data_root: Path) -> None:
+    (data_root / "datasets" / "15m" / DATASET_FILE).write_bytes(b"not parquet at all")
+    message, _ = failed_run(data_root)
+    assert "not a readable Parquet file" in message
+
+
+def test_bad_config_is_rejected_and_recorded(data_root: Path) -> None:
+    config = make_config(data_root, n_trials=0)
+    with pytest.raises(TrainingError, match="n_trials must be an integer >= 1"):
+        run_training(config)
+    progress = read_progress(config.run_dir)
+    assert progress is not None and progress.state == RunState.FAILED
+    with pytest.raises(TrainingError, match=r"train_ratio must be in \[0.5, 0.95\]"):
+        run_training(make_config(data_root, "ratio", train_ratio=0.99))
+    with pytest.raises(TrainingError, match="timeframe must be one of 15m, 1h"):
+        run_training(make_config(data_root, "tf", timeframe="5m"))
+
+
+def test_dataset_error_is_a_training_error() -> None:
+    assert issubclass(DatasetError, TrainingError)

@@ -1,0 +1,286 @@
+"""Command line of the trainer: ``python -m tjtrainer {dataset synth|dataset build|train}``.
+
+:func:`add_dataset_parser` is also mounted by ``tjctl`` (``tjctl dataset …``). Exit codes:
+0 done (for ``train``: completed or cancelled), 1 failed (the reason is the last line on
+stderr and, for ``train``, the Kubernetes termination message), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tjtrainer.config import TIMEFRAMES, TrainConfig
+from tjtrainer.errors import TrainingError
+from tjtrainer.progress import RunProgress
+
+DEFAULT_DATA_ROOT = "./shared-data"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_ENV = "TERMINATION_MESSAGE_PATH"
+log = logging.getLogger("tjtrainer")
+
+
+def _bounded_int(name: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"{name} must be {allowed}, got {value}")
+        return value
+
+    return parse
+
+
+def _train_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--train-ratio must be a number, got {text!r}") from None
+    if not 0.5 <= value <= 0.95:
+        raise argparse.ArgumentTypeError(f"--train-ratio must be in [0.5, 0.95], got {value}")
+    return value
+
+
+def _cost(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--cost-bps must be a number, got {text!r}") from None
+    if not 0.0 <= value < 10_000.0:
+        raise argparse.ArgumentTypeError(f"--cost-bps must be in [0, 10000), got {value}")
+    return value
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("SHARED_DATA_PATH") or DEFAULT_DATA_ROOT)
+
+
+def _add_data_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="the shared folder (default: $SHARED_DATA_PATH, else ./shared-data)",
+    )
+
+
+def _add_label_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeframe", required=True, choices=TIMEFRAMES)
+    parser.add_argument(
+        "--horizon",
+        type=_bounded_int("--horizon", 1, 10_000),
+        default=None,
+        help="label horizon in candles (default: 4)",
+    )
+    parser.add_argument(
+        "--cost-bps",
+        type=_cost,
+        default=None,
+        help="round-trip trading cost in basis points, subtracted from the labels (default: 10)",
+    )
+    _add_data_root(parser)
+
+
+def add_dataset_parser(subparsers: Any) -> None:
+    """Add ``dataset synth`` and ``dataset build`` to an argparse ``subparsers`` object."""
+    dataset = subparsers.add_parser(
+        "dataset",
+        help="make a training dataset (synthetic or from OHLCV candles)",
+        description="Writes <data-root>/datasets/<timeframe>/dataset.parquet "
+        "(see docs/DATASETS.md).",
+    )
+    commands = dataset.add_subparsers(dest="dataset_command", metavar="{synth,build}")
+    commands.required = True
+    synth = commands.add_parser(
+        "synth",
+        help="synthetic candles (heavy tails, volatility clusters, volume, weak signal)",
+    )
+    _add_label_options(synth)
+    synth.add_argument(
+        "--rows",
+        type=_bounded_int("--rows", 1, 10_000_000),
+        default=None,
+        help="dataset rows (default: 70000 for 15m, 20000 for 1h)",
+    )
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.set_defaults(func=_dataset_synth)
+    build = commands.add_parser("build", help="from an OHLCV CSV file")
+    build.add_argument(
+        "--ohlcv", required=True, type=Path, help="CSV with timestamp,open,high,low,close,volume"
+    )
+    _add_label_options(build)
+    build.set_defaults(func=_dataset_build)
+
+
+def _label_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"horizon": args.horizon}
+    if args.cost_bps is not None:
+        kwargs["cost_bps"] = args.cost_bps
+    return kwargs
+
+
+def _dataset_synth(args: argparse.Namespace) -> int:
+    from tjtrainer.datasets import synth_dataset
+
+    root = args.data_root or default_data_root()
+    return _report_dataset(
+        lambda: synth_dataset(
+            root, args.timeframe, rows=args.rows, seed=args.seed, **_label_kwargs(args)
+        )
+    )
+
+
+def _dataset_build(args: argparse.Namespace) -> int:
+    from tjtrainer.datasets import build_dataset_from_csv
+
+    root = args.data_root or default_data_root()
+    return _report_dataset(
+        lambda: build_dataset_from_csv(root, args.ohlcv, args.timeframe, **_label_kwargs(args))
+    )
+
+
+def _report_dataset(make: Callable[[], Any]) -> int:
+    try:
+        path, info = make()
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"dataset written to {path}: {info.rows} rows of {info.timeframe} candles "
+        f"({info.first_timestamp} .. {info.last_timestamp}), {len(info.features)} features, "
+        f"horizon {info.horizon}, cost {info.cost_bps:g} bps"
+    )
+    return 0
+
+
+def add_train_parser(subparsers: Any) -> None:
+    """Add ``train``: the trainer pod's entry point."""
+    train = subparsers.add_parser("train", help="run (or resume) one training run")
+    train.add_argument("--timeframe", required=True, choices=TIMEFRAMES)
+    train.add_argument("--n-trials", type=_bounded_int("--n-trials", 1, 10_000), default=30)
+    train.add_argument("--train-ratio", type=_train_ratio, default=0.8)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--parallelism", type=_bounded_int("--parallelism", 1, 64), default=1)
+    train.add_argument(
+        "--run-dir", type=Path, required=True, help="progress, study and cancel marker"
+    )
+    _add_data_root(train)
+    train.add_argument(
+        "--termination-log",
+        default=None,
+        help=f"where to write the failure reason (default: ${TERMINATION_ENV}, else "
+        f"{DEFAULT_TERMINATION_LOG} when it exists)",
+    )
+    train.set_defaults(func=_train)
+
+
+class _TrialPrinter:
+    """Prints one line per new trial and the run's state changes."""
+
+    def __init__(self) -> None:
+        self.seen: int | None = None
+
+    def __call__(self, progress: RunProgress) -> None:
+        if self.seen is None:
+            self.seen = len(progress.trials)
+            if self.seen:
+                print(f"resuming with {progress.completed_trials} finished trials", flush=True)
+        for record in progress.trials[self.seen :]:
+            score = "-" if record.spearman is None else f"{record.spearman:+.4f}"
+            best = "-" if record.best_so_far is None else f"{record.best_so_far:+.4f}"
+            extra = f" error={record.error}" if record.error else ""
+            print(
+                f"trial {record.trial}/{progress.total_trials} {record.model} "
+                f"#{record.number} {record.state} spearman={score} best={best} "
+                f"rounds={record.rounds} {record.duration_s:.2f}s{extra}",
+                flush=True,
+            )
+        self.seen = len(progress.trials)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Finished trials are safe in study.db and the next start resumes; the trial in
+    # flight is lost either way, so leave now rather than after it.
+    print("SIGTERM: stopping now; finished trials are kept and the run resumes", flush=True)
+    os._exit(128 + signum)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tjtrainer.train import run_training
+
+    config = TrainConfig(
+        timeframe=args.timeframe,
+        n_trials=args.n_trials,
+        train_ratio=args.train_ratio,
+        data_root=(args.data_root or default_data_root()).resolve(),
+        run_dir=args.run_dir.resolve(),
+        seed=args.seed,
+        parallelism=args.parallelism,
+    )
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    print(
+        f"training {config.timeframe}: {config.n_trials} trials per model, train ratio "
+        f"{config.train_ratio}, seed {config.seed}, parallelism {config.parallelism}, "
+        f"data {config.data_root}, run folder {config.run_dir}",
+        flush=True,
+    )
+    try:
+        progress = run_training(config, on_progress=_TrialPrinter())
+    except TrainingError as exc:
+        message = str(exc)
+        _write_termination_message(args.termination_log, message)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return 1
+    if progress.state == "completed":
+        print(
+            f"completed: model version {progress.model_version} in {progress.models_dir}; "
+            f"test Spearman LONG {progress.test_score_long:+.4f}, "
+            f"SHORT {progress.test_score_short:+.4f}",
+            flush=True,
+        )
+    else:
+        print(f"{progress.state} after {progress.completed_trials} trials", flush=True)
+    return 0
+
+
+def _write_termination_message(explicit: str | None, message: str) -> None:
+    """Kubernetes shows this file's content as the container's termination message."""
+    path = explicit or os.environ.get(TERMINATION_ENV)
+    target = Path(path) if path else Path(DEFAULT_TERMINATION_LOG)
+    if not path and not target.exists():
+        return
+    with contextlib.suppress(OSError):
+        target.write_text(message[:4000] + "\n", encoding="utf-8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tjtrainer", description="Datasets and training runs of the trainer."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{dataset,train}")
+    commands.required = True
+    add_dataset_parser(commands)
+    add_train_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
