@@ -26,6 +26,9 @@ OUT = ROOT / "manifests" / "install"
 NAMESPACE = "trainingjob"
 RELEASE = "trainingjob-operator"
 SETTINGS = ["persistence.keepOnUninstall=false", "ui.enabled=true"]
+# The templates do not depend on it, but Chart.yaml's kubeVersion is checked against it, and
+# a helm built without Helm's own ldflags (`go install`) assumes Kubernetes v1.20.
+KUBE_VERSION = "v1.31.0"
 HEADER = (
     "# Generated from helm/trainingjob-operator by manifests/render_install.py; do not edit.\n"
     '# Install: docs/INSTALL.md, "Without Helm".\n'
@@ -62,6 +65,7 @@ def namespace_manifest() -> dict[str, Any]:
 
 def render_chart(helm: str) -> list[dict[str, Any]]:
     argv = [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    argv += ["--kube-version", KUBE_VERSION]
     for setting in SETTINGS:
         argv += ["--set", setting]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout

@@ -1,0 +1,387 @@
+"""The Helm chart as a user meets it: `helm lint`, `helm install` into a namespace that
+enforces the "restricted" Pod Security Standard, `helm upgrade`, `helm uninstall`, and the
+operator's RBAC checked with `kubectl auth can-i` against the real API server."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tjdevcluster.procs import free_ports
+from tjdevcluster.testing import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "trainingjob-operator"
+RELEASE = "tj"
+FULLNAME = f"{RELEASE}-trainingjob-operator"
+CLAIM = f"{FULLNAME}-shared"
+# `helm template` checks Chart.yaml's kubeVersion against this (a helm built by `go install`
+# assumes v1.20 without it); `helm install` asks the API server instead.
+KUBE = ["--kube-version", "v1.36.3"]
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+
+
+def restrict(cluster: Any, namespace: str) -> None:
+    labels = [f"{key}={value}" for key, value in RESTRICTED.items()]
+    cluster.kubectl("label", "namespace", namespace, "--overwrite", *labels)
+
+
+def sets(values: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for key, value in values.items():
+        args += ["--set-json", f"{key}={json.dumps(value)}"]
+    return args
+
+
+def install(cluster: Any, namespace: str, **values: Any) -> Any:
+    return cluster.helm_run(
+        "install", RELEASE, str(CHART), "--namespace", namespace, *sets(values), timeout=180
+    )
+
+
+def uninstall(cluster: Any, namespace: str) -> None:
+    cluster.helm_run("uninstall", RELEASE, "--namespace", namespace, check=False)
+
+
+def template(cluster: Any, namespace: str = "tj-ns", **values: Any) -> list[dict[str, Any]]:
+    out = cluster.helm_run(
+        "template", RELEASE, str(CHART), "--namespace", namespace, *KUBE, *sets(values)
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def manifest_objects(cluster: Any, namespace: str) -> list[dict[str, Any]]:
+    out = cluster.helm_run("get", "manifest", RELEASE, "--namespace", namespace).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def can_i(cluster: Any, release_ns: str, *args: str, where: str | None = None) -> bool:
+    """`kubectl auth can-i ARGS` as the chart's ServiceAccount, in namespace ``where``."""
+    result = cluster.kubectl(
+        "auth",
+        "can-i",
+        *args,
+        "--namespace",
+        where or release_ns,
+        f"--as=system:serviceaccount:{release_ns}:{FULLNAME}",
+        check=False,
+    )
+    return result.stdout.strip() == "yes"
+
+
+def pods_of(cluster: Any, namespace: str, component: str) -> list[dict[str, Any]]:
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
+    return list(cluster.get_json("pods", "-n", namespace, "-l", selector)["items"])
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    """Free host ports: the pod harness runs the operator and the UI on this host."""
+    health, ui = free_ports(2)
+    return {"operator.healthPort": health, "ui.port": ui}
+
+
+@pytest.fixture
+def release(cluster: Any, namespace: str) -> Iterator[str]:
+    """A restricted namespace; whatever the test installs there is uninstalled after it."""
+    restrict(cluster, namespace)
+    yield namespace
+    uninstall(cluster, namespace)
+
+
+# -- the chart's files ----------------------------------------------------------------------
+
+
+def test_chart_lints_clean_with_default_and_other_values(cluster: Any) -> None:
+    for values in (
+        {},
+        {"watchAllNamespaces": True, "ui.enabled": False},
+        {"watchNamespaces": ["a", "b"], "bridge.namespace": "b"},
+        {"persistence.hostPath": "/shared-data", "syntheticDataset.enabled": True},
+        {"persistence.existingClaim": "mine", "database.existingSecret": "db"},
+    ):
+        result = cluster.helm_run("lint", "--strict", str(CHART), *sets(values))
+        assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+def test_every_value_has_a_comment_that_starts_with_its_name() -> None:
+    """Helm's best practice: lowerCamelCase names, each value documented by a comment that
+    starts with its (dotted) name; a group of values needs none, a documented map value's
+    own keys (e.g. resources.requests) need none either."""
+    path: list[str] = []
+    comment = ""
+    inside_value: int | None = None  # indentation of a documented map value being skipped
+    wrong = []
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        if line.lstrip().startswith("#"):
+            comment = comment or line.strip().lstrip("# ")
+            continue
+        match = re.match(r"^( *)([A-Za-z][A-Za-z0-9]*):(.*)$", line)
+        if not match:
+            if not line.strip():
+                comment = ""
+            continue
+        indent, key, value = len(match.group(1)), match.group(2), match.group(3).strip()
+        if inside_value is not None and indent > inside_value:
+            continue
+        inside_value = None
+        path = [*path[: indent // 2], key]
+        name = ".".join(path)
+        if not re.fullmatch(r"[a-z][A-Za-z0-9]*", key):
+            wrong.append(f"{name}: not lowerCamelCase")
+        if comment:
+            if not comment.startswith(name + " "):
+                wrong.append(f"{name}: comment does not start with its name")
+            if not value:
+                inside_value = indent
+        elif value:
+            wrong.append(f"{name}: no comment")
+        comment = ""
+    assert not wrong, wrong
+
+
+def test_chart_crd_is_the_generated_one() -> None:
+    from tjcore.crd import build_crd
+
+    shipped = yaml.safe_load((CHART / "crds" / "trainingjobs.mltraining.dev.yaml").read_text())
+    assert shipped == build_crd(), "regenerate with: tjctl crd > helm/trainingjob-operator/crds/..."
+
+
+def test_namespaced_rbac_by_default_and_a_cluster_role_for_all_namespaces(cluster: Any) -> None:
+    def kinds(docs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        rbac = ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+        return sorted(
+            (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])
+            for d in docs
+            if d["kind"] in rbac
+        )
+
+    discovery = [
+        ("ClusterRole", "", f"ns1-{FULLNAME}-discovery"),
+        ("ClusterRoleBinding", "", f"ns1-{FULLNAME}-discovery"),
+    ]
+    assert kinds(template(cluster, "ns1")) == sorted(
+        [*discovery, ("Role", "ns1", FULLNAME), ("RoleBinding", "ns1", FULLNAME)]
+    )
+    assert kinds(template(cluster, "ns1", watchNamespaces=["ns1", "ns2"])) == sorted(
+        [
+            *discovery,
+            ("Role", "ns1", FULLNAME),
+            ("Role", "ns2", FULLNAME),
+            ("RoleBinding", "ns1", FULLNAME),
+            ("RoleBinding", "ns2", FULLNAME),
+        ]
+    )
+    assert kinds(template(cluster, "ns1", watchAllNamespaces=True)) == sorted(
+        [
+            *discovery,
+            ("ClusterRole", "", f"ns1-{FULLNAME}"),
+            ("ClusterRoleBinding", "", f"ns1-{FULLNAME}"),
+        ]
+    )
+    assert kinds(template(cluster, "ns1", **{"rbac.create": False})) == []
+
+
+def test_values_reach_the_operator_environment(cluster: Any) -> None:
+    docs = template(
+        cluster,
+        "ns1",
+        watchNamespaces=["ns1", "ns2"],
+        **{
+            "trainer.image.repository": "registry.example/trainer",
+            "trainer.image.tag": "1.2.3",
+            "trainer.resources": {"requests": {"cpu": "2"}},
+            "operator.cancelGraceSeconds": 30,
+        },
+    )
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == FULLNAME
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TJ_WATCH_NAMESPACES"] == "ns1,ns2"
+    assert env["TJ_BRIDGE_NAMESPACE"] == "ns1"
+    assert env["TJ_TRAINER_IMAGE"] == "registry.example/trainer:1.2.3"
+    # --set merges into the defaults: requests.cpu changes, the rest stays.
+    assert json.loads(env["TJ_TRAINER_RESOURCES"]) == {
+        "requests": {"cpu": "2", "memory": "1Gi"},
+        "limits": {"memory": "4Gi"},
+    }
+    assert env["TJ_SHARED_PVC"] == CLAIM
+    assert env["TJ_CANCEL_GRACE_SECONDS"] == "30"
+    assert env["SHARED_DATA_PATH"] == "/shared" == env["TJ_SHARED_MOUNT"]
+    assert container["command"] == ["tjctl", "operator"]
+
+
+def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> None:
+    for values, message in (
+        ({"operator.replicas": 2}, "operator.replicas must be 0 or 1"),
+        ({"watchNamespaces": ["a"], "bridge.namespace": "b"}, 'bridge.namespace "b"'),
+        ({"persistence.accessMode": "ReadOnlyMany"}, "persistence.accessMode must be"),
+    ):
+        result = cluster.helm_run(
+            "template", RELEASE, str(CHART), *KUBE, *sets(values), check=False
+        )
+        assert result.returncode != 0 and message in result.stderr, (values, result.stderr)
+
+
+# -- against the API server ------------------------------------------------------------------
+
+
+def test_install_in_a_restricted_namespace_admits_every_object_and_runs_the_pods(
+    cluster: Any, release: str, ports: dict[str, int]
+) -> None:
+    result = install(cluster, release, **ports)
+    assert "violate PodSecurity" not in result.stderr, result.stderr
+    assert f"kubectl get trainingjobs -n {release} -w" in result.stdout  # NOTES.txt
+
+    objects = manifest_objects(cluster, release)
+    kinds = sorted({o["kind"] for o in objects})
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "PersistentVolumeClaim",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
+    for obj in objects:
+        scope = ["-n", obj["metadata"]["namespace"]] if obj["metadata"].get("namespace") else []
+        found = cluster.get_json(obj["kind"].lower(), obj["metadata"]["name"], *scope)
+        labels = found["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "trainingjob-operator-0.1.0"
+        assert labels["app.kubernetes.io/version"] == "0.1.0"
+
+    # The ReplicaSets' pods passed the restricted admission; the harness runs their commands.
+    for component in ("operator", "ui"):
+        pods = wait_for(
+            lambda c=component: pods_of(cluster, release, c), 60, f"the {component} pod"
+        )
+        assert len(pods) == 1
+        wait_for(
+            lambda c=component: pods_of(cluster, release, c)[0]["status"].get("phase") == "Running",
+            60,
+            f"the {component} pod to run",
+        )
+    crd = cluster.get_json("crd", "trainingjobs.mltraining.dev")
+    assert crd["spec"]["names"]["shortNames"] == ["tj"]
+
+
+def test_upgrade_with_changed_values_then_uninstall(
+    cluster: Any, release: str, ports: dict[str, int]
+) -> None:
+    install(cluster, release, **ports, **{"operator.replicas": 0})
+    assert cluster.get_json("service", f"{FULLNAME}-ui", "-n", release)
+
+    cluster.helm_run(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        release,
+        *sets(
+            {
+                **ports,
+                "operator.replicas": 0,
+                "operator.verbose": True,
+                "ui.enabled": False,
+                "trainer.image.tag": "9.9.9",
+            }
+        ),
+        timeout=180,
+    )
+    deployment = cluster.get_json("deployment", FULLNAME, "-n", release)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--verbose" in container["args"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TJ_TRAINER_IMAGE"] == "trainingjob-trainer:9.9.9"
+    gone = cluster.kubectl("get", "service", f"{FULLNAME}-ui", "-n", release, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+    history = cluster.helm_run("history", RELEASE, "-n", release, "-o", "json").stdout
+    assert [h["revision"] for h in json.loads(history)] == [1, 2]
+
+    cluster.helm_run("uninstall", RELEASE, "--namespace", release, "--wait")
+    left = cluster.kubectl(
+        "get",
+        "deployments,services,serviceaccounts,roles,rolebindings,pvc",
+        "-n",
+        release,
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE}",
+        "-o",
+        "name",
+    ).stdout.split()
+    # The shared data outlives the release (persistence.keepOnUninstall).
+    assert left == [f"persistentvolumeclaim/{CLAIM}"]
+    for kind in ("clusterrole", "clusterrolebinding"):
+        name = f"{release}-{FULLNAME}-discovery"
+        assert cluster.kubectl("get", kind, name, check=False).returncode != 0
+
+
+def test_operator_service_account_may_do_its_work_and_no_more(cluster: Any, release: str) -> None:
+    install(cluster, release, **{"operator.replicas": 0, "ui.enabled": False})
+    ns = release
+    may = [
+        ("patch", "trainingjobs.mltraining.dev", "--subresource=status"),
+        ("update", "trainingjobs.mltraining.dev", "--subresource=status"),
+        ("watch", "trainingjobs.mltraining.dev"),
+        ("patch", "trainingjobs.mltraining.dev"),  # kopf's finalizer
+        ("create", "trainingjobs.mltraining.dev"),  # the table bridge
+        ("create", "jobs.batch"),
+        ("delete", "jobs.batch"),
+        ("list", "pods"),
+        ("create", "events"),
+        ("create", "events.events.k8s.io"),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("watch", "namespaces"),
+    ]
+    may_not = [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("get", "configmaps"),
+        ("create", "pods"),
+        ("delete", "pods"),
+        ("delete", "trainingjobs.mltraining.dev"),
+        ("create", "deployments.apps"),
+        ("create", "roles.rbac.authorization.k8s.io"),
+        ("update", "customresourcedefinitions.apiextensions.k8s.io"),
+    ]
+    assert [v for v in may if not can_i(cluster, ns, *v)] == []
+    assert [v for v in may_not if can_i(cluster, ns, *v)] == []
+    # By default it watches its own namespace only.
+    assert not can_i(cluster, ns, "list", "trainingjobs.mltraining.dev", where="default")
+    assert not can_i(cluster, ns, "create", "jobs.batch", where="default")
+
+
+def test_watching_all_namespaces_grants_the_same_verbs_cluster_wide(
+    cluster: Any, release: str
+) -> None:
+    install(
+        cluster, release, watchAllNamespaces=True, **{"operator.replicas": 0, "ui.enabled": False}
+    )
+
+    for where in ("default", release):
+        assert can_i(cluster, release, "create", "jobs.batch", where=where)
+        assert can_i(cluster, release, "list", "trainingjobs.mltraining.dev", where=where)
+        assert can_i(
+            cluster,
+            release,
+            "patch",
+            "trainingjobs.mltraining.dev",
+            "--subresource=status",
+            where=where,
+        )
+        assert not can_i(cluster, release, "get", "secrets", where=where)
