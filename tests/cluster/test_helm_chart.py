@@ -331,6 +331,45 @@ def test_upgrade_with_changed_values_then_uninstall(
         assert cluster.kubectl("get", kind, name, check=False).returncode != 0
 
 
+def test_kind_values_bind_a_host_path_volume_and_write_a_synthetic_dataset(
+    cluster: Any, release: str, tmp_path: Path
+) -> None:
+    """What `make kind-up` installs: a hostPath PV for the claim and the dataset hook Job
+    (helm install waits for it; the pod harness runs it)."""
+    shared = cluster.pvc_dir(CLAIM)
+    dataset = shared / "datasets" / "15m" / "dataset.parquet"
+    dataset.unlink(missing_ok=True)
+    volume = f"{release}-{FULLNAME}-shared"
+    try:
+        install(
+            cluster,
+            release,
+            **{
+                "persistence.hostPath": str(tmp_path / "shared-data"),
+                "syntheticDataset.enabled": True,
+                "syntheticDataset.rows": 3000,
+                "operator.replicas": 0,
+                "ui.enabled": False,
+            },
+        )
+        claim = wait_for(
+            lambda: (lambda c: c if c["status"].get("phase") == "Bound" else None)(
+                cluster.get_json("pvc", CLAIM, "-n", release)
+            ),
+            60,
+            "the claim to bind",
+        )
+        assert claim["spec"]["volumeName"] == volume
+        assert claim["spec"]["storageClassName"] == ""
+        assert dataset.exists()
+        hook = cluster.get_json("job", f"{FULLNAME}-dataset-15m", "-n", release)
+        assert hook["status"].get("succeeded") == 1
+    finally:
+        uninstall(cluster, release)
+        # persistence.keepOnUninstall keeps the volume too; a test cleans up after itself.
+        cluster.kubectl("delete", "pv", volume, "--wait=false", check=False)
+
+
 def test_operator_service_account_may_do_its_work_and_no_more(cluster: Any, release: str) -> None:
     install(cluster, release, **{"operator.replicas": 0, "ui.enabled": False})
     ns = release

@@ -4,10 +4,15 @@ the examples (`kubectl apply --dry-run=server`)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from tjdevcluster.testing import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -66,3 +71,27 @@ def test_server_side_dry_run_accepts_the_manifests_and_the_examples(cluster: Any
         ), examples.stdout
     finally:
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+def test_the_dataset_build_job_turns_candles_on_the_volume_into_a_dataset(
+    cluster: Any, namespace: str
+) -> None:
+    """manifests/jobs/dataset-build.yaml, as docs/INSTALL.md has a user run it (the pod
+    harness runs its command; the CSV is put where `kubectl cp` would put it)."""
+    from tjtrainer.synth import synth_candles
+
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    job = yaml.safe_load((MANIFESTS / "jobs" / "dataset-build.yaml").read_text())
+    claim = job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    shared = cluster.pvc_dir(claim)
+    synth_candles("15m", 2000, seed=3).to_csv(shared / "candles_15m.csv", index=False)
+    dataset = shared / "datasets" / "15m" / "dataset.parquet"
+    dataset.unlink(missing_ok=True)
+
+    cluster.kubectl("apply", "-n", namespace, "-f", str(MANIFESTS / "jobs" / "dataset-build.yaml"))
+    cluster.wait_job(namespace, job["metadata"]["name"], "Complete", timeout=120)
+    assert wait_for(dataset.exists, 10, "the dataset file")
+    info = json.loads((dataset.parent / "dataset.json").read_text())
+    assert info["timeframe"] == "15m"
