@@ -45,7 +45,8 @@ training_jobs = Table(
     Column("requested_at", Text, nullable=False),
     Column("started_at", Text),
     Column("completed_at", Text),
-    # Version 2: who runs the row, cancel requests, honest scores, bookkeeping.
+    # Version 2: who runs the row (and the uid of its TrainingJob), cancel requests,
+    # honest scores, bookkeeping.
     Column("namespace", Text),
     Column("name", Text),
     Column("seed", Integer, server_default=text("42")),
@@ -55,6 +56,7 @@ training_jobs = Table(
     Column("test_score_short", Float),
     Column("source", Text),
     Column("updated_at", Text),
+    Column("uid", Text),
 )
 
 schema_table = Table(
@@ -75,12 +77,16 @@ MIGRATIONS: dict[int, list[tuple[str, str]]] = {
         ("test_score_short", "REAL"),
         ("source", "TEXT"),
         ("updated_at", "TEXT"),
+        ("uid", "TEXT"),
     ],
 }
 
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_training_jobs_status ON training_jobs (status, requested_at)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS ix_training_jobs_name ON training_jobs (namespace, name)",
+    "CREATE INDEX IF NOT EXISTS ix_training_jobs_name ON training_jobs (namespace, name)",
+    # One row per Kubernetes object: a TrainingJob deleted and created again under the
+    # same name is a new object with a new uid, and gets a new row.
+    "CREATE UNIQUE INDEX IF NOT EXISTS ix_training_jobs_uid ON training_jobs (uid)",
 )
 
 

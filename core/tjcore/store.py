@@ -59,6 +59,7 @@ class JobRow:
     test_score_short: float | None
     source: str | None
     updated_at: str | None
+    uid: str | None
 
     @property
     def is_final(self) -> bool:
@@ -204,11 +205,26 @@ class JobStore:
         return JobRow.from_mapping(row) if row else None
 
     def get_by_name(self, namespace: str, name: str) -> JobRow | None:
-        query = select(training_jobs).where(
-            training_jobs.c.namespace == namespace, training_jobs.c.name == name
+        """The newest row of TrainingJob ``namespace/name``."""
+        c = training_jobs.c
+        query = (
+            select(training_jobs)
+            .where(c.namespace == namespace, c.name == name)
+            .order_by(c.id.desc())
+            .limit(1)
         )
         with self._read() as conn:
             row = conn.execute(query).mappings().first()
+        return JobRow.from_mapping(row) if row else None
+
+    def get_by_uid(self, uid: str) -> JobRow | None:
+        """The row of the Kubernetes object with this uid."""
+        with self._read() as conn:
+            row = (
+                conn.execute(select(training_jobs).where(training_jobs.c.uid == uid))
+                .mappings()
+                .first()
+            )
         return JobRow.from_mapping(row) if row else None
 
     def list_jobs(self, *, limit: int = 50, status: str | None = None) -> list[JobRow]:
@@ -258,11 +274,12 @@ class JobStore:
         source: str,
         namespace: str | None = None,
         name: str | None = None,
+        uid: str | None = None,
     ) -> int:
         """Insert a ``pending`` row as the UI does; returns its id.
 
         Raises:
-            ValueError: a row with the same namespace and name exists already.
+            ValueError: a row for the same Kubernetes object (uid) exists already.
         """
         values = {
             "timeframe": timeframe,
@@ -276,6 +293,7 @@ class JobStore:
             "source": source,
             "namespace": namespace,
             "name": name,
+            "uid": uid,
             "updated_at": utc_now(),
         }
 
@@ -287,7 +305,9 @@ class JobStore:
         try:
             return self.write(insert)
         except IntegrityError:
-            raise ValueError(f"a training job {namespace}/{name} exists already") from None
+            raise ValueError(
+                f"a training job for {namespace}/{name} (uid {uid}) exists already"
+            ) from None
 
     def claim(self, job_id: int, *, namespace: str, name: str, start: bool) -> bool:
         """Give a pending row its TrainingJob name, exactly once: the row must be unnamed

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -20,7 +22,7 @@ from tjoperator import bridge, kube
 from tjoperator.config import OperatorConfig
 from tjoperator.job_builder import ANNOTATION_ROW_ID, LABEL_TRAININGJOB, build_job, job_name
 from tjoperator.status import Observation, Phase, Verdict, build_status
-from tjoperator.tracking import Tracker, observe, publish, row_values
+from tjoperator.tracking import OWNER_FILE, Tracker, observe, publish, row_values
 from tjtrainer.progress import RunState, request_cancel, run_dir_for
 
 log = logging.getLogger(__name__)
@@ -81,16 +83,21 @@ def job_statuses(namespace: str | None, name: str, status: kopf.Status, **_: Any
     return {(namespace, name): dict(status)}
 
 
-def _ensure_row(namespace: str, name: str, annotations: dict[str, str], spec: Any) -> int | None:
+def _ensure_row(
+    namespace: str, name: str, uid: str, annotations: dict[str, str], spec: Any
+) -> int | None:
+    """The table row of this TrainingJob object: the bridge's row named in its
+    annotation, the row already made for its uid, or a new row."""
     store = Runtime.store
     if store is None:
         return None
-    row_id = annotations.get(ANNOTATION_ROW_ID)
-    if row_id and row_id.isdigit() and store.get(int(row_id)) is not None:
-        return int(row_id)
-    row = store.get_by_name(namespace, name)
+    row = store.get_by_uid(uid)
     if row is not None:
         return row.id
+    row_id = annotations.get(ANNOTATION_ROW_ID, "")
+    if row_id.isdigit() and store.get(int(row_id)) is not None:
+        store.update_job(int(row_id), uid=uid)
+        return int(row_id)
     return store.submit(
         timeframe=spec.timeframe,
         n_trials=spec.nTrials,
@@ -100,7 +107,22 @@ def _ensure_row(namespace: str, name: str, annotations: dict[str, str], spec: An
         source="kubectl",
         namespace=namespace,
         name=name,
+        uid=uid,
     )
+
+
+def _claim_run_dir(run_dir: Path, uid: str) -> None:
+    """Make the run folder this object's. A folder left by an earlier TrainingJob of the
+    same name (deleted, then created again) is removed: the new object starts afresh,
+    while the old one's trial log stays in its table row and its models stay put."""
+    owner = run_dir / OWNER_FILE
+    if run_dir.exists() and (not owner.exists() or owner.read_text().strip() != uid):
+        if owner.exists() or any(run_dir.iterdir()):
+            log.info("%s: removing the run folder of an earlier object of the same name", run_dir)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not owner.exists():
+        owner.write_text(uid + "\n")
 
 
 @kopf.on.resume(*RESOURCE)
@@ -129,7 +151,9 @@ async def ensure_job(
             body, namespace, name, None, Phase.FAILED, "InvalidSpec", str(err), generation
         )
         return
-    row_id = await asyncio.to_thread(_ensure_row, namespace, name, dict(annotations), parsed)
+    run_dir = run_dir_for(config.shared_data_path, namespace, name)
+    await asyncio.to_thread(_claim_run_dir, run_dir, uid)
+    row_id = await asyncio.to_thread(_ensure_row, namespace, name, uid, dict(annotations), parsed)
     if parsed.cancel:
         await _finish_early(
             body,
@@ -178,7 +202,15 @@ def _is_active(status: kopf.Status, **_: Any) -> bool:
     return str(status.get("phase", "")) not in {p.value for p in Phase if p.is_final}
 
 
-@kopf.daemon(*RESOURCE, when=_is_active, cancellation_timeout=5.0, initial_delay=0.0)
+# When the phase turns final the filter stops matching and kopf stops the daemon: give it
+# a graceful moment (backoff) to post the final Event before it is cancelled.
+@kopf.daemon(
+    *RESOURCE,
+    when=_is_active,
+    cancellation_backoff=5.0,
+    cancellation_timeout=5.0,
+    initial_delay=0.0,
+)
 async def track_progress(
     body: kopf.Body,
     name: str,
@@ -193,6 +225,7 @@ async def track_progress(
     spec = body.get("spec", {})
     total = 2 * int(spec.get("nTrials", 30))
     tracker = Tracker(
+        uid=body["metadata"]["uid"],
         namespace=namespace,
         name=name,
         job_name=job_name(name),

@@ -141,14 +141,20 @@ def conditions_after(
     return result
 
 
+def _rounded(score: float | None) -> float | None:
+    """Scores to 4 decimals in the CR, so ``kubectl get`` columns stay readable (the
+    table keeps full precision)."""
+    return None if score is None else round(score, 4)
+
+
 def _recent_trials(progress: RunProgress) -> list[dict[str, Any]]:
     return [
         {
             "trial": t.trial,
             "model": t.model,
             "state": t.state,
-            "spearman": t.spearman,
-            "bestSoFar": t.best_so_far,
+            "spearman": _rounded(t.spearman),
+            "bestSoFar": _rounded(t.best_so_far),
             "durationSeconds": round(t.duration_s, 3),
         }
         for t in progress.trials[-RECENT_TRIALS:]
@@ -184,10 +190,10 @@ def build_status(
     if progress:
         status |= {
             "currentModel": progress.current_model,
-            "bestScoreLong": progress.best_score_long,
-            "bestScoreShort": progress.best_score_short,
-            "testScoreLong": progress.test_score_long,
-            "testScoreShort": progress.test_score_short,
+            "bestScoreLong": _rounded(progress.best_score_long),
+            "bestScoreShort": _rounded(progress.best_score_short),
+            "testScoreLong": _rounded(progress.test_score_long),
+            "testScoreShort": _rounded(progress.test_score_short),
             "modelVersion": progress.model_version,
             "startedAt": progress.started_at,
             "recentTrials": _recent_trials(progress),

@@ -22,12 +22,15 @@ from tjtrainer.progress import (
 )
 
 log = logging.getLogger(__name__)
+# Written by the operator into each run folder: the uid of the TrainingJob it belongs to.
+OWNER_FILE = "OWNER"
 
 
 @dataclass
 class Tracker:
     """The state kept between two looks at one TrainingJob."""
 
+    uid: str
     namespace: str
     name: str
     job_name: str
@@ -42,7 +45,13 @@ class Tracker:
     job_deleted_for_cancel: bool = False
 
     def read_progress(self) -> None:
-        """Re-read ``progress.json`` when it changed since the last look."""
+        """Re-read ``progress.json`` when it changed since the last look; nothing is read
+        until the run folder is this object's (a same-named predecessor's is not)."""
+        try:
+            if (self.run_dir / OWNER_FILE).read_text().strip() != self.uid:
+                return
+        except FileNotFoundError:
+            return
         try:
             mtime = (self.run_dir / PROGRESS_FILE).stat().st_mtime
         except FileNotFoundError:

@@ -228,3 +228,20 @@ def test_a_row_submitted_through_the_table_runs_once_and_can_be_cancelled(
     status = env.wait_phase(BRIDGE_NAMESPACE, f"row-{long_id}", "Cancelled", "Failed", timeout=60)
     assert status["phase"] == "Cancelled"
     assert env.store.get(long_id).status == "cancelled"  # type: ignore[union-attr]
+
+
+def test_a_trainingjob_created_again_under_the_same_name_starts_afresh(
+    env: OperatorEnv, namespace: str
+) -> None:
+    env.apply(namespace, "again", **SMALL)
+    first = env.wait_phase(namespace, "again", "Succeeded", "Failed")
+    assert first["phase"] == "Succeeded"
+    env.kubectl("delete", "trainingjob", "again", "-n", namespace, "--timeout=60s")
+    env.apply(namespace, "again", **{**SMALL, "seed": 8})
+    second = env.wait_phase(namespace, "again", "Succeeded", "Failed")
+    assert second["phase"] == "Succeeded"
+    assert second["rowId"] != first["rowId"]
+    assert second["modelVersion"] != first["modelVersion"]
+    old_row, new_row = env.store.get(first["rowId"]), env.store.get(second["rowId"])
+    assert old_row is not None and old_row.status == "completed"
+    assert new_row is not None and new_row.status == "completed" and new_row.seed == 8

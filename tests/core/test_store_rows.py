@@ -31,12 +31,38 @@ def test_a_row_is_claimed_exactly_once(store: JobStore) -> None:
     assert store.claim(job, namespace="ml", name="row-1", start=False)
 
 
-def test_names_are_unique_per_namespace(store: JobStore) -> None:
-    store.submit(timeframe="15m", n_trials=2, train_ratio=0.8, source="t", namespace="a", name="x")
-    with pytest.raises(ValueError, match="a/x exists already"):
+def test_one_row_per_kubernetes_object(store: JobStore) -> None:
+    first = store.submit(
+        timeframe="15m",
+        n_trials=2,
+        train_ratio=0.8,
+        source="t",
+        namespace="a",
+        name="x",
+        uid="uid-1",
+    )
+    with pytest.raises(ValueError, match=r"a/x \(uid uid-1\) exists already"):
         store.submit(
-            timeframe="1h", n_trials=2, train_ratio=0.8, source="t", namespace="a", name="x"
+            timeframe="1h",
+            n_trials=2,
+            train_ratio=0.8,
+            source="t",
+            namespace="a",
+            name="x",
+            uid="uid-1",
         )
+    # The same name again, as a new object: a new row, and the name finds the newest.
+    second = store.submit(
+        timeframe="1h",
+        n_trials=2,
+        train_ratio=0.8,
+        source="t",
+        namespace="a",
+        name="x",
+        uid="uid-2",
+    )
+    assert store.get_by_uid("uid-1").id == first  # type: ignore[union-attr]
+    assert store.get_by_name("a", "x").id == second  # type: ignore[union-attr]
 
 
 def test_pending_rows_come_oldest_first(store: JobStore) -> None:
