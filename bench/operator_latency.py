@@ -16,6 +16,7 @@ Run: .venv/bin/python bench/operator_latency.py [--trials 20] [--scale 50]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -71,6 +72,11 @@ class StatusWatcher(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        # The watch ends with a protocol error when the cluster stops at the end.
+        with contextlib.suppress(Exception):
+            self._watch()
+
+    def _watch(self) -> None:
         api = client.CustomObjectsApi()
         while not self.stop.is_set():
             stream = watch.Watch().stream(
@@ -103,6 +109,10 @@ class JobWatcher(threading.Thread):
         self.created: dict[str, float] = {}
 
     def run(self) -> None:
+        with contextlib.suppress(Exception):
+            self._watch()
+
+    def _watch(self) -> None:
         stream = watch.Watch().stream(
             client.BatchV1Api().list_namespaced_job, self.namespace, timeout_seconds=600
         )
