@@ -149,11 +149,17 @@ def test_every_value_has_a_comment_that_starts_with_its_name() -> None:
     assert not wrong, wrong
 
 
-def test_chart_crd_is_the_generated_one() -> None:
-    from tjcore.crd import build_crd
-
-    shipped = yaml.safe_load((CHART / "crds" / "trainingjobs.mltraining.dev.yaml").read_text())
-    assert shipped == build_crd(), "regenerate with: tjctl crd > helm/trainingjob-operator/crds/..."
+def test_kind_config_mounts_the_folder_that_kind_up_gives_the_chart() -> None:
+    """kind-config.yaml mounts ./shared-data into the node; scripts/kind-up.sh installs the
+    chart with persistence.hostPath at the same node path."""
+    config = yaml.safe_load((ROOT / "kind-config.yaml").read_text())
+    mounts = config["nodes"][0]["extraMounts"]
+    assert [(m["hostPath"], m["containerPath"]) for m in mounts] == [
+        ("./shared-data", "/shared-data")
+    ]
+    script = (ROOT / "scripts" / "kind-up.sh").read_text()
+    assert "--set persistence.hostPath=/shared-data" in script
+    assert 'kind create cluster --name "$CLUSTER" --config kind-config.yaml' in script
 
 
 def test_namespaced_rbac_by_default_and_a_cluster_role_for_all_namespaces(cluster: Any) -> None:
@@ -224,9 +230,13 @@ def test_values_reach_the_operator_environment(cluster: Any) -> None:
 
 def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> None:
     for values, message in (
-        ({"operator.replicas": 2}, "operator.replicas must be 0 or 1"),
+        # values.schema.json
+        ({"operator.replicas": 2}, "at '/operator/replicas'"),
+        ({"persistence.accessMode": "ReadOnlyMany"}, "at '/persistence/accessMode'"),
+        ({"watchNamespace": ["a"]}, "additional properties 'watchNamespace' not allowed"),
+        ({"trainer.image.tag": 1}, "at '/trainer/image/tag'"),
+        # the templates' own checks
         ({"watchNamespaces": ["a"], "bridge.namespace": "b"}, 'bridge.namespace "b"'),
-        ({"persistence.accessMode": "ReadOnlyMany"}, "persistence.accessMode must be"),
     ):
         result = cluster.helm_run(
             "template", RELEASE, str(CHART), *KUBE, *sets(values), check=False
