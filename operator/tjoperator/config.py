@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_TRAINER_IMAGE = "trainingjob-operator:0.1.0"
+DEFAULT_TRAINER_IMAGE = "trainingjob-trainer:0.1.0"
 DEFAULT_PVC = "trainingjob-shared"
 DEFAULT_MOUNT = "/shared"
 
@@ -67,6 +68,8 @@ class OperatorConfig:
             )
         if "TJ_BRIDGE_NAMESPACE" in env:
             values["bridge_namespace"] = env["TJ_BRIDGE_NAMESPACE"] or None
+        if env.get("TJ_TRAINER_RESOURCES"):
+            values["default_resources"] = _resources(env["TJ_TRAINER_RESOURCES"])
         if env.get("TJ_CANCEL_GRACE_SECONDS"):
             values["cancel_grace_seconds"] = _positive(
                 env["TJ_CANCEL_GRACE_SECONDS"], "TJ_CANCEL_GRACE_SECONDS"
@@ -80,6 +83,19 @@ class OperatorConfig:
                 "--bridge-namespace to a watched one"
             )
         return config
+
+
+def _resources(text: str) -> dict[str, dict[str, str]]:
+    """``TJ_TRAINER_RESOURCES``: JSON such as ``{"requests": {"cpu": "1"}}``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"TJ_TRAINER_RESOURCES must be JSON, got {text!r}: {err}") from None
+    if not isinstance(value, dict) or not set(value) <= {"requests", "limits"}:
+        raise ValueError(
+            f'TJ_TRAINER_RESOURCES must be {{"requests": {{...}}, "limits": {{...}}}}, got {text!r}'
+        )
+    return {key: {k: str(v) for k, v in amounts.items()} for key, amounts in value.items()}
 
 
 def _positive(text: str, name: str) -> float:

@@ -97,6 +97,8 @@ def build_job(
     }
     pod_spec = {
         "restartPolicy": "Never",
+        # The trainer never talks to the API.
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS_USER,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tjcore.spec import validate_spec
 from tjoperator.config import OperatorConfig
 from tjoperator.job_builder import build_job, build_trainingjob_for_row, job_name
@@ -95,3 +97,18 @@ def test_a_table_row_becomes_a_named_trainingjob() -> None:
     assert body["metadata"]["name"] == "row-12"
     assert body["metadata"]["annotations"] == {"mltraining.dev/row-id": "12"}
     validate_spec(body["spec"])
+
+
+def test_operator_config_reads_trainer_resources_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TJ_TRAINER_RESOURCES", '{"requests": {"cpu": 2}, "limits": {}}')
+    config = OperatorConfig.from_env()
+    assert config.default_resources == {"requests": {"cpu": "2"}, "limits": {}}
+    monkeypatch.setenv("TJ_TRAINER_RESOURCES", "cpu=2")
+    with pytest.raises(ValueError, match="TJ_TRAINER_RESOURCES must be JSON"):
+        OperatorConfig.from_env()
+
+
+def test_the_trainer_gets_no_api_token() -> None:
+    assert build()["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
