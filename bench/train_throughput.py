@@ -36,6 +36,7 @@ import numpy as np
 import optuna
 import xgboost as xgb
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from tjtrainer.config import TrainConfig
 from tjtrainer.datasets import load_dataset, synth_dataset
@@ -165,7 +166,9 @@ def main() -> None:
         )
         if args.skip_baseline:
             return
-        base = run_baseline(root, args.n_trials, args.seed, nthread)
+        # The same BLAS setting as run_training uses internally.
+        with threadpool_limits(limits=1, user_api="blas"):
+            base = run_baseline(root, args.n_trials, args.seed, nthread)
         _print("baseline", base)
         print(
             f"  baseline held-out Spearman if it selected on the test split itself "

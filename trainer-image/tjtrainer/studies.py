@@ -50,7 +50,7 @@ def _sqlite_storage(path: Path) -> RDBStorage:
 class DurableStudies:
     """``run_dir/study.db``: one study per model, tied to one dataset and split."""
 
-    def __init__(self, run_dir: Path, fingerprint: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / STUDY_FILE
         self.storage: BaseStorage = _sqlite_storage(self.path)
         self.study_ids: dict[str, int] = {}
@@ -59,6 +59,10 @@ class DurableStudies:
                 storage=self.storage, study_name=model, direction="maximize", load_if_exists=True
             )
             self.study_ids[model] = study._study_id
+
+    def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
+        """Stamp empty studies with what they are for; refuse studies made for another run."""
+        for model in MODELS:
             self._check_fingerprint(model, fingerprint)
 
     def _check_fingerprint(self, model: str, fingerprint: dict[str, Any]) -> None:

@@ -19,9 +19,10 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import threadpool_limits
 
 from tjtrainer.config import TIMEFRAMES, TrainConfig
-from tjtrainer.datasets import load_dataset
+from tjtrainer.datasets import Dataset, load_dataset
 from tjtrainer.errors import DatasetError, RunFolderBusyError, TrainingError
 from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, prepare_matrices
@@ -40,7 +41,7 @@ from tjtrainer.recorder import Recorder, snapshot
 from tjtrainer.records import trial_record
 from tjtrainer.runlock import RunFolderLock
 from tjtrainer.search import PRUNE_CHECKPOINTS, SEARCH_SPACE, Timings, fit_trial
-from tjtrainer.splits import make_splits
+from tjtrainer.splits import Splits, make_splits
 from tjtrainer.studies import FINISHED, DurableStudies, mirror_study
 
 OnProgress = Callable[[RunProgress], None]
@@ -87,7 +88,9 @@ def run_training(
     run = _Run(config, progress, on_progress, timings or Timings())
     try:
         config.run_dir.mkdir(parents=True, exist_ok=True)
-        with RunFolderLock(config.run_dir):
+        # Our numpy maths works on small vectors between XGBoost rounds: multithreaded
+        # BLAS only adds threads that spin and steal the cores XGBoost is using.
+        with RunFolderLock(config.run_dir), threadpool_limits(limits=1, user_api="blas"):
             try:
                 validate_config(config)
                 existing = _read_existing(config)
@@ -95,6 +98,15 @@ def run_training(
                     log.info(
                         "run in %s already completed (%s)", config.run_dir, existing.model_version
                     )
+                    if (existing.timeframe, existing.n_trials) != (
+                        config.timeframe,
+                        config.n_trials,
+                    ):
+                        log.warning(
+                            "the completed run was %s with %d trials per model; not retraining",
+                            existing.timeframe,
+                            existing.n_trials,
+                        )
                     return existing
                 if existing is not None:
                     progress.started_at = existing.started_at
@@ -110,6 +122,17 @@ def run_training(
         raise
     except OSError as exc:
         raise TrainingError(f"cannot use run folder {config.run_dir}: {exc}") from exc
+
+
+def _fingerprint(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+    """What the trials of a study depend on: resuming with anything else would mix scores."""
+    return {
+        "timeframe": config.timeframe,
+        "dataset_checksum": dataset.checksum,
+        "train_ratio": config.train_ratio,
+        "horizon": dataset.horizon,
+        "search_space": {k: repr(v) for k, v in SEARCH_SPACE.items()},
+    }
 
 
 def _read_existing(config: TrainConfig) -> RunProgress | None:
@@ -142,52 +165,38 @@ class _Run:
         self.cancelled = False
         self.studies: DurableStudies | None = None
         self.recorder: Recorder | None = None
+        self.mirrors: dict[str, optuna.Study] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     def execute(self) -> RunProgress:
         config = self.config
-        dataset = load_dataset(config.data_root, config.timeframe)
-        try:
-            splits = make_splits(
-                dataset.rows, train_ratio=config.train_ratio, horizon=dataset.horizon
-            )
-        except DatasetError as exc:
-            raise DatasetError(f"{dataset.path}: {exc}") from None
-        fingerprint = {
-            "timeframe": config.timeframe,
-            "dataset_checksum": dataset.checksum,
-            "train_ratio": config.train_ratio,
-            "horizon": dataset.horizon,
-            "search_space": {k: repr(v) for k, v in SEARCH_SPACE.items()},
-        }
-        self.studies = DurableStudies(config.run_dir, fingerprint)
+        # Opening study.db costs a second on a busy machine (Optuna stamps a new file with
+        # its schema version): do it while the dataset loads and the matrices are built.
+        with ThreadPoolExecutor(1, thread_name_prefix="tj-open-study") as pool:
+            opening = pool.submit(DurableStudies, config.run_dir)
+            try:
+                dataset, splits, matrices = self._prepare_data()
+            finally:
+                self.studies = opening.result()
         self.recorder = Recorder(self.studies, config.run_dir, self.on_progress, self.timings)
         try:
-            stale = self.studies.fail_stale()
-            self._rebuild_progress()
-            if stale or self.progress.completed_trials:
-                log.info(
-                    "resuming: %d finished trials kept, %d interrupted trials marked failed",
-                    self.progress.completed_trials,
-                    stale,
-                )
-            self.progress.state = RunState.RUNNING
-            self.progress.error = None
-            self.progress.finished_at = None
+            self.studies.check_fingerprint(_fingerprint(config, dataset))
+            self._resume()
             self._publish()
             if cancel_requested(config.run_dir):
                 return self._finish(RunState.CANCELLED)
-            matrices = prepare_matrices(dataset, splits, self._nthread(), self.timings)
             for model in MODELS:
                 self._search(model, matrices)
                 if self.cancelled:
                     return self._finish(RunState.CANCELLED)
+            if self.recorder.error is not None:
+                raise self.recorder.error
             final = finish_models(
                 config,
                 dataset=dataset,
                 splits=splits,
                 matrices=matrices,
-                studies={m: self.studies.trials(m) for m in MODELS},
+                studies={m: self.mirrors[m].get_trials(deepcopy=False) for m in MODELS},
                 progress=self.progress,
                 nthread=self._nthread(1),
                 timings=self.timings,
@@ -202,6 +211,44 @@ class _Run:
         finally:
             self.recorder.close()
             self.studies.close()
+
+    def _prepare_data(self) -> tuple[Dataset, Splits, Matrices]:
+        config = self.config
+        dataset = load_dataset(config.data_root, config.timeframe)
+        try:
+            splits = make_splits(
+                dataset.rows, train_ratio=config.train_ratio, horizon=dataset.horizon
+            )
+        except DatasetError as exc:
+            raise DatasetError(f"{dataset.path}: {exc}") from None
+        return dataset, splits, prepare_matrices(dataset, splits, self._nthread(), self.timings)
+
+    def _resume(self) -> None:
+        """Take over what an earlier process left in study.db."""
+        assert self.studies is not None
+        stale = self.studies.fail_stale()
+        self._rebuild_progress()
+        if stale or self.progress.completed_trials:
+            log.info(
+                "resuming: %d finished trials kept, %d interrupted trials marked failed",
+                self.progress.completed_trials,
+                stale,
+            )
+        parallel = self.config.parallelism > 1
+        for index, model in enumerate(MODELS):
+            self.mirrors[model] = mirror_study(
+                self.studies.trials(model),
+                sampler=optuna.samplers.TPESampler(
+                    seed=self.config.seed + index, multivariate=True, constant_liar=parallel
+                ),
+                pruner=optuna.pruners.MedianPruner(
+                    n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNE_CHECKPOINTS[0]
+                ),
+                name=model,
+            )
+        self.progress.state = RunState.RUNNING
+        self.progress.error = None
+        self.progress.finished_at = None
 
     def _finish(self, state: RunState) -> RunProgress:
         self.progress.state = state
@@ -252,6 +299,7 @@ class _Run:
             for trial in shown:
                 self.progress.trials.append(self._account(model, trial))
         self.progress.completed_trials = sum(self.finished.values())
+        self.failures_in_a_row = 0  # a new process gets a fresh chance
         done_long = self.finished[MODELS[0]] >= self.config.n_trials
         self.progress.current_model = MODELS[1] if done_long else MODELS[0]
 
@@ -273,24 +321,12 @@ class _Run:
 
     # -- the search ------------------------------------------------------------------
     def _search(self, model: str, matrices: Matrices) -> None:
-        assert self.studies is not None
         if self.finished[model] >= self.config.n_trials:
             return
         matrices.use_labels(model, self.timings)
         target = RankTarget(matrices.validation_labels(model))
+        study = self.mirrors[model]
         parallel = self.config.parallelism > 1
-        study = mirror_study(
-            self.studies.trials(model),
-            sampler=optuna.samplers.TPESampler(
-                seed=self.config.seed + MODELS.index(model),
-                multivariate=True,
-                constant_liar=parallel,
-            ),
-            pruner=optuna.pruners.MedianPruner(
-                n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNE_CHECKPOINTS[0]
-            ),
-            name=model,
-        )
         with self.lock:
             self.progress.current_model = model
         if not parallel:
@@ -343,7 +379,6 @@ class _Run:
             with self.lock:
                 self.in_flight -= 1
                 self._record(model, study, trial, outcome)
-        self.recorder.flush()
         if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             last = self.progress.trials[-1]
             raise TrainingError(
