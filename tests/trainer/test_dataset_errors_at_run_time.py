@@ -67,6 +67,11 @@ def _duplicate(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _huge_feature(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[10, "vol_16"] = 1e300
+    return frame
+
+
 def _text_feature(frame: pd.DataFrame) -> pd.DataFrame:
     frame["ret_1"] = frame["ret_1"].astype(str)
     return frame
@@ -85,6 +90,7 @@ CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], list[str]]] = {
     "duplicate": (_duplicate, ["row 60: duplicate timestamp"]),
     "too few rows": (lambda f: f.head(300), ["too few rows for the splits", "300 rows"]),
     "text feature": (_text_feature, ["ret_1 are not numeric"]),
+    "huge feature": (_huge_feature, ["too large for 32-bit floats in vol_16"]),
 }
 
 

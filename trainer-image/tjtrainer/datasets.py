@@ -217,12 +217,20 @@ def load_dataset(data_root: Path, timeframe: str) -> Dataset:
     timestamps = _checked_timestamps(path, frame["timestamp"])
     _check_finite(path, frame, [*features, *LABEL_COLUMNS], timestamps)
     horizon = int(info["horizon"]) if info else DEFAULT_HORIZON[timeframe]
+    with np.errstate(over="ignore"):
+        x = np.ascontiguousarray(frame[features].to_numpy(dtype=np.float32))
+    if not np.isfinite(x).all():
+        too_big = [f for i, f in enumerate(features) if not np.isfinite(x[:, i]).all()]
+        raise DatasetError(
+            f"{path}: values too large for 32-bit floats in {', '.join(too_big)}; "
+            "rescale those features"
+        )
     return Dataset(
         path=path,
         timeframe=timeframe,
         features=features,
         timestamps=timestamps,
-        x=np.ascontiguousarray(frame[features].to_numpy(dtype=np.float32)),
+        x=x,
         y_long=frame["label_long"].to_numpy(dtype=np.float64),
         y_short=frame["label_short"].to_numpy(dtype=np.float64),
         horizon=horizon,
