@@ -1,4 +1,8 @@
-"""Progress records built from Optuna trials, the same way live and after a resume."""
+"""Progress records built from Optuna trials, the same way live and after a resume.
+
+Global trial numbers: LONG's finished trials are 1..n, SHORT's n+1..2n (n = nTrials). A
+failed trial gets the number of the slot it was attempting, which its retry then takes.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from datetime import UTC
 
 from optuna.trial import FrozenTrial, TrialState
 
-from tjtrainer.progress import TrialRecord
+from tjtrainer.progress import MODELS, RunProgress, TrialRecord
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _STATES = {
     TrialState.COMPLETE: "complete",
     TrialState.PRUNED: "pruned",
@@ -38,3 +43,57 @@ def trial_record(
         rounds=int(rounds) if rounds is not None else None,
         error=trial.user_attrs.get("error"),
     )
+
+
+class TrialBook:
+    """Counts the finished trials of each model and keeps ``progress``'s trial list."""
+
+    def __init__(self, progress: RunProgress, n_trials: int) -> None:
+        self.progress = progress
+        self.n_trials = n_trials
+        self.finished = dict.fromkeys(MODELS, 0)
+        self.best: dict[str, float | None] = dict.fromkeys(MODELS, None)
+        self.failures_in_a_row = 0
+
+    def rebuild(self, trials: dict[str, list[FrozenTrial]]) -> None:
+        """Replace the trial list by the finished (and failed-with-error) ``trials``."""
+        self.progress.trials = []
+        self.finished = dict.fromkeys(MODELS, 0)
+        self.best = dict.fromkeys(MODELS, None)
+        for model in MODELS:
+            shown = [
+                t
+                for t in trials[model]
+                if t.state in FINISHED or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+            ]
+            shown.sort(key=lambda t: (t.datetime_complete or t.datetime_start, t.number))
+            for trial in shown:
+                self.add(model, trial)
+        self.failures_in_a_row = 0  # a new process gets a fresh chance
+        done_long = self.finished[MODELS[0]] >= self.n_trials
+        self.progress.current_model = MODELS[1] if done_long else MODELS[0]
+
+    def add(self, model: str, trial: FrozenTrial) -> TrialRecord:
+        """Count a finished ``trial`` of ``model`` and append its record to the progress."""
+        if trial.state in FINISHED:
+            self.finished[model] += 1
+            number = self._offset(model) + self.finished[model]
+            self.failures_in_a_row = 0
+        else:
+            number = self._offset(model) + self.finished[model] + 1
+            self.failures_in_a_row += 1
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            best = self.best[model]
+            self.best[model] = trial.value if best is None else max(best, trial.value)
+        record = trial_record(
+            trial, model=model, global_number=number, best_so_far=self.best[model]
+        )
+        self.progress.trials.append(record)
+        self.progress.completed_trials = sum(self.finished.values())
+        self.progress.best_score_long = self.best["LONG"]
+        self.progress.best_score_short = self.best["SHORT"]
+        return record
+
+    def _offset(self, model: str) -> int:
+        """Global numbers of ``model``'s trials start after this many."""
+        return 0 if model == MODELS[0] else max(self.n_trials, self.finished[MODELS[0]])

@@ -30,7 +30,6 @@ from optuna.trial import FrozenTrial, TrialState
 from tjtrainer.errors import RunFolderError
 from tjtrainer.progress import MODELS, STUDY_FILE
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 FINGERPRINT_KEY = "fingerprint"
 BUSY_TIMEOUT_S = 60
 

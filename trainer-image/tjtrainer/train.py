@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from tjtrainer.config import TIMEFRAMES, TrainConfig
@@ -31,18 +31,17 @@ from tjtrainer.progress import (
     MODELS,
     RunProgress,
     RunState,
-    TrialRecord,
     cancel_requested,
     read_progress,
     utc_now,
     write_progress,
 )
 from tjtrainer.recorder import Recorder, snapshot
-from tjtrainer.records import trial_record
+from tjtrainer.records import TrialBook
 from tjtrainer.runlock import RunFolderLock
-from tjtrainer.search import PRUNE_CHECKPOINTS, SEARCH_SPACE, Timings, fit_trial
+from tjtrainer.search import PRUNE_CHECKPOINTS, SEARCH_SPACE, Timings, TrialFit, fit_trial
 from tjtrainer.splits import Splits, make_splits
-from tjtrainer.studies import FINISHED, DurableStudies, mirror_study
+from tjtrainer.studies import DurableStudies, mirror_study
 
 OnProgress = Callable[[RunProgress], None]
 log = logging.getLogger("tjtrainer")
@@ -158,10 +157,8 @@ class _Run:
         self.on_progress = on_progress
         self.timings = timings
         self.lock = threading.Lock()
-        self.finished = dict.fromkeys(MODELS, 0)
-        self.best: dict[str, float | None] = dict.fromkeys(MODELS, None)
+        self.book = TrialBook(progress, config.n_trials)
         self.in_flight = 0
-        self.failures_in_a_row = 0
         self.cancelled = False
         self.studies: DurableStudies | None = None
         self.recorder: Recorder | None = None
@@ -227,7 +224,7 @@ class _Run:
         """Take over what an earlier process left in study.db."""
         assert self.studies is not None
         stale = self.studies.fail_stale()
-        self._rebuild_progress()
+        self.book.rebuild({m: self.studies.trials(m) for m in MODELS})
         if stale or self.progress.completed_trials:
             log.info(
                 "resuming: %d finished trials kept, %d interrupted trials marked failed",
@@ -280,48 +277,9 @@ class _Run:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         return max(1, (cpus or 1) // (parallelism or self.config.parallelism))
 
-    # -- progress from the study -----------------------------------------------------
-    def _offset(self, model: str) -> int:
-        """Global trial numbers of ``model`` start after this many."""
-        return 0 if model == MODELS[0] else max(self.config.n_trials, self.finished[MODELS[0]])
-
-    def _rebuild_progress(self) -> None:
-        assert self.studies is not None
-        self.progress.trials = []
-        for model in MODELS:
-            self.finished[model], self.best[model] = 0, None
-            shown = [
-                t
-                for t in self.studies.trials(model)
-                if t.state in FINISHED or (t.state == TrialState.FAIL and "error" in t.user_attrs)
-            ]
-            shown.sort(key=lambda t: (t.datetime_complete or t.datetime_start, t.number))
-            for trial in shown:
-                self.progress.trials.append(self._account(model, trial))
-        self.progress.completed_trials = sum(self.finished.values())
-        self.failures_in_a_row = 0  # a new process gets a fresh chance
-        done_long = self.finished[MODELS[0]] >= self.config.n_trials
-        self.progress.current_model = MODELS[1] if done_long else MODELS[0]
-
-    def _account(self, model: str, trial: FrozenTrial) -> TrialRecord:
-        """Count a finished trial and return its progress record."""
-        if trial.state in FINISHED:
-            self.finished[model] += 1
-            number = self._offset(model) + self.finished[model]
-            self.failures_in_a_row = 0
-        else:
-            number = self._offset(model) + self.finished[model] + 1
-            self.failures_in_a_row += 1
-        if trial.state == TrialState.COMPLETE and trial.value is not None:
-            best = self.best[model]
-            self.best[model] = trial.value if best is None else max(best, trial.value)
-        self.progress.best_score_long = self.best["LONG"]
-        self.progress.best_score_short = self.best["SHORT"]
-        return trial_record(trial, model=model, global_number=number, best_so_far=self.best[model])
-
     # -- the search ------------------------------------------------------------------
     def _search(self, model: str, matrices: Matrices) -> None:
-        if self.finished[model] >= self.config.n_trials:
+        if self.book.finished[model] >= self.config.n_trials:
             return
         matrices.use_labels(model, self.timings)
         target = RankTarget(matrices.validation_labels(model))
@@ -351,12 +309,12 @@ class _Run:
             with self.lock:
                 if self.recorder.error is not None:
                     break
-                if self.cancelled or self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                if self.cancelled or self.book.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                     break
                 if cancel_requested(self.config.run_dir):
                     self.cancelled = True
                     break
-                if self.finished[model] + self.in_flight >= self.config.n_trials:
+                if self.book.finished[model] + self.in_flight >= self.config.n_trials:
                     break
                 trial = study.ask(SEARCH_SPACE)
                 self.recorder.trial_started(model, trial.number, trial.params, trial.distributions)
@@ -372,14 +330,14 @@ class _Run:
                     report=_reporter(trial),
                     timings=self.timings,
                 )
-                outcome: Any = fit
+                outcome: TrialFit | str = fit
             except Exception as exc:
                 log.warning("%s trial %d failed: %s", model, trial.number, exc)
                 outcome = f"{type(exc).__name__}: {exc}"
             with self.lock:
                 self.in_flight -= 1
                 self._record(model, study, trial, outcome)
-        if self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+        if self.book.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             last = self.progress.trials[-1]
             raise TrainingError(
                 f"{MAX_FAILURES_IN_A_ROW} {model} trials in a row failed; last error: {last.error}"
@@ -390,7 +348,7 @@ class _Run:
         model: str,
         study: optuna.Study,
         trial: optuna.Trial,
-        outcome: Any,
+        outcome: TrialFit | str,
     ) -> None:
         assert self.recorder is not None
         if isinstance(outcome, str):
@@ -403,8 +361,7 @@ class _Run:
             else:
                 study.tell(trial, outcome.score)
         finished = study._storage.get_trial(trial._trial_id)
-        self.progress.trials.append(self._account(model, finished))
-        self.progress.completed_trials = sum(self.finished.values())
+        self.book.add(model, finished)
         self.recorder.trial_finished(model, finished, self.progress)
 
 
