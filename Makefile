@@ -20,7 +20,8 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	SHARED_DATA_PATH=$(DEMO_DATA) $(TJCTL) dataset synth --timeframe 15m --rows 20000
-	SHARED_DATA_PATH=$(DEMO_DATA) $(TJCTL) run -f manifests/examples/trainingjob-demo.yaml
+	SHARED_DATA_PATH=$(DEMO_DATA) $(TJCTL) run -f manifests/examples/trainingjob-demo.yaml \
+		--name demo-$$(date +%Y%m%d-%H%M%S)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

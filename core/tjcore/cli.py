@@ -11,10 +11,11 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from tjcore.settings import Settings, SettingsError
-from tjcore.spec import SpecError, load_manifest, validate_spec
+from tjcore.spec import SpecError, load_manifest, validate_name, validate_spec
 from tjcore.store import JobRow, JobStore
 
 # Flag of each spec field, so errors about flags name the flag the user typed.
@@ -44,6 +45,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         manifest = load_manifest(Path(args.file), default_namespace=args.namespace)
     except SpecError as err:
         return _fail(str(err))
+    if args.name:
+        try:
+            manifest = replace(manifest, name=validate_name(args.name, where="--name"))
+        except SpecError as err:
+            return _fail(str(err))
     if manifest.spec.cancel:
         return _fail(f"{args.file}: spec.cancel is true; nothing to run")
     spec = manifest.spec
@@ -246,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="namespace when the manifest has none (default: default)",
     )
+    run.add_argument("--name", help="run under this name instead of metadata.name")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 

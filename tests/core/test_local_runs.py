@@ -71,6 +71,19 @@ def test_run_writes_the_row_as_the_operator_does(shared: Path, tmp_path: Path) -
     assert again.returncode == 0 and "completed already" in again.stdout
     other = tjctl(shared, "run", "-f", str(manifest(tmp_path, "local-a", nTrials=3)))
     assert other.returncode == 1 and "another spec" in other.stderr
+    renamed = tjctl(
+        shared,
+        "run",
+        "-f",
+        str(manifest(tmp_path, "local-a", nTrials=1)),
+        "--name",
+        "local-b",
+        "--no-progress",
+    )
+    assert renamed.returncode == 0, renamed.stderr
+    assert store_of(shared).get_by_name("default", "local-b") is not None
+    bad_name = tjctl(shared, "run", "-f", str(manifest(tmp_path, "local-a")), "--name", "B!")
+    assert bad_name.returncode == 1 and "--name: must be lower-case" in bad_name.stderr
 
 
 def test_missing_dataset_fails_with_path_and_fix(shared: Path, tmp_path: Path) -> None:
