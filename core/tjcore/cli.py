@@ -56,15 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = JobStore(settings.database_url)
     row = store.get_by_name(manifest.namespace, manifest.name)
     if row is None:
-        job_id = store.submit(
-            timeframe=spec.timeframe,
-            n_trials=spec.nTrials,
-            train_ratio=spec.trainRatio,
-            seed=spec.seed,
-            parallelism=spec.parallelism,
-            source="tjctl-run",
-            namespace=manifest.namespace,
-            name=manifest.name,
+        job_id = store.submit_spec(
+            spec, source="tjctl-run", namespace=manifest.namespace, name=manifest.name
         )
         row = store.get(job_id)
         assert row is not None

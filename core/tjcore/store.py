@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tjcore.schema import migrate, training_jobs
+from tjcore.spec import TrainingJobSpec
 from tjtrainer.progress import RunProgress, RunState, utc_now
 
 BUSY_TIMEOUT_MS = 30_000
@@ -308,6 +309,28 @@ class JobStore:
             raise ValueError(
                 f"a training job for {namespace}/{name} (uid {uid}) exists already"
             ) from None
+
+    def submit_spec(
+        self,
+        spec: TrainingJobSpec,
+        *,
+        source: str,
+        namespace: str,
+        name: str,
+        uid: str | None = None,
+    ) -> int:
+        """Insert the ``pending`` row of a TrainingJob's validated spec."""
+        return self.submit(
+            timeframe=spec.timeframe,
+            n_trials=spec.nTrials,
+            train_ratio=spec.trainRatio,
+            seed=spec.seed,
+            parallelism=spec.parallelism,
+            source=source,
+            namespace=namespace,
+            name=name,
+            uid=uid,
+        )
 
     def claim(self, job_id: int, *, namespace: str, name: str, start: bool) -> bool:
         """Give a pending row its TrainingJob name, exactly once: the row must be unnamed

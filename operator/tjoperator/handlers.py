@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from tjcore.spec import GROUP, PLURAL, VERSION, SpecError, validate_spec
+from tjcore.spec import GROUP, PLURAL, VERSION, SpecError, TrainingJobSpec, validate_spec
 from tjcore.store import JobStore
 from tjoperator import bridge, kube
 from tjoperator.config import OperatorConfig
@@ -84,7 +84,7 @@ def job_statuses(namespace: str | None, name: str, status: kopf.Status, **_: Any
 
 
 def _ensure_row(
-    namespace: str, name: str, uid: str, annotations: dict[str, str], spec: Any
+    namespace: str, name: str, uid: str, annotations: dict[str, str], spec: TrainingJobSpec
 ) -> int | None:
     """The table row of this TrainingJob object: the bridge's row named in its
     annotation, the row already made for its uid, or a new row."""
@@ -98,17 +98,7 @@ def _ensure_row(
     if row_id.isdigit() and store.get(int(row_id)) is not None:
         store.update_job(int(row_id), uid=uid)
         return int(row_id)
-    return store.submit(
-        timeframe=spec.timeframe,
-        n_trials=spec.nTrials,
-        train_ratio=spec.trainRatio,
-        seed=spec.seed,
-        parallelism=spec.parallelism,
-        source="kubectl",
-        namespace=namespace,
-        name=name,
-        uid=uid,
-    )
+    return store.submit_spec(spec, source="kubectl", namespace=namespace, name=name, uid=uid)
 
 
 def _claim_run_dir(run_dir: Path, uid: str) -> None:
