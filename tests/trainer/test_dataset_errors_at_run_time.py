@@ -68,6 +68,7 @@ def _duplicate(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _huge_feature(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["vol_16"] = frame["vol_16"].astype("float64")  # a float64 column, as users have
     frame.loc[10, "vol_16"] = 1e300
     return frame
 

@@ -51,7 +51,7 @@ def test_build_from_csv_gives_the_same_rows_as_the_candles(
     np.testing.assert_allclose(
         built.drop(columns="timestamp").to_numpy(),
         expected.drop(columns="timestamp").to_numpy(),
-        rtol=1e-9,
+        rtol=1e-6,
     )
 
 

@@ -80,8 +80,8 @@ def dataset_dir(data_root: Path, timeframe: str) -> Path:
 def build_frame(
     candles: pd.DataFrame, *, horizon: int, cost_bps: float = DEFAULT_COST_BPS
 ) -> pd.DataFrame:
-    """Features and labels for ``candles``, without the warm-up rows and the last
-    ``horizon`` rows (whose labels would need candles after the end)."""
+    """Features (float32) and labels (float64) for ``candles``, without the warm-up rows
+    and the last ``horizon`` rows (whose labels would need candles after the end)."""
     needed = WARMUP_ROWS + horizon + 1
     if len(candles) < needed:
         raise DatasetError(
@@ -96,7 +96,9 @@ def build_frame(
     if not np.isfinite(values).all():
         bad = [c for c in (*FEATURES, *LABEL_COLUMNS) if not np.isfinite(frame[c]).all()]
         raise DatasetError(f"features came out NaN/inf in column(s) {', '.join(bad)}")
-    return frame
+    # XGBoost works in 32-bit floats: storing features so halves the file and its
+    # loading time at no loss. Labels keep 64 bits (they are ranked and reported).
+    return frame.astype(dict.fromkeys(FEATURES, "float32"))
 
 
 def write_dataset(

@@ -67,10 +67,12 @@ def finish_models(
     test = matrices.matrix(splits.test, model=None, timings=timings)
     boosters: dict[str, xgb.Booster] = {}
     summary: dict[str, dict[str, Any]] = {}
+    bests = {model: best_trial(model, studies[model]) for model in MODELS}
+    search = matrices.matrix(splits.search, model=MODELS[0], timings=timings)
     for model in MODELS:
-        best = best_trial(model, studies[model])
+        best = bests[model]
         rounds = refit_rounds(int(best.user_attrs.get("rounds", 1)), splits)
-        search = matrices.matrix(splits.search, model=model, timings=timings)
+        search.set_label(matrices.labels(model, splits.search))
         boosters[model] = refit(
             best.params,
             search,

@@ -63,10 +63,21 @@ class Matrices:
         return data
 
 
-def prepare_matrices(dataset: Dataset, splits: Splits, nthread: int, timings: Timings) -> Matrices:
-    """Fit the scaler on the search part, scale everything, build the trial matrices."""
+def scale_features(dataset: Dataset, splits: Splits) -> tuple[StandardScaler, np.ndarray]:
+    """Fit the scaler on the search part; return it and every row scaled (float32)."""
     scaler = StandardScaler().fit(dataset.x[splits.search])
-    features = np.ascontiguousarray(scaler.transform(dataset.x), dtype=np.float32)
+    return scaler, np.ascontiguousarray(scaler.transform(dataset.x), dtype=np.float32)
+
+
+def build_matrices(
+    dataset: Dataset,
+    splits: Splits,
+    scaler: StandardScaler,
+    features: np.ndarray,
+    nthread: int,
+    timings: Timings,
+) -> Matrices:
+    """The trial matrices (XGBoost's work only: no GIL held)."""
     started = time.perf_counter()
     train = xgb.QuantileDMatrix(
         features[splits.train],
@@ -77,3 +88,9 @@ def prepare_matrices(dataset: Dataset, splits: Splits, nthread: int, timings: Ti
     validation = xgb.DMatrix(features[splits.validation], nthread=nthread)
     timings.add_xgboost(time.perf_counter() - started, "matrix")
     return Matrices(dataset, splits, scaler, features, train, validation, nthread)
+
+
+def prepare_matrices(dataset: Dataset, splits: Splits, nthread: int, timings: Timings) -> Matrices:
+    """Fit the scaler on the search part, scale everything, build the trial matrices."""
+    scaler, features = scale_features(dataset, splits)
+    return build_matrices(dataset, splits, scaler, features, nthread, timings)

@@ -59,7 +59,9 @@ class Recorder:
         self._queue.put(("start", model, number, params, dists))
 
     def trial_finished(self, model: str, trial: FrozenTrial, progress: RunProgress) -> None:
-        self._queue.put(("finish", model, trial, snapshot(progress)))
+        """Queue ``trial``'s completion; ``progress`` must be a :func:`snapshot` taken when
+        the trial was counted."""
+        self._queue.put(("finish", model, trial, progress))
 
     def publish(self, progress: RunProgress) -> None:
         """Write ``progress`` and call back, after everything queued before; wait for it."""

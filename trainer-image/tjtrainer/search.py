@@ -49,7 +49,13 @@ Reporter = Callable[[float, int], bool]
 
 @dataclass
 class Timings:
-    """Where a run's time went: inside XGBoost versus our own Python around it."""
+    """Where a run's time went: inside XGBoost versus our own Python around it.
+
+    ``xgboost_s`` is wall time inside XGBoost calls on the trial path (training without
+    our callback's own work, predictions, matrix construction); ``storage_s`` and
+    ``progress_s`` are spent on the recorder thread. Updates are not locked: with
+    parallel trials the figures are approximate.
+    """
 
     xgboost_s: float = 0.0
     callback_python_s: float = 0.0
@@ -107,22 +113,22 @@ class _Monitor(xgb.callback.TrainingCallback):
         self.best_round = 0
         self.best_predictions: np.ndarray | None = None
         self.pruned = False
+        self.python_s = 0.0  # our own work inside xgb.train, not XGBoost's
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
         rounds = epoch + 1
         if rounds % EVAL_EVERY and rounds != self.max_rounds:
             return False
-        started = time.perf_counter()
         predictions = model.predict(self.dvalid)
         predicted = time.perf_counter()
-        self.timings.add_xgboost(predicted - started, "predict")
+        self.timings.counts["predict"] = self.timings.counts.get("predict", 0) + 1
         proxy = self.target.proxy(predictions)
         if proxy > self.best_proxy:
             self.best_proxy, self.best_round, self.best_predictions = proxy, rounds, predictions
         stop = rounds - self.best_round >= PATIENCE
         if self.report is not None and rounds in PRUNE_CHECKPOINTS:
             self.pruned = self.report(self.best_proxy, rounds)
-        self.timings.callback_python_s += time.perf_counter() - predicted
+        self.python_s += time.perf_counter() - predicted
         return stop or self.pruned
 
 
@@ -141,7 +147,6 @@ def fit_trial(
     timings = timings if timings is not None else Timings()
     max_rounds = int(params["n_estimators"])
     monitor = _Monitor(dvalid, target, max_rounds, report, timings)
-    python_before = timings.callback_python_s
     started = time.perf_counter()
     booster = xgb.train(
         booster_params(params, seed=seed, nthread=nthread),
@@ -151,7 +156,8 @@ def fit_trial(
         verbose_eval=False,
     )
     elapsed = time.perf_counter() - started
-    timings.add_xgboost(elapsed - (timings.callback_python_s - python_before), "train")
+    timings.add_xgboost(elapsed - monitor.python_s, "train")
+    timings.callback_python_s += monitor.python_s
     if monitor.best_predictions is None:
         raise RuntimeError("the model was never evaluated on the validation split")
     score = 0.0 if monitor.pruned else target.spearman(monitor.best_predictions)

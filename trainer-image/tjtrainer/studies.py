@@ -43,7 +43,14 @@ def _sqlite_storage(path: Path) -> RDBStorage:
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
 
-    return RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
+    # An existing file may come from another Optuna version: check its schema. A new
+    # file is stamped with this version's schema, so the check (which loads every
+    # migration script once more) would only cost time.
+    return RDBStorage(
+        f"sqlite:///{path}",
+        engine_kwargs={"creator": connect},
+        skip_compatibility_check=not path.exists(),
+    )
 
 
 class DurableStudies:

@@ -18,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
 from tjtrainer.config import TIMEFRAMES, TrainConfig
 from tjtrainer.datasets import Dataset, load_dataset
 from tjtrainer.errors import DatasetError, RunFolderBusyError, TrainingError
 from tjtrainer.finalize import finish_models
-from tjtrainer.matrices import Matrices, prepare_matrices
+from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.metrics import RankTarget
 from tjtrainer.progress import (
     MODELS,
@@ -167,12 +167,16 @@ class _Run:
     # -- lifecycle -------------------------------------------------------------------
     def execute(self) -> RunProgress:
         config = self.config
-        # Opening study.db costs a second on a busy machine (Optuna stamps a new file with
-        # its schema version): do it while the dataset loads and the matrices are built.
+        dataset, splits = self._load_data()
+        scaler, features = scale_features(dataset, splits)
+        # Opening study.db costs tens of milliseconds of Python (Optuna stamps a new file
+        # with its schema): do it while XGBoost builds the matrices, which holds no GIL.
         with ThreadPoolExecutor(1, thread_name_prefix="tj-open-study") as pool:
             opening = pool.submit(DurableStudies, config.run_dir)
             try:
-                dataset, splits, matrices = self._prepare_data()
+                matrices = build_matrices(
+                    dataset, splits, scaler, features, self._nthread(), self.timings
+                )
             finally:
                 self.studies = opening.result()
         self.recorder = Recorder(self.studies, config.run_dir, self.on_progress, self.timings)
@@ -209,7 +213,7 @@ class _Run:
             self.recorder.close()
             self.studies.close()
 
-    def _prepare_data(self) -> tuple[Dataset, Splits, Matrices]:
+    def _load_data(self) -> tuple[Dataset, Splits]:
         config = self.config
         dataset = load_dataset(config.data_root, config.timeframe)
         try:
@@ -218,7 +222,7 @@ class _Run:
             )
         except DatasetError as exc:
             raise DatasetError(f"{dataset.path}: {exc}") from None
-        return dataset, splits, prepare_matrices(dataset, splits, self._nthread(), self.timings)
+        return dataset, splits
 
     def _resume(self) -> None:
         """Take over what an earlier process left in study.db."""
@@ -305,52 +309,84 @@ class _Run:
     ) -> None:
         assert self.recorder is not None
         nthread = self._nthread()
-        while True:
-            with self.lock:
-                if self.recorder.error is not None:
-                    break
-                if self.cancelled or self.book.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                    break
-                if cancel_requested(self.config.run_dir):
-                    self.cancelled = True
-                    break
-                if self.book.finished[model] + self.in_flight >= self.config.n_trials:
-                    break
-                trial = study.ask(SEARCH_SPACE)
-                self.recorder.trial_started(model, trial.number, trial.params, trial.distributions)
-                self.in_flight += 1
-            try:
-                fit = fit_trial(
-                    trial.params,
-                    matrices.train,
-                    matrices.validation,
-                    target,
-                    seed=self.config.seed + trial.number,
-                    nthread=nthread,
-                    report=_reporter(trial),
-                    timings=self.timings,
-                )
-                outcome: TrialFit | str = fit
-            except Exception as exc:
-                log.warning("%s trial %d failed: %s", model, trial.number, exc)
-                outcome = f"{type(exc).__name__}: {exc}"
-            with self.lock:
-                self.in_flight -= 1
-                self._record(model, study, trial, outcome)
+        # With one trial at a time, a finished trial is handed to the recorder once the
+        # next trial has been sampled: the recorder's SQLite work then runs while XGBoost
+        # trains (holding no GIL) instead of competing with the sampler between trials.
+        # Parallel workers hand theirs over at once, which keeps the recorder's order.
+        defer = self.config.parallelism == 1
+        pending: tuple[FrozenTrial, RunProgress] | None = None
+        try:
+            while True:
+                with self.lock:
+                    if self._should_stop(model):
+                        break
+                    trial = study.ask(SEARCH_SPACE)
+                    if pending is not None:
+                        self.recorder.trial_finished(model, *pending)
+                        pending = None
+                    self.recorder.trial_started(
+                        model, trial.number, trial.params, trial.distributions
+                    )
+                    self.in_flight += 1
+                outcome = self._fit(model, trial, matrices, target, nthread)
+                with self.lock:
+                    self.in_flight -= 1
+                    finished = self._record(study, trial, outcome)
+                    self.book.add(model, finished)
+                    pending = (finished, snapshot(self.progress))
+                    if not defer:
+                        self.recorder.trial_finished(model, *pending)
+                        pending = None
+        finally:
+            if pending is not None:
+                with self.lock:
+                    self.recorder.trial_finished(model, *pending)
         if self.book.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             last = self.progress.trials[-1]
             raise TrainingError(
                 f"{MAX_FAILURES_IN_A_ROW} {model} trials in a row failed; last error: {last.error}"
             )
 
-    def _record(
+    def _should_stop(self, model: str) -> bool:
+        """Whether ``model``'s search is over; called with the lock held."""
+        assert self.recorder is not None
+        if self.recorder.error is not None or self.cancelled:
+            return True
+        if self.book.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            return True
+        if cancel_requested(self.config.run_dir):
+            self.cancelled = True
+            return True
+        return self.book.finished[model] + self.in_flight >= self.config.n_trials
+
+    def _fit(
         self,
         model: str,
-        study: optuna.Study,
         trial: optuna.Trial,
-        outcome: TrialFit | str,
-    ) -> None:
-        assert self.recorder is not None
+        matrices: Matrices,
+        target: RankTarget,
+        nthread: int,
+    ) -> TrialFit | str:
+        """The trial's fit, or the error that stopped it."""
+        try:
+            return fit_trial(
+                trial.params,
+                matrices.train,
+                matrices.validation,
+                target,
+                seed=self.config.seed + trial.number,
+                nthread=nthread,
+                report=_reporter(trial),
+                timings=self.timings,
+            )
+        except Exception as exc:
+            log.warning("%s trial %d failed: %s", model, trial.number, exc)
+            return f"{type(exc).__name__}: {exc}"
+
+    def _record(
+        self, study: optuna.Study, trial: optuna.Trial, outcome: TrialFit | str
+    ) -> FrozenTrial:
+        """Tell the in-memory study how the trial ended; return the finished trial."""
         if isinstance(outcome, str):
             trial.set_user_attr("error", outcome)
             study.tell(trial, state=TrialState.FAIL)
@@ -360,9 +396,7 @@ class _Run:
                 study.tell(trial, state=TrialState.PRUNED)
             else:
                 study.tell(trial, outcome.score)
-        finished = study._storage.get_trial(trial._trial_id)
-        self.book.add(model, finished)
-        self.recorder.trial_finished(model, finished, self.progress)
+        return study._storage.get_trial(trial._trial_id)
 
 
 def _reporter(trial: optuna.Trial) -> Callable[[float, int], bool]:
