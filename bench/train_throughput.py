@@ -39,6 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from tjtrainer.config import TrainConfig
+from tjtrainer.cpus import available_cpus
 from tjtrainer.datasets import load_dataset, synth_dataset
 from tjtrainer.metrics import spearman
 from tjtrainer.progress import MODELS
@@ -141,7 +142,7 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    nthread = len(os.sched_getaffinity(0))
+    nthread = available_cpus()
     with tempfile.TemporaryDirectory(prefix="tj-bench-") as tmp:
         root = Path(tmp)
         _warm_up(root / "warm-up", nthread)

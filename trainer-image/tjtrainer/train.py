@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
 from tjtrainer.config import TIMEFRAMES, TrainConfig
+from tjtrainer.cpus import available_cpus
 from tjtrainer.datasets import Dataset, load_dataset
 from tjtrainer.errors import DatasetError, RunFolderBusyError, TrainingError
 from tjtrainer.finalize import finish_models
@@ -278,8 +278,8 @@ class _Run:
         self.recorder.publish(self.progress)
 
     def _nthread(self, parallelism: int | None = None) -> int:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(1, (cpus or 1) // (parallelism or self.config.parallelism))
+        """XGBoost threads per trial: the CPUs we may use shared by the parallel trials."""
+        return max(1, available_cpus() // (parallelism or self.config.parallelism))
 
     # -- the search ------------------------------------------------------------------
     def _search(self, model: str, matrices: Matrices) -> None:
