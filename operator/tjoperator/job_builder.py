@@ -80,7 +80,6 @@ def build_job(
             {"name": "PYTHONUNBUFFERED", "value": "1"},
             # The root filesystem is read-only: caches and temporary files go to /tmp.
             {"name": "HOME", "value": "/tmp"},
-            {"name": "OMP_NUM_THREADS", "value": str(max(1, spec.parallelism))},
         ],
         "resources": spec.resources or config.default_resources,
         "volumeMounts": [
