@@ -315,11 +315,12 @@ class JobStore:
         spec: TrainingJobSpec,
         *,
         source: str,
-        namespace: str,
-        name: str,
+        namespace: str | None = None,
+        name: str | None = None,
         uid: str | None = None,
     ) -> int:
-        """Insert the ``pending`` row of a TrainingJob's validated spec."""
+        """Insert the ``pending`` row of a validated spec (unnamed rows, as the UI makes
+        them, get their TrainingJob name when a runner claims them)."""
         return self.submit(
             timeframe=spec.timeframe,
             n_trials=spec.nTrials,

@@ -95,14 +95,7 @@ def submit_job(url: str, spec: TrainingJobSpec) -> int:
     with friendly_errors("start the training job", url):
         store = JobStore(url)
         try:
-            return store.submit(
-                timeframe=spec.timeframe,
-                n_trials=spec.nTrials,
-                train_ratio=spec.trainRatio,
-                seed=spec.seed,
-                parallelism=spec.parallelism,
-                source=SOURCE,
-            )
+            return store.submit_spec(spec, source=SOURCE)
         finally:
             store.close()
 
