@@ -245,3 +245,18 @@ def test_a_trainingjob_created_again_under_the_same_name_starts_afresh(
     old_row, new_row = env.store.get(first["rowId"]), env.store.get(second["rowId"])
     assert old_row is not None and old_row.status == "completed"
     assert new_row is not None and new_row.status == "completed" and new_row.seed == 8
+
+
+def test_deadline_fails_the_run_with_reason_deadline_exceeded(
+    env: OperatorEnv, namespace: str
+) -> None:
+    # 60 s is the smallest deadline the CRD accepts; the run would need far longer.
+    env.apply(namespace, "too-slow", **{**LONG, "nTrials": 5000, "activeDeadlineSeconds": 60})
+    status = env.wait_phase(namespace, "too-slow", "Failed", "Succeeded", timeout=180)
+    assert status["phase"] == "Failed", status
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert failed["status"] == "True" and failed["reason"] == "DeadlineExceeded"
+    assert "activeDeadlineSeconds" in status["message"]
+    row = env.store.get_by_name(namespace, "too-slow")
+    assert row is not None and row.status == "failed"
+    assert "activeDeadlineSeconds" in (row.error or "")
