@@ -39,7 +39,7 @@ class OperatorConfig:
     shared_mount: str = DEFAULT_MOUNT
     bridge_namespace: str | None = "default"
     cancel_grace_seconds: float = 120.0
-    poll_seconds: float = 0.5
+    poll_seconds: float = 0.25
     default_resources: dict[str, dict[str, str]] = field(
         default_factory=lambda: {
             "requests": {"cpu": "1", "memory": "1Gi"},
