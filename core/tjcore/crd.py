@@ -20,7 +20,6 @@ from tjcore.spec import (
 )
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Cancelled")
-CONDITION_TYPES = ("Running", "Succeeded", "Failed", "Cancelled")
 
 
 def _field_schema(spec_field: SpecField) -> dict[str, Any]:

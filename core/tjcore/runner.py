@@ -15,7 +15,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tjcore.spec import TrainingJobSpec
 from tjcore.store import JobRow, JobStore
 from tjtrainer.config import TrainConfig
 from tjtrainer.progress import (
@@ -82,16 +81,6 @@ class _ProgressBar:
 
 def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:+.4f}"
-
-
-def spec_of_row(row: JobRow) -> TrainingJobSpec:
-    return TrainingJobSpec(
-        timeframe=row.timeframe,
-        nTrials=row.n_trials,
-        trainRatio=row.train_ratio,
-        seed=row.seed,
-        parallelism=row.parallelism,
-    )
 
 
 def run_row(store: JobStore, row: JobRow, *, data_root: Path, show_progress: bool) -> RunOutcome:

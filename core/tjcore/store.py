@@ -160,12 +160,6 @@ class JobStore:
         if not readonly:
             self._retry(lambda: self._write(migrate))
 
-    @classmethod
-    def from_settings(cls, *, readonly: bool = False) -> JobStore:
-        from tjcore.settings import Settings
-
-        return cls(Settings.from_env().database_url, readonly=readonly)
-
     def close(self) -> None:
         self.engine.dispose()
 
