@@ -97,8 +97,10 @@ def test_deleting_a_running_pod_sends_sigterm(cluster: Cluster, namespace: str) 
         """
         import os, signal, sys, time
         def stop(signum, frame):
-            with open('/data/got-sigterm', 'w') as fh:
+            # Written then renamed, so the test never reads a half-written file.
+            with open('/data/got-sigterm.tmp', 'w') as fh:
                 fh.write(str(signum))
+            os.replace('/data/got-sigterm.tmp', '/data/got-sigterm')
             sys.exit(0)
         signal.signal(signal.SIGTERM, stop)
         open('/data/ready', 'w').close()
