@@ -33,7 +33,7 @@ from typing import Any
 import xgboost as xgb
 from sklearn.preprocessing import StandardScaler
 
-from tjtrainer.files import atomic_copy, atomic_write_bytes, fsync_dir, sha256_file
+from tjtrainer.files import atomic_copy, atomic_write_bytes, fsync_path, sha256_file
 from tjtrainer.progress import MODELS
 
 METADATA_FORMAT = 1
@@ -75,7 +75,7 @@ def _reserve_version(models_dir: Path, timeframe: str) -> tuple[str, Path]:
         except FileExistsError:
             time.sleep(1.0 - time.time() % 1.0 + 0.01)
             continue
-        fsync_dir(models_dir)
+        fsync_path(models_dir)
         return version, folder
     raise RuntimeError(f"could not reserve a model version under {models_dir}")
 

@@ -13,13 +13,13 @@ A run folder is ``$SHARED_DATA_PATH/runs/<namespace>/<name>/`` and holds:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from tjtrainer.files import atomic_write_bytes
 
 FORMAT_VERSION = 1
 PROGRESS_FILE = "progress.json"
@@ -122,33 +122,10 @@ class RunProgress:
         return cls(**data)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new content, never
-    a mix: a temporary file in the same folder, fsync, rename, fsync of the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file private; readers of the run folder may be other users.
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def write_progress(run_dir: Path, progress: RunProgress) -> None:
     """Persist ``progress`` durably and atomically as ``run_dir/progress.json``."""
     progress.updated_at = utc_now()
-    atomic_write_text(run_dir / PROGRESS_FILE, progress.to_json())
+    atomic_write_bytes(run_dir / PROGRESS_FILE, progress.to_json().encode("utf-8"))
 
 
 def read_progress(run_dir: Path) -> RunProgress | None:
@@ -162,7 +139,7 @@ def read_progress(run_dir: Path) -> RunProgress | None:
 
 def request_cancel(run_dir: Path) -> None:
     """Ask the trainer working in ``run_dir`` to stop after its current trial."""
-    atomic_write_text(run_dir / CANCEL_MARKER, utc_now() + "\n")
+    atomic_write_bytes(run_dir / CANCEL_MARKER, (utc_now() + "\n").encode("utf-8"))
 
 
 def cancel_requested(run_dir: Path) -> bool:
