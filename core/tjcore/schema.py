@@ -8,14 +8,18 @@ place without losing a row. The version lives in the one-row table
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Column,
     Connection,
+    DefaultClause,
     Float,
     Integer,
     MetaData,
     Table,
     Text,
+    TextClause,
     inspect,
     text,
 )
@@ -23,6 +27,8 @@ from sqlalchemy import (
 SCHEMA_VERSION = 2
 
 metadata = MetaData()
+# Columns added after the seed's table carry the schema version that added them.
+V2 = {"since": 2}
 
 training_jobs = Table(
     "training_jobs",
@@ -47,16 +53,16 @@ training_jobs = Table(
     Column("completed_at", Text),
     # Version 2: who runs the row (and the uid of its TrainingJob), cancel requests,
     # honest scores, bookkeeping.
-    Column("namespace", Text),
-    Column("name", Text),
-    Column("seed", Integer, server_default=text("42")),
-    Column("parallelism", Integer, server_default=text("1")),
-    Column("cancel_requested", Integer, server_default=text("0")),
-    Column("test_score_long", Float),
-    Column("test_score_short", Float),
-    Column("source", Text),
-    Column("updated_at", Text),
-    Column("uid", Text),
+    Column("namespace", Text, info=V2),
+    Column("name", Text, info=V2),
+    Column("seed", Integer, server_default=text("42"), info=V2),
+    Column("parallelism", Integer, server_default=text("1"), info=V2),
+    Column("cancel_requested", Integer, server_default=text("0"), info=V2),
+    Column("test_score_long", Float, info=V2),
+    Column("test_score_short", Float, info=V2),
+    Column("source", Text, info=V2),
+    Column("updated_at", Text, info=V2),
+    Column("uid", Text, info=V2),
 )
 
 schema_table = Table(
@@ -65,22 +71,6 @@ schema_table = Table(
     Column("version", Integer, nullable=False),
 )
 
-# Columns each version adds, as (name, SQL type and default) for ALTER TABLE.
-MIGRATIONS: dict[int, list[tuple[str, str]]] = {
-    2: [
-        ("namespace", "TEXT"),
-        ("name", "TEXT"),
-        ("seed", "INTEGER DEFAULT 42"),
-        ("parallelism", "INTEGER DEFAULT 1"),
-        ("cancel_requested", "INTEGER DEFAULT 0"),
-        ("test_score_long", "REAL"),
-        ("test_score_short", "REAL"),
-        ("source", "TEXT"),
-        ("updated_at", "TEXT"),
-        ("uid", "TEXT"),
-    ],
-}
-
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_training_jobs_status ON training_jobs (status, requested_at)",
     "CREATE INDEX IF NOT EXISTS ix_training_jobs_name ON training_jobs (namespace, name)",
@@ -88,6 +78,16 @@ INDEXES = (
     # same name is a new object with a new uid, and gets a new row.
     "CREATE UNIQUE INDEX IF NOT EXISTS ix_training_jobs_uid ON training_jobs (uid)",
 )
+
+
+def _add_column_sql(column: Column[Any], conn: Connection) -> str:
+    """``ALTER TABLE … ADD COLUMN`` for ``column``, with its type and server default."""
+    sql_type = column.type.compile(dialect=conn.dialect)
+    default = column.server_default
+    suffix = ""
+    if isinstance(default, DefaultClause) and isinstance(default.arg, TextClause):
+        suffix = f" DEFAULT {default.arg.text}"
+    return f"ALTER TABLE training_jobs ADD COLUMN {column.name} {sql_type}{suffix}"
 
 
 def current_version(conn: Connection) -> int:
@@ -115,10 +115,10 @@ def migrate(conn: Connection) -> int:
     else:
         schema_table.create(conn, checkfirst=True)
         existing = {c["name"] for c in inspect(conn).get_columns("training_jobs")}
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            for name, sql_type in MIGRATIONS[version]:
-                if name not in existing:
-                    conn.execute(text(f"ALTER TABLE training_jobs ADD COLUMN {name} {sql_type}"))
+        for column in training_jobs.columns:
+            added_in = column.info.get("since", 1)
+            if found < added_in and column.name not in existing:
+                conn.execute(text(_add_column_sql(column, conn)))
     for statement in INDEXES:
         conn.execute(text(statement))
     conn.execute(schema_table.delete())
