@@ -3,36 +3,16 @@ local runner and the operator write them (``JobStore.apply_progress``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pytest
 
 from tjcore.store import JobStore
 from tjtrainer.progress import RunProgress, RunState, TrialRecord, utc_now
 from tjui import APP_PATH
 
 __all__ = ["APP_PATH", "add_job", "chart_frames", "running_progress"]
-
-
-@pytest.fixture
-def shared_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh SHARED_DATA_PATH; the UI finds its SQLite file through the environment."""
-    shared = tmp_path / "shared"
-    monkeypatch.setenv("SHARED_DATA_PATH", str(shared))
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{shared / 'training_jobs.db'}")
-    return shared
-
-
-@pytest.fixture
-def store(shared_dir: Path) -> Iterator[JobStore]:
-    """A writable store of the same file, to arrange rows and check what the UI wrote."""
-    job_store = JobStore(f"sqlite:///{shared_dir / 'training_jobs.db'}")
-    yield job_store
-    job_store.close()
 
 
 def running_progress(
