@@ -73,6 +73,16 @@ class ClusterConfig:
         return self.state_dir / "kubeconfig"
 
     @property
+    def node_dir(self) -> Path:
+        """State of the real node (``--node kubelet``): containerd, kubelet, CNI."""
+        return self.state_dir / "node"
+
+    @property
+    def containerd_socket(self) -> Path:
+        """The CRI/containerd socket of the real node (``--node kubelet``)."""
+        return self.node_dir / "containerd.sock"
+
+    @property
     def config_file(self) -> Path:
         return self.state_dir / "cluster.json"
 
