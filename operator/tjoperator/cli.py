@@ -20,6 +20,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             pvc_claim=args.pvc_claim,
             bridge_namespace=None if args.no_bridge else args.bridge_namespace,
             cancel_grace_seconds=args.cancel_grace_seconds,
+            image_pull_timeout_seconds=args.image_pull_timeout_seconds,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -73,6 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="time a cancelled trainer has to stop before its Job is "
         "deleted (TJ_CANCEL_GRACE_SECONDS, default 120)",
+    )
+    parser.add_argument(
+        "--image-pull-timeout-seconds",
+        type=float,
+        help="time a trainer pod may keep failing to pull its image (ErrImagePull, "
+        "ImagePullBackOff) before its TrainingJob fails (TJ_IMAGE_PULL_TIMEOUT_SECONDS, "
+        "default 300)",
     )
     parser.add_argument(
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"

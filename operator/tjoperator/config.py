@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tjoperator.status import DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS
+
 DEFAULT_TRAINER_IMAGE = "trainingjob-trainer:0.1.0"
 DEFAULT_PVC = "trainingjob-shared"
 DEFAULT_MOUNT = "/shared"
@@ -27,6 +29,9 @@ class OperatorConfig:
             switches the bridge off.
         cancel_grace_seconds: after ``spec.cancel``, how long the trainer may take to
             finish its trial before the operator deletes the Job.
+        image_pull_timeout_seconds: how long a trainer pod may keep failing to pull its
+            image (ErrImagePull, ImagePullBackOff) before the TrainingJob fails with
+            reason ImagePullBackOff and its Job is deleted.
         poll_seconds: how often a running job's progress file is read.
         default_resources: trainer resources when the spec gives none.
     """
@@ -39,6 +44,7 @@ class OperatorConfig:
     shared_mount: str = DEFAULT_MOUNT
     bridge_namespace: str | None = "default"
     cancel_grace_seconds: float = 120.0
+    image_pull_timeout_seconds: float = DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS
     poll_seconds: float = 0.25
     default_resources: dict[str, dict[str, str]] = field(
         default_factory=lambda: {
@@ -74,8 +80,17 @@ class OperatorConfig:
             values["cancel_grace_seconds"] = _positive(
                 env["TJ_CANCEL_GRACE_SECONDS"], "TJ_CANCEL_GRACE_SECONDS"
             )
+        if env.get("TJ_IMAGE_PULL_TIMEOUT_SECONDS"):
+            values["image_pull_timeout_seconds"] = _positive(
+                env["TJ_IMAGE_PULL_TIMEOUT_SECONDS"], "TJ_IMAGE_PULL_TIMEOUT_SECONDS"
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)  # type: ignore[arg-type]
+        for name in ("cancel_grace_seconds", "image_pull_timeout_seconds"):
+            if getattr(config, name) <= 0:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}"
+                )
         if config.namespaces and config.bridge_namespace not in (None, *config.namespaces):
             raise ValueError(
                 f"the bridge namespace {config.bridge_namespace!r} is not watched "

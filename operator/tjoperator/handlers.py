@@ -231,7 +231,11 @@ async def track_progress(
         cancel = bool(body.get("spec", {}).get("cancel"))
         try:
             obs = await observe(
-                tracker, job_status, cancel=cancel, grace=config.cancel_grace_seconds
+                tracker,
+                job_status,
+                cancel=cancel,
+                grace=config.cancel_grace_seconds,
+                image_pull_timeout=config.image_pull_timeout_seconds,
             )
             changed = await publish(
                 tracker,
@@ -246,7 +250,7 @@ async def track_progress(
         if changed is not None:
             kopf.event(
                 body,
-                type="Warning" if changed.phase == Phase.FAILED else "Normal",
+                type="Warning" if changed.warning else "Normal",
                 reason=changed.reason,
                 message=f"{changed.phase}: {changed.message}",
             )

@@ -9,6 +9,7 @@ are raised at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,10 +24,11 @@ __all__ = [
     "create_job",
     "create_trainingjob",
     "delete_job",
+    "job_pod_selector",
+    "list_pods",
     "load_config",
     "patch_status",
     "request_cancel",
-    "trainer_message",
 ]
 
 from tjcore.spec import GROUP, PLURAL, VERSION
@@ -90,27 +92,30 @@ def delete_job(namespace: str, name: str) -> bool:
     return True
 
 
-def trainer_message(namespace: str, job: str) -> str | None:
-    """The termination message of the Job's most recent failed trainer container."""
-    pods = _retrying(
-        lambda: client.CoreV1Api().list_namespaced_pod(namespace, label_selector=f"job-name={job}")
+def job_pod_selector(namespace: str, name: str) -> str | None:
+    """The label selector of the Job's own pods (its ``controller-uid``, so not the pods
+    of an earlier Job of the same name); ``None`` if the Job is gone."""
+    try:
+        response: Any = _retrying(
+            lambda: client.BatchV1Api().read_namespaced_job(name, namespace, _preload_content=False)
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    job = json.loads(response.data)
+    labels = ((job.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items())) or None
+
+
+def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The pods matching ``selector``, as the API returns them (camelCase JSON)."""
+    response: Any = _retrying(
+        lambda: client.CoreV1Api().list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False
+        )
     )
-    messages: list[tuple[Any, str]] = []
-    for pod in pods.items:
-        for container in (pod.status.container_statuses or []) if pod.status else []:
-            terminated = container.state.terminated if container.state else None
-            if terminated and terminated.exit_code != 0 and terminated.message:
-                messages.append((terminated.finished_at, terminated.message.strip()))
-    if not messages:
-        return None
-    messages.sort(key=lambda item: str(item[0]))
-    return _last_line(messages[-1][1])
-
-
-def _last_line(text: str) -> str:
-    """The trainer prints its error as its last line; keep that, not the traceback."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else text
+    return list(json.loads(response.data).get("items") or [])
 
 
 def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:

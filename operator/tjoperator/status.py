@@ -1,5 +1,6 @@
 """Pure status math: from what the operator observes (the run's progress file, the
-Job's status, a pending cancel) to the TrainingJob's ``status`` and its table row.
+Job's status, the trainer pods' container states, a pending cancel) to the TrainingJob's
+``status`` and its table row.
 
 Kept free of API calls so every transition is unit-testable.
 """
@@ -13,6 +14,18 @@ from typing import Any
 from tjtrainer.progress import RunProgress, RunState, utc_now
 
 RECENT_TRIALS = 5
+DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS = 300.0
+# Kubelet reasons of a container waiting for an image that will never come: fail at once.
+IMAGE_NEVER_REASONS = {"ErrImageNeverPull": "ImageNotFound", "InvalidImageName": "InvalidImageName"}
+# Kubelet reasons of a pull that fails but is retried (with back-off): it may recover.
+IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff")
+# Verdict reasons that end the run because of what a trainer pod showed; the operator
+# deletes the Job for them (retrying cannot help, and a pod must not sit Pending forever).
+POD_FAILURE_REASONS = frozenset(
+    {"OOMKilled", "ImageNotFound", "InvalidImageName", "ImagePullBackOff"}
+)
+# Non-final verdicts that deserve a Warning Event (once, when they appear).
+WARNING_REASONS = frozenset({"ImagePullBackOff"})
 
 
 class Phase(StrEnum):
@@ -56,6 +69,13 @@ class Observation:
     job: dict[str, Any] | None  # the Job's .status, None when no Job exists
     job_deleted_for_cancel: bool = False
     trainer_message: str | None = None  # the failed pod's termination message
+    # The Job's pods as the API returns them (metadata, spec, status with
+    # containerStatuses), from the last look; looked at only when the Job's counts say
+    # that something may be wrong, so often empty.
+    pods: tuple[dict[str, Any], ...] = ()
+    # How long the trainer pod has been failing to pull its image, and how long it may.
+    image_pull_seconds: float = 0.0
+    image_pull_timeout: float = DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,180 @@ class Verdict:
     phase: Phase
     reason: str
     message: str
+
+    @property
+    def warning(self) -> bool:
+        """Whether its Event is a Warning (a failure, or trouble on the way)."""
+        return self.phase == Phase.FAILED or self.reason in WARNING_REASONS
+
+
+@dataclass(frozen=True)
+class PodTrouble:
+    """A trainer container that cannot start, or was killed for its memory."""
+
+    reason: str  # OOMKilled, or the kubelet's waiting reason (ErrImageNeverPull, ...)
+    pod: str
+    container: str
+    image: str
+    kubelet_message: str
+    exit_code: int | None = None
+    memory_limit: str | None = None
+    node: str | None = None
+
+    @property
+    def fatal(self) -> bool:
+        """Retrying cannot help: the same limit kills again, a missing image stays missing."""
+        return self.reason == "OOMKilled" or self.reason in IMAGE_NEVER_REASONS
+
+    @property
+    def pulling(self) -> bool:
+        return self.reason in IMAGE_PULL_REASONS
+
+
+def _spec_container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    spec = pod.get("spec") or {}
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        if container.get("name") == name:
+            return dict(container)
+    return {}
+
+
+def _container_troubles(pod: dict[str, Any]) -> list[PodTrouble]:
+    status = pod.get("status") or {}
+    name = (pod.get("metadata") or {}).get("name", "?")
+    node = (pod.get("spec") or {}).get("nodeName")
+    found = []
+    for container in [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]:
+        spec = _spec_container(pod, container.get("name", ""))
+        image = spec.get("image") or container.get("image") or "?"
+        limit = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
+        state, last = container.get("state") or {}, container.get("lastState") or {}
+        for terminated in (state.get("terminated"), last.get("terminated")):
+            if terminated and terminated.get("reason") == "OOMKilled":
+                found.append(
+                    PodTrouble(
+                        "OOMKilled",
+                        name,
+                        container.get("name", "?"),
+                        image,
+                        terminated.get("message") or "",
+                        exit_code=terminated.get("exitCode"),
+                        memory_limit=str(limit) if limit is not None else None,
+                        node=node,
+                    )
+                )
+                break
+        waiting = state.get("waiting") or {}
+        reason = waiting.get("reason") or ""
+        if reason in IMAGE_NEVER_REASONS or reason in IMAGE_PULL_REASONS:
+            found.append(
+                PodTrouble(
+                    reason,
+                    name,
+                    container.get("name", "?"),
+                    image,
+                    (waiting.get("message") or "").strip(),
+                    node=node,
+                )
+            )
+    return found
+
+
+def pod_trouble(pods: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> PodTrouble | None:
+    """The worst trouble the trainer pods show: an OOM kill, then an image that cannot
+    be found, then a pull that is being retried; ``None`` if there is none. A pod that
+    ended for another reason (an error exit, a deletion) is not trouble of this kind."""
+    troubles = [t for pod in pods for t in _container_troubles(pod)]
+    for wanted in (
+        lambda t: t.reason == "OOMKilled",
+        lambda t: t.fatal,
+        lambda t: t.pulling,
+    ):
+        for trouble in troubles:
+            if wanted(trouble):
+                return trouble
+    return None
+
+
+def termination_message(pods: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> str | None:
+    """The last line of the termination message of the most recent failed container."""
+    messages: list[tuple[str, str]] = []
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if terminated.get("exitCode") not in (None, 0) and terminated.get("message"):
+                messages.append(
+                    (str(terminated.get("finishedAt") or ""), terminated["message"].strip())
+                )
+    if not messages:
+        return None
+    messages.sort(key=lambda item: item[0])
+    lines = [line for line in messages[-1][1].splitlines() if line.strip()]
+    return lines[-1] if lines else messages[-1][1]
+
+
+IMAGE_FIX = "set spec.image / the chart's trainer.image"
+
+
+def _trouble_verdict(trouble: PodTrouble, obs: Observation) -> Verdict:
+    """What a trainer pod's trouble means for the TrainingJob."""
+    kubelet = trouble.reason + (f": {trouble.kubelet_message}" if trouble.kubelet_message else "")
+    where = f"node {trouble.node}" if trouble.node else "the node"
+    if trouble.reason == "OOMKilled":
+        code = trouble.exit_code if trouble.exit_code is not None else 137
+        killed = (
+            f"the trainer ran out of memory: container {trouble.container} of pod "
+            f"{trouble.pod} was OOMKilled (exit code {code})"
+        )
+        if trouble.memory_limit:
+            message = (
+                f"{killed} at its memory limit of {trouble.memory_limit}; raise "
+                "spec.resources.limits.memory (a retry with the same limit would be "
+                "killed again; finished trials are kept on the volume)"
+            )
+        else:
+            message = (
+                f"{killed} with no memory limit set, so {where} ran out of memory; set "
+                "spec.resources.requests.memory and limits.memory to what the trainer "
+                "needs (finished trials are kept on the volume)"
+            )
+        return Verdict(Phase.FAILED, "OOMKilled", message)
+    if trouble.reason == "ErrImageNeverPull":
+        return Verdict(
+            Phase.FAILED,
+            IMAGE_NEVER_REASONS[trouble.reason],
+            f"trainer image {trouble.image} is not on {where} ({kubelet}): load it into "
+            f"the node's container runtime or {IMAGE_FIX}",
+        )
+    if trouble.reason == "InvalidImageName":
+        return Verdict(
+            Phase.FAILED,
+            IMAGE_NEVER_REASONS[trouble.reason],
+            f"trainer image {trouble.image!r} is not a valid image name ({kubelet}): "
+            f"{IMAGE_FIX} to a valid image reference",
+        )
+    advice = (
+        "check the image name and tag, that the registry is reachable and the pod may "
+        f"pull from it (imagePullSecrets), or load the image onto the node, or {IMAGE_FIX}"
+    )
+    timeout = obs.image_pull_timeout
+    if obs.image_pull_seconds >= timeout:
+        return Verdict(
+            Phase.FAILED,
+            "ImagePullBackOff",
+            f"trainer image {trouble.image} could not be pulled onto {where} for "
+            f"{timeout:.0f} s ({kubelet}): {advice}",
+        )
+    state = obs.progress.state if obs.progress else None
+    return Verdict(
+        Phase.RUNNING if state == RunState.RUNNING else Phase.PENDING,
+        "ImagePullBackOff",
+        f"cannot pull trainer image {trouble.image} onto {where} ({kubelet}); the kubelet "
+        f"retries, the job fails if it has not worked after {timeout:.0f} s: {advice}",
+    )
 
 
 def _job_condition(job: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
@@ -86,6 +280,10 @@ def judge(obs: Observation) -> Verdict:
             "CancelRequested",
             "stopped after the current trial on request; no model was replaced",
         )
+    trouble = pod_trouble(obs.pods)
+    # The trainer's own error (it exited 1 and said why) wins over what the pods show.
+    if trouble is not None and trouble.fatal and state != RunState.FAILED:
+        return _trouble_verdict(trouble, obs)
     failed = _job_condition(obs.job, "Failed")
     if state == RunState.FAILED or failed:
         error = (progress.error if progress and progress.error else None) or obs.trainer_message
@@ -105,6 +303,8 @@ def judge(obs: Observation) -> Verdict:
         return Verdict(
             Phase.FAILED, "NoResult", "the trainer exited 0 without writing a final progress state"
         )
+    if trouble is not None and trouble.pulling:
+        return _trouble_verdict(trouble, obs)
     if state == RunState.RUNNING:
         done = progress.completed_trials if progress else 0
         total = progress.total_trials if progress else 0
@@ -118,7 +318,9 @@ def conditions_after(
     previous: list[dict[str, Any]], verdict: Verdict, generation: int | None
 ) -> list[dict[str, Any]]:
     """The condition list for ``verdict``: the phase's condition True, the others False;
-    ``lastTransitionTime`` changes only when a condition's status changes."""
+    ``lastTransitionTime`` changes only when a condition's status changes. While Pending,
+    the ``Running`` condition (False) says why the run has not started (its reason and
+    message are the verdict's, e.g. ``ImagePullBackOff``)."""
     old = {c.get("type"): c for c in previous or []}
     now = utc_now().split(".")[0] + "Z"
     result = []
@@ -126,12 +328,13 @@ def conditions_after(
         status = "True" if verdict.phase == phase else "False"
         before = old.get(kind)
         changed = before is None or before.get("status") != status
+        explains = status == "True" or (verdict.phase == Phase.PENDING and kind == "Running")
         result.append(
             {
                 "type": kind,
                 "status": status,
-                "reason": verdict.reason if status == "True" else "NotInPhase",
-                "message": verdict.message if status == "True" else f"phase is {verdict.phase}",
+                "reason": verdict.reason if explains else "NotInPhase",
+                "message": verdict.message if explains else f"phase is {verdict.phase}",
                 "lastTransitionTime": (
                     now if changed or before is None else before.get("lastTransitionTime", now)
                 ),

@@ -1,10 +1,12 @@
-"""Following one TrainingJob while it runs: read its progress file and its Job, derive
-the status, and write it to the CR and the table row within a poll interval."""
+"""Following one TrainingJob while it runs: read its progress file, its Job and (when
+the Job's counts say something may be wrong) its pods, derive the status, and write it
+to the CR and the table row within a poll interval."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +14,18 @@ from typing import Any
 
 from tjcore.store import JobStore, progress_columns
 from tjoperator import kube
-from tjoperator.status import Observation, Phase, Verdict, build_status, judge, status_changed
+from tjoperator.status import (
+    DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS,
+    POD_FAILURE_REASONS,
+    Observation,
+    Phase,
+    Verdict,
+    build_status,
+    judge,
+    pod_trouble,
+    status_changed,
+    termination_message,
+)
 from tjtrainer.progress import (
     PROGRESS_FILE,
     RunProgress,
@@ -24,6 +37,9 @@ from tjtrainer.progress import (
 log = logging.getLogger(__name__)
 # Written by the operator into each run folder: the uid of the TrainingJob it belongs to.
 OWNER_FILE = "OWNER"
+# How often the pods of a Job are listed while one of them is not ready (starting, or
+# stuck on its image); the progress file is read far more often, the API is spared.
+POD_CHECK_SECONDS = 2.0
 
 
 @dataclass
@@ -43,6 +59,13 @@ class Tracker:
     trainer_message: str | None = None
     cancel_since: float | None = None
     job_deleted_for_cancel: bool = False
+    pod_selector: str | None = None  # the Job's own, read once
+    pods: tuple[dict[str, Any], ...] = ()  # from the last look at the pods
+    pods_checked_at: float = -math.inf
+    failed_pods_seen: int = 0  # the Job's ``failed`` count at the last look
+    image_pull_since: float | None = None  # when a failing pull was first seen
+    job_deleted_for_failure: bool = False
+    last_reason: str | None = None  # of the last published verdict
 
     def read_progress(self) -> None:
         """Re-read ``progress.json`` when it changed since the last look; nothing is read
@@ -65,10 +88,65 @@ class Tracker:
             log.error("%s/%s: cannot read %s: %s", self.namespace, self.name, PROGRESS_FILE, err)
 
 
+def _pods_due(tracker: Tracker, job_status: dict[str, Any] | None, now: float) -> bool:
+    """Whether to list the Job's pods now. Only when the Job's counts say that something
+    may be wrong: a pod failed since the last look (was it OOM-killed?), or a pod is
+    active but not ready (is it stuck on its image?) — then every POD_CHECK_SECONDS."""
+    if job_status is None or tracker.job_deleted_for_failure:
+        return False
+    trouble = pod_trouble(tracker.pods)
+    if trouble is not None and trouble.fatal:
+        return False  # decided; keep the facts that decided it
+    if (job_status.get("failed") or 0) > tracker.failed_pods_seen:
+        return True
+    if job_status.get("succeeded"):
+        return False
+    active, ready = job_status.get("active") or 0, job_status.get("ready") or 0
+    if active <= ready:
+        if trouble is not None:  # the pull worked after all
+            tracker.pods, tracker.image_pull_since = (), None
+        return False
+    return now - tracker.pods_checked_at >= POD_CHECK_SECONDS
+
+
+async def _look_at_pods(tracker: Tracker, job_status: dict[str, Any] | None, now: float) -> None:
+    """List the Job's pods into the tracker (the Job's selector is read the first time)."""
+    if tracker.pod_selector is None:
+        tracker.pod_selector = await kube.call(
+            lambda: kube.job_pod_selector(tracker.namespace, tracker.job_name)
+        )
+    selector = tracker.pod_selector
+    pods: list[dict[str, Any]] = []
+    if selector is not None:
+        pods = await kube.call(lambda: kube.list_pods(tracker.namespace, selector))
+    tracker.pods = tuple(pods)
+    tracker.pods_checked_at = now
+    tracker.failed_pods_seen = (job_status or {}).get("failed") or 0
+    trouble = pod_trouble(tracker.pods)
+    if trouble is not None and trouble.pulling:
+        if tracker.image_pull_since is None:
+            tracker.image_pull_since = now
+    else:
+        tracker.image_pull_since = None
+
+
+def _job_finished(job_status: dict[str, Any] | None) -> bool:
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in (job_status or {}).get("conditions") or []
+    )
+
+
 async def observe(
-    tracker: Tracker, job_status: dict[str, Any] | None, *, cancel: bool, grace: float
+    tracker: Tracker,
+    job_status: dict[str, Any] | None,
+    *,
+    cancel: bool,
+    grace: float,
+    image_pull_timeout: float = DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS,
 ) -> Observation:
-    """Look at the run once; handles the cancel marker and grace period on the way."""
+    """Look at the run once; handles the cancel marker and grace period on the way, and
+    deletes the Job when a trainer pod shows that the run cannot succeed."""
     await asyncio.to_thread(tracker.read_progress)
     if cancel:
         if tracker.cancel_since is None:
@@ -85,18 +163,47 @@ async def observe(
             )
             await kube.call(lambda: kube.delete_job(tracker.namespace, tracker.job_name))
             tracker.job_deleted_for_cancel = True
-    obs = Observation(
-        tracker.progress, job_status, tracker.job_deleted_for_cancel, tracker.trainer_message
-    )
-    if judge(obs).phase == Phase.FAILED and tracker.trainer_message is None and job_status:
-        message = await kube.call(lambda: kube.trainer_message(tracker.namespace, tracker.job_name))
-        tracker.trainer_message = message or ""
-        obs = Observation(
+    now = time.monotonic()
+    looked = _pods_due(tracker, job_status, now)
+    if looked:
+        await _look_at_pods(tracker, job_status, now)
+
+    def observation() -> Observation:
+        since = tracker.image_pull_since
+        return Observation(
             tracker.progress,
             job_status,
             tracker.job_deleted_for_cancel,
             tracker.trainer_message or None,
+            pods=tracker.pods,
+            image_pull_seconds=0.0 if since is None else now - since,
+            image_pull_timeout=image_pull_timeout,
         )
+
+    obs = observation()
+    verdict = judge(obs)
+    if verdict.phase == Phase.FAILED and tracker.trainer_message is None and job_status:
+        if not looked and not tracker.job_deleted_for_failure:
+            await _look_at_pods(tracker, job_status, now)
+        tracker.trainer_message = termination_message(tracker.pods) or ""
+        obs = observation()
+        verdict = judge(obs)
+    if (
+        verdict.phase == Phase.FAILED
+        and verdict.reason in POD_FAILURE_REASONS
+        and not tracker.job_deleted_for_failure
+        and job_status is not None
+        and not _job_finished(job_status)
+    ):
+        log.warning(
+            "%s/%s: %s; deleting its Job: %s",
+            tracker.namespace,
+            tracker.name,
+            verdict.reason,
+            verdict.message,
+        )
+        await kube.call(lambda: kube.delete_job(tracker.namespace, tracker.job_name))
+        tracker.job_deleted_for_failure = True
     return obs
 
 
@@ -115,8 +222,9 @@ def row_values(obs: Observation, verdict: Verdict) -> dict[str, Any]:
 async def publish(
     tracker: Tracker, obs: Observation, *, store: JobStore | None, generation: int | None
 ) -> Verdict | None:
-    """Write the status and the row if anything changed; returns the verdict when the
-    phase changed (for an Event), else ``None``."""
+    """Write the status and the row if anything changed; returns the verdict when it
+    deserves an Event (the phase changed, or a warning such as ImagePullBackOff
+    appeared), else ``None``."""
     verdict = judge(obs)
     status = build_status(
         obs,
@@ -131,6 +239,7 @@ async def publish(
     if not status_changed(tracker.last_status, status):
         return None
     phase_changed = tracker.last_status.get("phase") != status["phase"]
+    new_warning = verdict.warning and verdict.reason != tracker.last_reason
     if store is not None and tracker.row_id is not None:
         row_id = tracker.row_id
         try:
@@ -145,4 +254,5 @@ async def publish(
     # The row first: whoever sees the CR's new phase finds the table already there.
     await kube.call(lambda: kube.patch_status(tracker.namespace, tracker.name, status))
     tracker.last_status = status
-    return verdict if phase_changed else None
+    tracker.last_reason = verdict.reason
+    return verdict if phase_changed or new_warning else None
