@@ -541,3 +541,26 @@ def test_the_daemon_fails_a_missing_image_at_once(
     row = store.get(row_id)
     assert row is not None and row.status == "failed"
     assert (row.error or "").startswith(f"trainer image {IMAGE} is not on node {NODE}")
+
+
+def test_the_pull_timeout_is_a_setting_like_the_cancel_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+
+    from tjoperator import cli
+
+    assert OperatorConfig.from_env().image_pull_timeout_seconds == 300
+    monkeypatch.setenv("TJ_IMAGE_PULL_TIMEOUT_SECONDS", "45")
+    assert OperatorConfig.from_env().image_pull_timeout_seconds == 45
+    assert OperatorConfig.from_env(image_pull_timeout_seconds=9).image_pull_timeout_seconds == 9
+    monkeypatch.setenv("TJ_IMAGE_PULL_TIMEOUT_SECONDS", "0")
+    with pytest.raises(ValueError, match="TJ_IMAGE_PULL_TIMEOUT_SECONDS must be > 0"):
+        OperatorConfig.from_env()
+    monkeypatch.delenv("TJ_IMAGE_PULL_TIMEOUT_SECONDS")
+    with pytest.raises(ValueError, match="--image-pull-timeout-seconds must be > 0"):
+        OperatorConfig.from_env(image_pull_timeout_seconds=-1)
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["operator", "--image-pull-timeout-seconds", "60"])
+    assert args.image_pull_timeout_seconds == 60
