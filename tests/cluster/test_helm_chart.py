@@ -207,6 +207,7 @@ def test_values_reach_the_operator_environment(cluster: Any) -> None:
             "trainer.image.tag": "1.2.3",
             "trainer.resources": {"requests": {"cpu": "2"}},
             "operator.cancelGraceSeconds": 30,
+            "operator.imagePullTimeoutSeconds": 90,
         },
     )
     deployment = next(
@@ -224,6 +225,7 @@ def test_values_reach_the_operator_environment(cluster: Any) -> None:
     }
     assert env["TJ_SHARED_PVC"] == CLAIM
     assert env["TJ_CANCEL_GRACE_SECONDS"] == "30"
+    assert env["TJ_IMAGE_PULL_TIMEOUT_SECONDS"] == "90"
     assert env["SHARED_DATA_PATH"] == "/shared" == env["TJ_SHARED_MOUNT"]
     assert container["command"] == ["tjctl", "operator"]
 
@@ -235,6 +237,7 @@ def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> N
         ({"persistence.accessMode": "ReadOnlyMany"}, "at '/persistence/accessMode'"),
         ({"watchNamespace": ["a"]}, "additional properties 'watchNamespace' not allowed"),
         ({"trainer.image.tag": 1}, "at '/trainer/image/tag'"),
+        ({"operator.imagePullTimeoutSeconds": 0}, "at '/operator/imagePullTimeoutSeconds'"),
         # the templates' own checks
         ({"watchNamespaces": ["a"], "bridge.namespace": "b"}, 'bridge.namespace "b"'),
     ):

@@ -146,7 +146,8 @@ capabilities:
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Trainer pods, read-only: the termination message of a failed trainer.
+# Trainer pods, read-only: the termination message of a failed trainer, and the container
+# states that tell a missing image or an OOM kill.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
