@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 from .controlplane import ClusterConfig, ControlPlane, ControlPlaneError, default_state_dir
+from .netns import NetnsError, require_root
+from .node import NodeError
 from .procs import PortInUseError
 from .tools import ToolsError, cache_root, ensure_tools
 
@@ -44,7 +46,14 @@ def cmd_cluster_tools(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> ClusterConfig:
     state = Path(args.state_dir).resolve() if args.state_dir else default_state_dir()
     cfg = ClusterConfig.load(state) or ClusterConfig(state_dir=state)
-    for attr in ("apiserver_port", "etcd_port", "etcd_peer_port", "node_name", "volumes_root"):
+    for attr in (
+        "apiserver_port",
+        "etcd_port",
+        "etcd_peer_port",
+        "node_name",
+        "volumes_root",
+        "node",
+    ):
         value = getattr(args, attr, None)
         if value is not None:
             setattr(cfg, attr, value)
@@ -58,12 +67,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         tools = ensure_tools(log=_progress)
         ControlPlane(cfg, tools).up(log=_progress)
-    except (ToolsError, ControlPlaneError, PortInUseError) as exc:
+    except (ToolsError, ControlPlaneError, PortInUseError, NetnsError, NodeError) as exc:
         _err(f"dev-cluster up: {exc}")
         return 1
+    if cfg.real_node:
+        where = (
+            f"Development/test scaffolding: a real kubelet on containerd in network namespace "
+            f"{cfg.netns}\n(no route off the machine); load images with "
+            "`tjctl images build --load`."
+        )
+    else:
+        where = "Development/test scaffolding: pods run as local processes by the pod harness."
     print(
         f"""Dev cluster running: {cfg.server} (Kubernetes {tools.kubernetes_version}).
-Development/test scaffolding: pods run as local processes by the pod harness.
+{where}
 
   export KUBECONFIG={cfg.kubeconfig}
   alias kubectl={tools.kubectl}
@@ -82,7 +99,13 @@ def cmd_down(args: argparse.Namespace) -> int:
     if not cfg.state_dir.exists():
         print(f"no dev cluster at {cfg.state_dir}")
         return 0
-    stopped = ControlPlane(cfg).down()
+    try:
+        if cfg.real_node:
+            require_root("`tjctl dev-cluster down` of a cluster with a real node")
+        stopped = ControlPlane(cfg).down()
+    except (ControlPlaneError, NetnsError) as exc:
+        _err(f"dev-cluster down: {exc}")
+        return 1
     print(f"stopped: {', '.join(stopped) or 'nothing was running'}; removed {cfg.state_dir}")
     return 0
 
@@ -140,6 +163,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--etcd-port", type=int, help="default 12379")
     up.add_argument("--etcd-peer-port", type=int, help="default 12380")
     up.add_argument("--node-name", help="default tj-dev-node")
+    up.add_argument(
+        "--node",
+        choices=("harness", "kubelet"),
+        help="harness (default): pods run as local processes; kubelet: a real kubelet on "
+        "containerd with a CNI and kube-proxy, in a network namespace with no route off the "
+        "machine (needs root)",
+    )
     up.add_argument("--volumes-root", type=Path, help="PVC folders live in <root>/pvc/<claim>")
     up.set_defaults(func=cmd_up)
     down = actions.add_parser("down", parents=[common], help="stop it and remove its state")

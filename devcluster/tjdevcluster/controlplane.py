@@ -1,5 +1,8 @@
 """Start, stop and inspect the local control plane (etcd, kube-apiserver,
-kube-controller-manager) and the pod harness, all bound to 127.0.0.1.
+kube-controller-manager) and its node: the pod harness (``--node harness``, the default,
+everything bound to 127.0.0.1) or a real node (``--node kubelet``: kube-scheduler,
+containerd, kubelet, kube-proxy and a bridge CNI, with the whole cluster inside a network
+namespace that has no route off the machine, and the API forwarded to the host's loopback).
 
 Development and test scaffolding: never a way to run production work. Everything lives
 in one state directory; ``down`` stops each process by its pid file and removes it.
@@ -19,12 +22,27 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import procs
+from . import netns, node, procs
 from .kubeconfig import write_kubeconfig
-from .pki import SERVICE_CLUSTER_IP_RANGE, Pki, ensure_pki
+from .pki import NODE_IP, SERVICE_CLUSTER_IP_RANGE, Pki, ensure_pki
 from .tools import Tools
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "harness")
+NODE_KINDS = ("harness", "kubelet")
+COMPONENTS = {
+    "harness": ("etcd", "kube-apiserver", "kube-controller-manager", "harness"),
+    "kubelet": (
+        "etcd",
+        "kube-apiserver",
+        "api-forward",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "containerd",
+        "kubelet",
+        "kube-proxy",
+    ),
+}
+# Controllers that make no sense without a kubelet.
+HARNESS_OFF = "-node-lifecycle-controller,-persistentvolume-attach-detach-controller"
 DEFAULT_PORTS = {"apiserver": 16443, "etcd": 12379, "etcd_peer": 12380}
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 Log = Callable[[str], None]
@@ -56,6 +74,8 @@ class ClusterConfig:
     etcd_peer_port: int = DEFAULT_PORTS["etcd_peer"]
     node_name: str = "tj-dev-node"
     volumes_root: Path | None = None
+    node: str = "harness"
+    netns: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,10 +83,30 @@ class ClusterConfig:
         if self.volumes_root is None:
             self.volumes_root = self.state_dir / "volumes"
         self.volumes_root = Path(self.volumes_root).resolve()
+        if self.node not in NODE_KINDS:
+            raise ControlPlaneError(f"unknown node kind {self.node!r}: use one of {NODE_KINDS}")
+        if self.node == "kubelet" and not self.netns:
+            self.netns = node.namespace_name(self.state_dir)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS[self.node]
+
+    @property
+    def real_node(self) -> bool:
+        return self.node == "kubelet"
 
     @property
     def server(self) -> str:
+        """The API server as the host sees it (kubectl, Helm, the tests)."""
         return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def internal_server(self) -> str:
+        """The API server as the cluster's own components see it."""
+        if self.real_node:
+            return f"https://{NODE_IP}:{node.APISERVER_PORT}"
+        return self.server
 
     @property
     def kubeconfig(self) -> Path:
@@ -117,7 +157,7 @@ class ControlPlane:
     def running(self) -> dict[str, int | None]:
         """Pid of each component that is alive (None if not)."""
         out: dict[str, int | None] = {}
-        for name in COMPONENTS:
+        for name in self.config.components:
             handle = procs.tracked(self.config.pid_file(name))
             out[name] = handle.pid if handle else None
         return out
@@ -160,6 +200,10 @@ class ControlPlane:
         cfg = self.config
         if self.tools is None:
             raise ControlPlaneError("tools are needed to start the control plane")
+        programs: dict[str, str] = {}
+        if cfg.real_node:
+            netns.require_root("`tjctl dev-cluster up --node kubelet`")
+            programs = node.require_programs()
         alive = self.running()
         if all(alive.values()) and self.api_ready():
             log(f"dev cluster already running ({cfg.state_dir})")
@@ -167,29 +211,89 @@ class ControlPlane:
         if any(alive.values()):
             log("some components are down; restarting the control plane")
             self.stop_processes()
+        elif cfg.real_node:
+            self._clean_leftovers(log)
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        for port, what in (
-            (cfg.etcd_port, "etcd clients"),
-            (cfg.etcd_peer_port, "etcd peers"),
-            (cfg.apiserver_port, "kube-apiserver"),
-        ):
+        ports = [(cfg.apiserver_port, "kube-apiserver")]
+        if not cfg.real_node:  # with a real node etcd listens inside the namespace
+            ports += [(cfg.etcd_port, "etcd clients"), (cfg.etcd_peer_port, "etcd peers")]
+        for port, what in ports:
             procs.check_port(port, what)
         cfg.save()
-        self.pki = ensure_pki(cfg.state_dir / "pki")
+        self.pki = ensure_pki(cfg.state_dir / "pki", cfg.node_name)
         self._write_kubeconfigs()
+        if cfg.real_node:
+            netns.create(cfg.netns, (f"{NODE_IP}/32",))
+            self._node().prepare(self.pki, programs, self._node_kubeconfigs())
         start = time.monotonic()
         self._start("etcd", self._etcd_argv())
-        self._wait("etcd", self._etcd_healthy, timeout)
+        if not cfg.real_node:
+            self._wait("etcd", self._etcd_healthy, timeout)
         self._start("kube-apiserver", self._apiserver_argv())
+        if cfg.real_node:
+            self._start("api-forward", self._forward_argv(), env=self._python_env())
         self._wait("kube-apiserver", self.api_ready, timeout)
         log(f"API server ready at {cfg.server} after {time.monotonic() - start:.1f} s")
         self._start("kube-controller-manager", self._controller_manager_argv())
-        self._start("harness", self._harness_argv(), env=self._harness_env())
-        self._wait("harness", self._node_ready, timeout)
+        if cfg.real_node:
+            self._start_real_node(programs, timeout, log)
+        else:
+            self._start("harness", self._harness_argv(), env=self._python_env())
+        self._wait("kubelet" if cfg.real_node else "harness", self._node_ready, timeout)
         self._wait("kube-controller-manager", self._default_sa_exists, timeout)
         log(f"dev cluster up in {time.monotonic() - start:.1f} s")
 
+    def _node(self) -> node.RealNode:
+        cfg = self.config
+        return node.RealNode(cfg.state_dir, cfg.node_name, cfg.netns, cfg.internal_server)
+
+    def _node_kubeconfigs(self) -> dict[str, Path]:
+        names = ("kube-scheduler", "kubelet", "kube-proxy")
+        return {name: self.config.state_dir / f"{name}.kubeconfig" for name in names}
+
+    def _start_real_node(self, programs: dict[str, str], timeout: float, log: Log) -> None:
+        """kube-scheduler, containerd (with the pause image), kubelet and kube-proxy."""
+        assert self.tools is not None
+        real, kubeconfigs = self._node(), self._node_kubeconfigs()
+        self._start(
+            "kube-scheduler",
+            [
+                str(self.tools.kube_scheduler),
+                f"--kubeconfig={kubeconfigs['kube-scheduler']}",
+                f"--authentication-kubeconfig={kubeconfigs['kube-scheduler']}",
+                f"--authorization-kubeconfig={kubeconfigs['kube-scheduler']}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )
+        env = real.env(programs)
+        self._start("containerd", real.containerd_argv(programs), env=env)
+        self._wait("containerd", real.socket.exists, timeout)
+        real.import_pause(programs, self.tools.pause)
+        self._start("kubelet", real.kubelet_argv(self.tools.kubelet, kubeconfigs["kubelet"]), env)
+        self._start("kube-proxy", real.proxy_argv(self.tools.kube_proxy), env=env)
+        log("real node: containerd, kubelet and kube-proxy started")
+
+    def _clean_leftovers(self, log: Log) -> None:
+        """Before a real node starts: undo what a killed run left, refuse a foreign netns."""
+        cfg = self.config
+        leftovers = self._node().cgroup_pids() | self._node().shim_pids()
+        if leftovers or self._node().mounts():
+            log("cleaning up what a previous run of this dev cluster left behind")
+        self._teardown_node()
+        others = netns.pids_in(cfg.netns)
+        if others:
+            raise ControlPlaneError(
+                f"network namespace {cfg.netns} is in use by processes {others[:10]} that this "
+                "dev cluster did not start; stop them, or give this cluster another state dir "
+                "(the namespace is named after it)"
+            )
+
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        if self.config.real_node and name != "api-forward":
+            argv = netns.wrap(self.config.netns, argv)
         log_file = self.config.log_file(name)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as fh:
@@ -235,7 +339,7 @@ class ControlPlane:
         write_kubeconfig(cfg.kubeconfig, cfg.server, pki.ca_cert, pki.admin)
         write_kubeconfig(
             cfg.state_dir / "controller-manager.kubeconfig",
-            cfg.server,
+            cfg.internal_server,
             pki.ca_cert,
             pki.controller_manager,
             user="system:kube-controller-manager",
@@ -247,6 +351,15 @@ class ControlPlane:
             pki.harness,
             user="tj-pod-harness",
         )
+        if cfg.real_node:
+            users = {
+                "kube-scheduler": (pki.scheduler, "system:kube-scheduler"),
+                "kubelet": (pki.node, f"system:node:{cfg.node_name}"),
+                "kube-proxy": (pki.proxy, "system:kube-proxy"),
+            }
+            for name, path in self._node_kubeconfigs().items():
+                client, user = users[name]
+                write_kubeconfig(path, cfg.internal_server, pki.ca_cert, client, user=user)
 
     def _etcd_argv(self) -> list[str]:
         assert self.tools is not None
@@ -269,11 +382,22 @@ class ControlPlane:
     def _apiserver_argv(self) -> list[str]:
         assert self.tools is not None and self.pki is not None
         cfg, pki = self.config, self.pki
+        if cfg.real_node:  # inside the namespace: a real address, real Service endpoints
+            where = [
+                f"--advertise-address={NODE_IP}",
+                "--bind-address=0.0.0.0",
+                f"--secure-port={node.APISERVER_PORT}",
+            ]
+        else:
+            where = [
+                "--advertise-address=127.0.0.1",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={cfg.apiserver_port}",
+                "--endpoint-reconciler-type=none",  # loopback addresses are not valid endpoints
+            ]
         return [
             str(self.tools.kube_apiserver),
-            "--advertise-address=127.0.0.1",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={cfg.apiserver_port}",
+            *where,
             f"--cert-dir={cfg.state_dir / 'pki'}",
             f"--etcd-servers=http://127.0.0.1:{cfg.etcd_port}",
             f"--tls-cert-file={pki.serving.cert}",
@@ -285,7 +409,6 @@ class ControlPlane:
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            "--endpoint-reconciler-type=none",  # loopback addresses are not valid endpoints
             f"--kubelet-client-certificate={pki.kubelet_client.cert}",
             f"--kubelet-client-key={pki.kubelet_client.key}",
             f"--kubelet-certificate-authority={pki.ca_cert}",
@@ -314,9 +437,20 @@ class ControlPlane:
             f"--cluster-signing-key-file={pki.ca_key}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--cluster-name=tj-dev",
-            # No kubelet, no cloud: the node lifecycle controller would only taint the node.
-            "--controllers=*,-node-lifecycle-controller,-persistentvolume-attach-detach-controller",
+            # The harness is no kubelet: the node lifecycle controller would only taint it.
+            "--controllers=*" if cfg.real_node else f"--controllers=*,{HARNESS_OFF}",
             "--v=1",
+        ]
+
+    def _forward_argv(self) -> list[str]:
+        cfg = self.config
+        return [
+            sys.executable,
+            "-m",
+            "tjdevcluster.forward",
+            f"--listen-port={cfg.apiserver_port}",
+            f"--netns={cfg.netns}",
+            f"--target={NODE_IP}:{node.APISERVER_PORT}",
         ]
 
     def _harness_argv(self) -> list[str]:
@@ -332,7 +466,8 @@ class ControlPlane:
             f"--pki-dir={cfg.state_dir / 'pki'}",
         ]
 
-    def _harness_env(self) -> dict[str, str]:
+    def _python_env(self) -> dict[str, str]:
+        """Environment of this package's own processes (harness, API forwarder)."""
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         package_parent = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -343,9 +478,14 @@ class ControlPlane:
 
     # -- stop -----------------------------------------------------------------------------
     def stop_processes(self) -> list[str]:
-        """Stop every recorded process, harness first, then its pods' leftovers."""
+        """Stop every recorded process (the node first, then its pods' leftovers);
+        with a real node also unmount, remove its cgroups and its network namespace."""
         stopped = []
-        for name in reversed(COMPONENTS):
+        for name in reversed(self.config.components):
+            if name == "containerd" and self.config.real_node:
+                killed = self._node().kill_pods()
+                if killed:
+                    stopped.append(f"{killed} container processes")
             if procs.stop(self.config.pid_file(name), timeout=15.0):
                 stopped.append(name)
         pods_dir = self.config.state_dir / "pods"
@@ -356,7 +496,25 @@ class ControlPlane:
                     procs.signal_group(handle.pid, 9)
                     stopped.append(f"pod process {handle.pid}")
                 pid_file.unlink(missing_ok=True)
+        if self.config.real_node:
+            stopped += self._teardown_node()
         return stopped
+
+    def _teardown_node(self) -> list[str]:
+        """Remove what a real node leaves once its processes are gone; raise if stuck."""
+        real, done = self._node(), []
+        killed = real.kill_pods()
+        if killed:
+            done.append(f"{killed} leftover container processes")
+        mounts = real.unmount_all()
+        cgroups = real.remove_cgroups()
+        if netns.delete(self.config.netns):
+            done.append(f"network namespace {self.config.netns}")
+        if mounts or cgroups:
+            raise ControlPlaneError(
+                f"could not remove mounts {mounts[:5]} / cgroups {cgroups[:5]} of the real node"
+            )
+        return done
 
     def down(self) -> list[str]:
         """Stop everything and remove the state directory."""

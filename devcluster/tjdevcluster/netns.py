@@ -116,3 +116,21 @@ def enter(name: str) -> None:
             raise NetnsError(f"setns into {name} failed: {os.strerror(err)}")
     finally:
         os.close(fd)
+
+
+def pids_in(name: str) -> list[int]:
+    """Pids of the processes whose network namespace is ``name``."""
+    try:
+        target = os.stat(path(name)).st_ino
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.stat(entry / "ns" / "net").st_ino == target:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

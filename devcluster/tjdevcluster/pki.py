@@ -20,6 +20,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/24"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
+# The real node's address (``--node kubelet``): on the loopback of the cluster's own
+# network namespace, never on the host.
+NODE_IP = "10.200.0.1"
 VALIDITY = dt.timedelta(days=365)
 
 
@@ -44,6 +47,11 @@ class Pki:
     kubelet_client: ClientCert
     sa_key: Path
     sa_pub: Path
+    # The real node's credentials (used by ``--node kubelet`` only).
+    node: ClientCert
+    node_serving: ClientCert
+    scheduler: ClientCert
+    proxy: ClientCert
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -109,7 +117,21 @@ def _make_ca(cert_path: Path, key_path: Path) -> None:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def _issue(pki_dir: Path, stem: str, cn: str, org: str | None, server: bool) -> ClientCert:
+def _issue(
+    pki_dir: Path,
+    stem: str,
+    cn: str,
+    org: str | None,
+    server: bool,
+    dns: tuple[str, ...] = (
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ),
+    ips: tuple[str, ...] = ("127.0.0.1", KUBERNETES_SERVICE_IP, NODE_IP),
+) -> ClientCert:
     out = ClientCert(pki_dir / f"{stem}.crt", pki_dir / f"{stem}.key")
     if out.cert.exists() and out.key.exists():
         return out
@@ -121,19 +143,8 @@ def _issue(pki_dir: Path, stem: str, cn: str, org: str | None, server: bool) -> 
         x509.ExtendedKeyUsage([usage]), critical=False
     )
     if server:
-        sans: list[x509.GeneralName] = [
-            x509.DNSName(n)
-            for n in (
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            )
-        ]
-        sans += [
-            x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", KUBERNETES_SERVICE_IP)
-        ]
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     cert = builder.sign(ca_key, hashes.SHA256())
@@ -142,7 +153,7 @@ def _issue(pki_dir: Path, stem: str, cn: str, org: str | None, server: bool) -> 
     return out
 
 
-def ensure_pki(pki_dir: Path) -> Pki:
+def ensure_pki(pki_dir: Path, node_name: str = "tj-dev-node") -> Pki:
     """Create (or reuse) the CA, certificates and service-account keys in ``pki_dir``."""
     pki_dir.mkdir(parents=True, exist_ok=True)
     ca_cert, ca_key = pki_dir / "ca.crt", pki_dir / "ca.key"
@@ -175,4 +186,16 @@ def ensure_pki(pki_dir: Path) -> Pki:
         ),
         sa_key=sa_key,
         sa_pub=sa_pub,
+        node=_issue(pki_dir, "node", f"system:node:{node_name}", "system:nodes", server=False),
+        node_serving=_issue(
+            pki_dir,
+            "node-serving",
+            node_name,
+            None,
+            server=True,
+            dns=(node_name, "localhost"),
+            ips=(NODE_IP, "127.0.0.1"),
+        ),
+        scheduler=_issue(pki_dir, "scheduler", "system:kube-scheduler", None, server=False),
+        proxy=_issue(pki_dir, "kube-proxy", "system:kube-proxy", None, server=False),
     )
