@@ -180,6 +180,20 @@ class ControlPlane:
         except (OSError, ssl.SSLError):
             return 0, ""
 
+    def api_create(self, path: str, obj: dict[str, object]) -> tuple[int, str]:
+        """POST obj to path as admin; (status, body); 409 (exists) counts as done."""
+        request = urllib.request.Request(
+            self.config.server + path,
+            data=json.dumps(obj).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, context=self._ssl_context(), timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
     def api_ready(self) -> bool:
         return self.api_get("/readyz", timeout=1.0)[0] == 200
 
@@ -241,6 +255,8 @@ class ControlPlane:
             self._start("harness", self._harness_argv(), env=self._python_env())
         self._wait("kubelet" if cfg.real_node else "harness", self._node_ready, timeout)
         self._wait("kube-controller-manager", self._default_sa_exists, timeout)
+        if cfg.real_node:
+            self._create_local_volumes()
         log(f"dev cluster up in {time.monotonic() - start:.1f} s")
 
     def _node(self) -> node.RealNode:
@@ -275,6 +291,27 @@ class ControlPlane:
         self._start("kubelet", real.kubelet_argv(self.tools.kubelet, kubeconfigs["kubelet"]), env)
         self._start("kube-proxy", real.proxy_argv(self.tools.kube_proxy), env=env)
         log("real node: containerd, kubelet and kube-proxy started")
+
+    def _create_local_volumes(self) -> None:
+        """The default StorageClass ``standard`` and local PVs on the node (as kind has a
+        ``standard`` class): a PVC of that class binds one when its first pod is scheduled,
+        and the kubelet applies the pod's fsGroup to it."""
+        objects: list[tuple[str, dict[str, object]]] = [
+            ("/apis/storage.k8s.io/v1/storageclasses", node.storage_class())
+        ]
+        for index in range(node.LOCAL_VOLUMES):
+            folder = self._node().volume_dir(index)
+            folder.mkdir(parents=True, exist_ok=True)
+            objects.append(
+                (
+                    "/api/v1/persistentvolumes",
+                    node.local_volume(index, folder, self.config.node_name),
+                )
+            )
+        for path, obj in objects:
+            status, body = self.api_create(path, obj)
+            if status not in (200, 201, 409):
+                raise ControlPlaneError(f"could not create {obj['kind']}: {status} {body[:300]}")
 
     def _clean_leftovers(self, log: Log) -> None:
         """Before a real node starts: undo what a killed run left, refuse a foreign netns."""

@@ -33,6 +33,9 @@ PAUSE_IMAGE = "localhost/tj-pause:1"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 KUBELET_PORT = 10250
+STORAGE_CLASS = "standard"
+LOCAL_VOLUMES = 8
+LOCAL_VOLUME_SIZE = "20Gi"
 APISERVER_PORT = 6443  # inside the namespace
 
 
@@ -98,10 +101,9 @@ class RealNode:
     def socket(self) -> Path:
         return self.dir / "containerd.sock"
 
-    @property
-    def volumes_dir(self) -> Path:
-        """Host folders backing the PVs of this node (hostPath / local PVs)."""
-        return self.state_dir / "volumes"
+    def volume_dir(self, index: int) -> Path:
+        """The host folder behind local PV number ``index``."""
+        return self.state_dir / "volumes" / f"pv-{index}"
 
     # -- preparation ------------------------------------------------------------------------
     def prepare(self, pki: Pki, programs: dict[str, str], kubeconfigs: dict[str, Path]) -> None:
@@ -409,6 +411,53 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 else:
                     left.append(str(sub))
         return left
+
+
+def storage_class() -> dict[str, object]:
+    """The node's default StorageClass: statically made local PVs, bound on first use."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Retain",
+    }
+
+
+def local_volume(index: int, folder: Path, node_name: str) -> dict[str, object]:
+    """Local PV number ``index`` on ``folder`` of the node."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"tj-local-pv-{index}", "labels": {"tj-dev-cluster/local": "true"}},
+        "spec": {
+            "capacity": {"storage": LOCAL_VOLUME_SIZE},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": STORAGE_CLASS,
+            "volumeMode": "Filesystem",
+            "local": {"path": str(folder)},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/hostname",
+                                    "operator": "In",
+                                    "values": [node_name],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
 
 
 def one_file_image(binary: Path, ref: str) -> bytes:

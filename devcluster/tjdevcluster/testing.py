@@ -131,13 +131,18 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 
 @contextmanager
 def running_cluster(
-    state_dir: Path, tools: Tools, log: Callable[[str], None] = print
+    state_dir: Path, tools: Tools, log: Callable[[str], None] = print, node: str = "harness"
 ) -> Iterator[Cluster]:
-    """Start a control plane + harness on free ports in state_dir; stop every process
-    at the end (the state dir, with its logs, is left in place)."""
+    """Start a control plane and its node (``harness`` or a real ``kubelet``) on free ports
+    in state_dir; stop every process at the end (the state dir, with its logs, is left in
+    place; a real node's mounts, cgroups and network namespace are removed)."""
     api_port, etcd_port, peer_port = free_ports(3)
     cfg = ClusterConfig(
-        state_dir=state_dir, apiserver_port=api_port, etcd_port=etcd_port, etcd_peer_port=peer_port
+        state_dir=state_dir,
+        apiserver_port=api_port,
+        etcd_port=etcd_port,
+        etcd_peer_port=peer_port,
+        node=node,
     )
     control_plane = ControlPlane(cfg, tools)
     try:
