@@ -226,6 +226,15 @@ async def publish(
     deserves an Event (the phase changed, or a warning such as ImagePullBackOff
     appeared), else ``None``."""
     verdict = judge(obs)
+    if tracker.row_id is None and store is not None and verdict.phase != Phase.PENDING:
+        # The create handler makes the row and then names it in the status; a run that
+        # ends (or starts) before that reaches this daemon still updates its row.
+        try:
+            row = await asyncio.to_thread(store.get_by_uid, tracker.uid)
+        except Exception:  # the table must never stop the CR from progressing
+            log.exception("%s/%s: could not look up its row", tracker.namespace, tracker.name)
+            row = None
+        tracker.row_id = row.id if row is not None else None
     status = build_status(
         obs,
         verdict,

@@ -437,12 +437,15 @@ def run_daemon(
     monkeypatch: pytest.MonkeyPatch,
     job: dict[str, Any],
     started: bool = True,
+    row_in_status: bool = True,
     polls: int = 20,
     **config: Any,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Run ``track_progress`` for TrainingJob ns/small with a row; returns the row id and
     the Events it posted."""
-    row_id = store.submit(timeframe="15m", n_trials=10, train_ratio=0.8, source="kubectl")
+    row_id = store.submit(
+        timeframe="15m", n_trials=10, train_ratio=0.8, source="kubectl", uid="uid-1"
+    )
     run_dir = run_dir_for(shared, "ns", "small")
     run_dir.mkdir(parents=True)
     (run_dir / OWNER_FILE).write_text("uid-1\n")
@@ -460,7 +463,7 @@ def run_daemon(
     body = {
         "metadata": {"name": "small", "namespace": "ns", "uid": "uid-1", "generation": 1},
         "spec": {"timeframe": "15m", "nTrials": 10},
-        "status": {"rowId": row_id, "jobName": "small-train"},
+        "status": {"rowId": row_id, "jobName": "small-train"} if row_in_status else {},
     }
     daemon: Any = handlers.track_progress  # kopf's decorator types it as its DaemonFn
     asyncio.run(
@@ -564,3 +567,18 @@ def test_the_pull_timeout_is_a_setting_like_the_cancel_grace(
     cli.register(parser.add_subparsers())
     args = parser.parse_args(["operator", "--image-pull-timeout-seconds", "60"])
     assert args.image_pull_timeout_seconds == 60
+
+
+def test_a_run_that_fails_before_its_row_is_named_in_the_status_still_fails_the_row(
+    api: FakeApi, shared_dir: Path, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A kubelet reports ErrImageNeverPull within a second; the create handler may not yet
+    # have written status.rowId when the daemon sees it.
+    api.pods = [pod(state=waiting("ErrImageNeverPull", NEVER_PULL))]
+    row_id, events = run_daemon(
+        shared_dir, store, monkeypatch, ACTIVE, started=False, row_in_status=False
+    )
+    assert [e["reason"] for e in events] == ["ImageNotFound"]
+    assert api.statuses[-1]["rowId"] == row_id
+    row = store.get(row_id)
+    assert row is not None and row.status == "failed" and IMAGE in (row.error or "")
