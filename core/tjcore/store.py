@@ -369,10 +369,25 @@ class JobStore:
         """Copy a run's progress into its row."""
         self.update_job(job_id, **progress_columns(progress))
 
-    def finish(self, job_id: int, status: RunState, *, error: str | None = None) -> None:
+    def finish(
+        self,
+        job_id: int,
+        status: RunState,
+        *,
+        error: str | None = None,
+        only_if: RunState | None = None,
+    ) -> bool:
         """End a row that has no progress to tell (failed before training, cancelled
-        before it started)."""
-        self.update_job(job_id, status=status.value, error=error, completed_at=utc_now())
+        before it started). With ``only_if``, only while the row is in that state (a
+        pending row the user cancelled meanwhile stays cancelled). Returns whether the
+        row was changed."""
+        values = {"status": status.value, "error": error, "completed_at": utc_now()}
+        c = training_jobs.c
+        stmt = update(training_jobs).where(c.id == job_id)
+        if only_if is not None:
+            stmt = stmt.where(c.status == only_if.value)
+        stmt = stmt.values(**values, updated_at=utc_now())
+        return bool(self.write(lambda conn: conn.execute(stmt).rowcount))
 
     def request_cancel(self, job_id: int) -> JobRow:
         """Ask for a job to stop after its current trial, as the UI's Cancel button does.

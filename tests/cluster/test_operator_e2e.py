@@ -4,11 +4,13 @@ the real trainer, the real `tjctl operator` process and a real SQLite table."""
 from __future__ import annotations
 
 import os
+import textwrap
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.cluster.operator_env import (
     CLAIM,
@@ -260,3 +262,103 @@ def test_deadline_fails_the_run_with_reason_deadline_exceeded(
     row = env.store.get_by_name(namespace, "too-slow")
     assert row is not None and row.status == "failed"
     assert "activeDeadlineSeconds" in (row.error or "")
+
+
+# A policy of the cluster admin that refuses (403) bridge-made TrainingJobs of one seed.
+REFUSED_SEED = 4031
+REFUSING_POLICY = textwrap.dedent(
+    f"""
+    apiVersion: admissionregistration.k8s.io/v1
+    kind: ValidatingAdmissionPolicy
+    metadata: {{name: tj-test-refuse-seed}}
+    spec:
+      failurePolicy: Fail
+      matchConstraints:
+        resourceRules:
+        - apiGroups: [mltraining.dev]
+          apiVersions: ["*"]
+          operations: [CREATE]
+          resources: [trainingjobs]
+      validations:
+      - expression: "object.spec.seed != {REFUSED_SEED}"
+        message: "seed {REFUSED_SEED} is not allowed here"
+        reason: Forbidden
+    ---
+    apiVersion: admissionregistration.k8s.io/v1
+    kind: ValidatingAdmissionPolicyBinding
+    metadata: {{name: tj-test-refuse-seed}}
+    spec:
+      policyName: tj-test-refuse-seed
+      validationActions: [Deny]
+      matchResources:
+        namespaceSelector:
+          matchLabels: {{kubernetes.io/metadata.name: {BRIDGE_NAMESPACE}}}
+    """
+)
+
+
+def _row_name(env: OperatorEnv, row_id: int) -> str:
+    """The TrainingJob name the bridge gave a row."""
+
+    def name() -> str | None:
+        row = env.store.get(row_id)
+        return row.name if row else None
+
+    return str(env.wait_for(f"row {row_id} to be claimed by the bridge", name, timeout=30))
+
+
+def _policy_refuses(env: OperatorEnv) -> bool:
+    probe = {
+        "apiVersion": "mltraining.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "policy-probe", "namespace": BRIDGE_NAMESPACE},
+        "spec": {"timeframe": "15m", "nTrials": 1, "seed": REFUSED_SEED},
+    }
+    result = env.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(probe), check=False
+    )
+    return result.returncode != 0 and "is not allowed here" in result.stderr
+
+
+def test_refused_rows_fail_with_the_api_message_and_do_not_stall_the_bridge(
+    env: OperatorEnv,
+) -> None:
+    env.kubectl("apply", "-f", "-", input=REFUSING_POLICY)
+    try:
+        env.wait_for("the admission policy to refuse", lambda: _policy_refuses(env), timeout=60)
+        running = env.store.submit(timeframe="15m", n_trials=400, train_ratio=0.8, source="ui")
+        running_name = _row_name(env, running)
+        env.wait_trials(BRIDGE_NAMESPACE, running_name, 1)
+        # The API refuses these two for good: 422 (nTrials above the CRD's maximum) and
+        # 403 (the admission policy).
+        invalid = env.store.submit(timeframe="15m", n_trials=999999, train_ratio=0.8, source="ui")
+        forbidden = env.store.submit(
+            timeframe="15m", n_trials=2, train_ratio=0.8, seed=REFUSED_SEED, source="ui"
+        )
+        env.store.request_cancel(running)
+        later = env.store.submit(timeframe="15m", n_trials=2, train_ratio=0.8, seed=6, source="ui")
+
+        status = env.wait_phase(BRIDGE_NAMESPACE, running_name, "Cancelled", "Failed", timeout=90)
+        assert status["phase"] == "Cancelled", status
+        later_name = _row_name(env, later)
+        status = env.wait_phase(BRIDGE_NAMESPACE, later_name, "Succeeded", "Failed")
+        assert status["phase"] == "Succeeded", status
+
+        refused = {row_id: env.store.get(row_id) for row_id in (invalid, forbidden)}
+        for row in refused.values():
+            assert row is not None and row.status == "failed", row
+            assert row.completed_at is not None
+            assert env.get(BRIDGE_NAMESPACE, row.name or "-") is None
+        assert "spec.nTrials" in (refused[invalid].error or "")  # type: ignore[union-attr]
+        assert "10000" in (refused[invalid].error or "")  # type: ignore[union-attr]
+        assert f"seed {REFUSED_SEED} is not allowed here" in (
+            refused[forbidden].error or ""  # type: ignore[union-attr]
+        )
+    finally:
+        env.kubectl(
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            "tj-test-refuse-seed",
+            "--ignore-not-found",
+            check=False,
+        )
