@@ -8,7 +8,7 @@ TJCTL := $(VENV)/bin/tjctl
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEMO_DATA ?= ./shared-data
 
-.PHONY: venv demo test lint typecheck unit cluster-tests cluster-tools browser bench clean
+.PHONY: venv demo test lint typecheck unit cluster-tests node-tests cluster-tools node-deps images browser bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,16 +34,27 @@ cluster-tools: $(STAMP)
 	$(TJCTL) cluster-tools
 
 unit: $(STAMP)
-	$(PY) -m pytest -m 'not cluster' -q
+	$(PY) -m pytest -m 'not cluster and not node' -q
 
 cluster-tests: cluster-tools
 	$(PY) -m pytest -m cluster -q
+
+# The real-node tier (root): Debian's containerd, runc, CNI plugins, docker.io, debootstrap.
+node-deps:
+	bash scripts/install-node-deps.sh
+
+# Both images, built with no network against a base made from Debian packages (root).
+images: $(STAMP) node-deps
+	$(TJCTL) images build
+
+node-tests: cluster-tools images
+	$(PY) -m pytest -m node -q
 
 # Debian's Chromium for the UI's browser test (installed once, needs root or sudo).
 browser:
 	bash scripts/install-chromium.sh
 
-test: lint typecheck cluster-tools browser
+test: lint typecheck cluster-tools browser images
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

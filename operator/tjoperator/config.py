@@ -23,6 +23,8 @@ class OperatorConfig:
         shared_data_path: the operator's own mount of the shared volume (reads runs/).
         database_url: the ``training_jobs`` table.
         trainer_image: image of the trainer pods unless ``spec.image`` says otherwise.
+        trainer_pull_policy: the trainer pods' ``imagePullPolicy`` (``Never`` where the
+            images are loaded into the nodes by hand).
         pvc_claim: the shared PersistentVolumeClaim mounted into trainer pods.
         shared_mount: where trainer pods see the shared volume.
         bridge_namespace: where rows inserted by the UI become TrainingJobs; ``None``
@@ -40,6 +42,7 @@ class OperatorConfig:
     shared_data_path: Path = Path("./shared-data")
     database_url: str = ""
     trainer_image: str = DEFAULT_TRAINER_IMAGE
+    trainer_pull_policy: str = "IfNotPresent"
     pvc_claim: str = DEFAULT_PVC
     shared_mount: str = DEFAULT_MOUNT
     bridge_namespace: str | None = "default"
@@ -65,6 +68,7 @@ class OperatorConfig:
             "shared_data_path": settings.shared_data_path,
             "database_url": settings.database_url,
             "trainer_image": env.get("TJ_TRAINER_IMAGE", DEFAULT_TRAINER_IMAGE),
+            "trainer_pull_policy": _pull_policy(env.get("TJ_TRAINER_PULL_POLICY")),
             "pvc_claim": env.get("TJ_SHARED_PVC", DEFAULT_PVC),
             "shared_mount": env.get("TJ_SHARED_MOUNT", DEFAULT_MOUNT),
         }
@@ -121,3 +125,18 @@ def _positive(text: str, name: str) -> float:
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
+
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+
+def _pull_policy(text: str | None) -> str:
+    """TJ_TRAINER_PULL_POLICY: one of Kubernetes' image pull policies (default IfNotPresent)."""
+    if not text:
+        return "IfNotPresent"
+    if text not in PULL_POLICIES:
+        raise ValueError(
+            f"TJ_TRAINER_PULL_POLICY={text!r} is not an image pull policy: use one of "
+            + ", ".join(PULL_POLICIES)
+        )
+    return text

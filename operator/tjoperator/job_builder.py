@@ -67,7 +67,7 @@ def build_job(
     container = {
         "name": TRAINER_CONTAINER,
         "image": spec.image or config.trainer_image,
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": config.trainer_pull_policy,
         "command": ["python", "-m", "tjtrainer"],
         "args": trainer_args(spec, run_dir_in_pod(config, namespace, name), config.shared_mount),
         "env": [

@@ -205,6 +205,7 @@ def test_values_reach_the_operator_environment(cluster: Any) -> None:
         **{
             "trainer.image.repository": "registry.example/trainer",
             "trainer.image.tag": "1.2.3",
+            "trainer.image.pullPolicy": "Never",
             "trainer.resources": {"requests": {"cpu": "2"}},
             "operator.cancelGraceSeconds": 30,
             "operator.imagePullTimeoutSeconds": 90,
@@ -218,6 +219,7 @@ def test_values_reach_the_operator_environment(cluster: Any) -> None:
     assert env["TJ_WATCH_NAMESPACES"] == "ns1,ns2"
     assert env["TJ_BRIDGE_NAMESPACE"] == "ns1"
     assert env["TJ_TRAINER_IMAGE"] == "registry.example/trainer:1.2.3"
+    assert env["TJ_TRAINER_PULL_POLICY"] == "Never"
     # --set merges into the defaults: requests.cpu changes, the rest stays.
     assert json.loads(env["TJ_TRAINER_RESOURCES"]) == {
         "requests": {"cpu": "2", "memory": "1Gi"},
@@ -237,6 +239,7 @@ def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> N
         ({"persistence.accessMode": "ReadOnlyMany"}, "at '/persistence/accessMode'"),
         ({"watchNamespace": ["a"]}, "additional properties 'watchNamespace' not allowed"),
         ({"trainer.image.tag": 1}, "at '/trainer/image/tag'"),
+        ({"trainer.image.pullPolicy": "Sometimes"}, "at '/trainer/image/pullPolicy'"),
         ({"operator.imagePullTimeoutSeconds": 0}, "at '/operator/imagePullTimeoutSeconds'"),
         # the templates' own checks
         ({"watchNamespaces": ["a"], "bridge.namespace": "b"}, 'bridge.namespace "b"'),

@@ -112,3 +112,16 @@ def test_operator_config_reads_trainer_resources_from_the_environment(
 
 def test_the_trainer_gets_no_api_token() -> None:
     assert build()["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_trainer_pull_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TJ_TRAINER_PULL_POLICY", "Never")
+    config = OperatorConfig.from_env(trainer_image="trainer:1")
+    parsed = validate_spec({"timeframe": "15m"})
+    job = build_job(name="tj-a", namespace="ml", uid="uid-1", spec=parsed, config=config)
+    assert job["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Never"
+    monkeypatch.delenv("TJ_TRAINER_PULL_POLICY")
+    assert OperatorConfig.from_env().trainer_pull_policy == "IfNotPresent"
+    monkeypatch.setenv("TJ_TRAINER_PULL_POLICY", "sometimes")
+    with pytest.raises(ValueError, match="not an image pull policy: use one of Always"):
+        OperatorConfig.from_env()
