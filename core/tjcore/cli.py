@@ -295,7 +295,13 @@ def _add_component_commands(sub: argparse._SubParsersAction) -> None:
     """Commands owned by other components, when their code is installed."""
     from importlib import import_module
 
-    for module_name in ("tjtrainer.cli", "tjoperator.cli", "tjui.cli", "tjdevcluster.cli"):
+    for module_name in (
+        "tjtrainer.cli",
+        "tjoperator.cli",
+        "tjui.cli",
+        "tjdevcluster.cli",
+        "tjdevcluster.images_cli",
+    ):
         try:
             module = import_module(module_name)
         except ModuleNotFoundError:
