@@ -38,7 +38,7 @@ def _store(*, readonly: bool = False) -> JobStore:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tjcore.runner import run_row
+    from tjcore.runner import new_run_uid, run_row
 
     settings = Settings.from_env()
     try:
@@ -57,7 +57,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     row = store.get_by_name(manifest.namespace, manifest.name)
     if row is None:
         job_id = store.submit_spec(
-            spec, source="tjctl-run", namespace=manifest.namespace, name=manifest.name
+            spec,
+            source="tjctl-run",
+            namespace=manifest.namespace,
+            name=manifest.name,
+            uid=new_run_uid(),
         )
         row = store.get(job_id)
         assert row is not None

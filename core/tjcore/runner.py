@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from tqdm import tqdm
 
 from tjcore.store import JobRow, JobStore
 from tjtrainer.config import TrainConfig
+from tjtrainer.errors import TrainingError
 from tjtrainer.progress import (
     CANCEL_MARKER,
     RunProgress,
     RunState,
     cancel_requested,
+    claim_run_dir,
     request_cancel,
     run_dir_for,
 )
@@ -83,13 +86,28 @@ def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:+.4f}"
 
 
+def new_run_uid() -> str:
+    """The uid of a run that no Kubernetes object names (``tjctl run``, the worker)."""
+    return str(uuid.uuid4())
+
+
 def run_row(store: JobStore, row: JobRow, *, data_root: Path, show_progress: bool) -> RunOutcome:
-    """Train the job of ``row`` (which has a namespace and name) to its end."""
-    from tjtrainer.errors import TrainingError
+    """Train the job of ``row`` (which has a namespace and name) to its end, in the run
+    folder of its uid (given to the row here if it has none)."""
     from tjtrainer.train import run_training
 
     assert row.namespace and row.name, "a row needs its TrainingJob name before it runs"
     run_dir = run_dir_for(data_root, row.namespace, row.name)
+    # The run folder is this row's (its uid), never one a row of an earlier table left.
+    uid = row.uid or new_run_uid()
+    if row.uid is None:
+        store.update_job(row.id, uid=uid)
+    try:
+        claim_run_dir(run_dir, uid)
+    except (TrainingError, OSError) as err:
+        message = f"cannot use run folder {run_dir}: {err}"
+        store.finish(row.id, RunState.FAILED, error=message)
+        return RunOutcome(RunState.FAILED, message)
     # A rerun of a cancelled or interrupted job continues: forget the old request.
     (run_dir / CANCEL_MARKER).unlink(missing_ok=True)
     store.update_job(row.id, cancel_requested=0)

@@ -1,9 +1,15 @@
 """The ``training_jobs`` table: its columns and its versioned migrations.
 
 Version 1 is the seed's table exactly (``../seed/ML_TRAINING_ARCHITECTURE.md``); each
-later version only adds columns, so a database made by an older release is upgraded in
-place without losing a row. The version lives in the one-row table
-``training_jobs_schema``; a seed database without it is recognised as version 1.
+later version adds columns (declared once, with the version that added it) or a table
+property, so a database made by an older release is upgraded in place without losing a
+row. The version lives in the one-row table ``training_jobs_schema``; a seed database
+without it is recognised as version 1.
+
+Version 3: ids are never given out twice (``AUTOINCREMENT`` on SQLite, as the seed's table
+had; release 0.1.0 made its tables without it, so SQLite handed the id of a deleted newest
+row to the next one). Such a table is rebuilt from the table below and its rows copied with
+their ids. PostgreSQL's serial ids never go back anyway.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 # Columns added after the seed's table carry the schema version that added them.
@@ -63,7 +69,10 @@ training_jobs = Table(
     Column("source", Text, info=V2),
     Column("updated_at", Text, info=V2),
     Column("uid", Text, info=V2),
+    sqlite_autoincrement=True,
 )
+# The version whose table on SQLite has AUTOINCREMENT ids (older tables are rebuilt).
+AUTOINCREMENT_SINCE = 3
 
 schema_table = Table(
     "training_jobs_schema",
@@ -88,6 +97,34 @@ def _add_column_sql(column: Column[Any], conn: Connection) -> str:
     if isinstance(default, DefaultClause) and isinstance(default.arg, TextClause):
         suffix = f" DEFAULT {default.arg.text}"
     return f"ALTER TABLE training_jobs ADD COLUMN {column.name} {sql_type}{suffix}"
+
+
+def _has_autoincrement(conn: Connection) -> bool:
+    sql = conn.execute(
+        text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'training_jobs'")
+    ).scalar()
+    return "AUTOINCREMENT" in str(sql or "").upper()
+
+
+def _rebuild_sqlite_table(conn: Connection) -> None:
+    """Recreate ``training_jobs`` as the table above declares it and copy every row with its
+    id (SQLite can change a table's primary key only this way); the indexes are made again
+    by :func:`migrate`."""
+    old = f"{training_jobs.name}_before_v{SCHEMA_VERSION}"
+    conn.execute(text(f"ALTER TABLE training_jobs RENAME TO {old}"))
+    # Indexes follow a renamed table under their names: drop them so the new table gets them.
+    for (index,) in conn.execute(
+        text(
+            "SELECT name FROM sqlite_master "
+            "WHERE type = 'index' AND tbl_name = :t AND sql IS NOT NULL"
+        ),
+        {"t": old},
+    ).all():
+        conn.execute(text(f'DROP INDEX "{index}"'))
+    training_jobs.create(conn)
+    columns = ", ".join(column.name for column in training_jobs.columns)
+    conn.execute(text(f"INSERT INTO training_jobs ({columns}) SELECT {columns} FROM {old}"))
+    conn.execute(text(f"DROP TABLE {old}"))
 
 
 def current_version(conn: Connection) -> int:
@@ -119,6 +156,9 @@ def migrate(conn: Connection) -> int:
             added_in = column.info.get("since", 1)
             if found < added_in and column.name not in existing:
                 conn.execute(text(_add_column_sql(column, conn)))
+        sqlite = conn.dialect.name == "sqlite"
+        if found < AUTOINCREMENT_SINCE and sqlite and not _has_autoincrement(conn):
+            _rebuild_sqlite_table(conn)
     for statement in INDEXES:
         conn.execute(text(statement))
     conn.execute(schema_table.delete())

@@ -8,6 +8,7 @@ back as ``pending``; the next worker resumes it from the run folder's study.
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import threading
 from pathlib import Path
@@ -22,8 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def local_name(job_id: int) -> str:
-    """The TrainingJob name a local worker gives row ``job_id``."""
-    return f"job-{job_id}"
+    """A new TrainingJob name for row ``job_id`` run by a local worker: the id for people, a
+    random part so that a row of a new table (ids start again at 1) never meets the run
+    folder of an old one. The claim stores it in the row, so a resuming worker keeps it."""
+    return f"job-{job_id}-{secrets.token_hex(3)}"
 
 
 def run_next(store: JobStore, *, data_root: Path, show_progress: bool) -> RunOutcome | None:

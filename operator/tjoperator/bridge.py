@@ -1,9 +1,10 @@
 """The table bridge: rows that the UI (or ``tjctl submit``) inserts as ``pending`` become
 TrainingJobs, exactly once; a cancel requested in the table becomes ``spec.cancel``.
 
-Exactly once holds across restarts because a row is first claimed in the table with a
-deterministic name (``row-<id>``) and the TrainingJob is then created under that name,
-where 409 AlreadyExists counts as done.
+Exactly once holds across restarts because a row is first claimed in the table under a
+new name (``row-<id>-<random>``, stored in the row) and the TrainingJob is then created
+under that name, where 409 AlreadyExists counts as done. The random part keeps a row of
+a new table (whose ids start again at 1) from meeting the TrainingJob of an old row.
 
 Each row is handled on its own: a row the API refuses for good (400, 403, 422: values out
 of the CRD's range, a quota, an admission policy) ends ``failed`` with the API's message;
@@ -46,6 +47,7 @@ def _create(store: JobStore, namespace: str, row: JobRow) -> bool:
         return False  # a local worker took it first
     body = build_trainingjob_for_row(
         row_id=row.id,
+        name=name,
         namespace=namespace,
         timeframe=row.timeframe,
         n_trials=row.n_trials,
@@ -53,7 +55,6 @@ def _create(store: JobStore, namespace: str, row: JobRow) -> bool:
         seed=row.seed,
         parallelism=row.parallelism,
     )
-    body["metadata"]["name"] = name
     if kube.create_trainingjob(body):
         log.info("row %d became TrainingJob %s/%s", row.id, namespace, name)
     return True

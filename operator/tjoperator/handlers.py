@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,8 @@ from tjoperator import bridge, kube
 from tjoperator.config import OperatorConfig
 from tjoperator.job_builder import ANNOTATION_ROW_ID, LABEL_TRAININGJOB, build_job, job_name
 from tjoperator.status import Observation, Phase, Verdict, build_status
-from tjoperator.tracking import OWNER_FILE, Tracker, observe, publish, row_values
-from tjtrainer.progress import RunState, request_cancel, run_dir_for
+from tjoperator.tracking import Tracker, observe, publish, row_values
+from tjtrainer.progress import RunState, claim_run_dir, request_cancel, run_dir_for
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -105,14 +104,8 @@ def _claim_run_dir(run_dir: Path, uid: str) -> None:
     """Make the run folder this object's. A folder left by an earlier TrainingJob of the
     same name (deleted, then created again) is removed: the new object starts afresh,
     while the old one's trial log stays in its table row and its models stay put."""
-    owner = run_dir / OWNER_FILE
-    if run_dir.exists() and (not owner.exists() or owner.read_text().strip() != uid):
-        if owner.exists() or any(run_dir.iterdir()):
-            log.info("%s: removing the run folder of an earlier object of the same name", run_dir)
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not owner.exists():
-        owner.write_text(uid + "\n")
+    if claim_run_dir(run_dir, uid):
+        log.info("%s: removed the run folder of an earlier object of the same name", run_dir)
 
 
 @kopf.on.resume(*RESOURCE)

@@ -3,6 +3,7 @@ TrainingJob that the table bridge makes from a row. No API calls here."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from tjcore.spec import API_VERSION, KIND, TrainingJobSpec
@@ -153,6 +154,7 @@ def build_job(
 def build_trainingjob_for_row(
     *,
     row_id: int,
+    name: str,
     namespace: str,
     timeframe: str,
     n_trials: int,
@@ -165,7 +167,7 @@ def build_trainingjob_for_row(
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {
-            "name": row_trainingjob_name(row_id),
+            "name": name,
             "namespace": namespace,
             "annotations": {ANNOTATION_ROW_ID: str(row_id)},
             "labels": {"app.kubernetes.io/created-by": "trainingjob-table-bridge"},
@@ -181,6 +183,8 @@ def build_trainingjob_for_row(
 
 
 def row_trainingjob_name(row_id: int) -> str:
-    """The TrainingJob name of table row ``row_id``: deterministic, so the bridge makes
-    it exactly once even across restarts."""
-    return f"row-{row_id}"
+    """A new TrainingJob name for table row ``row_id``: the id for people, a random part
+    so that a row of a new table (ids start again at 1) never meets the TrainingJob of an
+    old row. The bridge stores it in the row before it creates the TrainingJob, so the
+    TrainingJob is made exactly once even across restarts."""
+    return f"row-{row_id}-{secrets.token_hex(3)}"

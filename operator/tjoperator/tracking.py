@@ -27,6 +27,7 @@ from tjoperator.status import (
     termination_message,
 )
 from tjtrainer.progress import (
+    OWNER_FILE,
     PROGRESS_FILE,
     RunProgress,
     read_progress,
@@ -35,8 +36,6 @@ from tjtrainer.progress import (
 )
 
 log = logging.getLogger(__name__)
-# Written by the operator into each run folder: the uid of the TrainingJob it belongs to.
-OWNER_FILE = "OWNER"
 # How often the pods of a Job are listed while one of them is not ready (starting, or
 # stuck on its image); the progress file is read far more often, the API is spared.
 POD_CHECK_SECONDS = 2.0

@@ -50,12 +50,12 @@ def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oper
         env=process_env, log_path=log_path, args=["--bridge-namespace", BRIDGE_NAMESPACE]
     )
     operator.start()
-    store = JobStore(database_url)
+    env = OperatorEnv(cluster, shared, operator, JobStore(database_url))
     try:
-        yield OperatorEnv(cluster, shared, operator, store)
+        yield env
     finally:
         operator.stop()
-        store.close()
+        env.store.close()
 
 
 def test_apply_runs_to_succeeded_with_models_and_a_completed_row(
@@ -217,7 +217,8 @@ def test_a_row_submitted_through_the_table_runs_once_and_can_be_cancelled(
     env: OperatorEnv,
 ) -> None:
     job_id = env.store.submit(timeframe="15m", n_trials=2, train_ratio=0.8, seed=3, source="ui")
-    name = f"row-{job_id}"
+    name = _row_name(env, job_id)
+    assert name.startswith(f"row-{job_id}-")
     status = env.wait_phase(BRIDGE_NAMESPACE, name, "Succeeded", "Failed")
     assert status["phase"] == "Succeeded" and status["rowId"] == job_id
     row = env.store.get(job_id)
@@ -225,9 +226,10 @@ def test_a_row_submitted_through_the_table_runs_once_and_can_be_cancelled(
     assert len(env.jobs_of(BRIDGE_NAMESPACE, name)) == 1
 
     long_id = env.store.submit(timeframe="15m", n_trials=400, train_ratio=0.8, source="ui")
-    env.wait_trials(BRIDGE_NAMESPACE, f"row-{long_id}", 1)
+    long_name = _row_name(env, long_id)
+    env.wait_trials(BRIDGE_NAMESPACE, long_name, 1)
     env.store.request_cancel(long_id)
-    status = env.wait_phase(BRIDGE_NAMESPACE, f"row-{long_id}", "Cancelled", "Failed", timeout=60)
+    status = env.wait_phase(BRIDGE_NAMESPACE, long_name, "Cancelled", "Failed", timeout=60)
     assert status["phase"] == "Cancelled"
     assert env.store.get(long_id).status == "cancelled"  # type: ignore[union-attr]
 
@@ -362,3 +364,41 @@ def test_refused_rows_fail_with_the_api_message_and_do_not_stall_the_bridge(
             "--ignore-not-found",
             check=False,
         )
+
+
+def _lose_the_table(env: OperatorEnv) -> None:
+    """Stop the operator and start a fresh, empty table (a lost or recreated database);
+    the cluster keeps its TrainingJobs. The caller starts the operator again."""
+    env.operator.stop()
+    url = env.store.url
+    env.store.close()
+    for path in env.shared.glob("training_jobs.db*"):
+        path.unlink()
+    env.store = JobStore(url)
+
+
+def test_a_new_table_never_takes_the_trainingjob_of_an_old_row(env: OperatorEnv) -> None:
+    _lose_the_table(env)
+    first = env.store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, seed=11, source="ui")
+    env.operator.start()
+    first_name = _row_name(env, first)
+    assert env.wait_phase(BRIDGE_NAMESPACE, first_name, "Succeeded", "Failed")["phase"] == (
+        "Succeeded"
+    )
+
+    _lose_the_table(env)
+    second = env.store.submit(timeframe="15m", n_trials=2, train_ratio=0.8, seed=12, source="ui")
+    assert second == first  # a new table gives out the same ids again
+    env.operator.start()
+    second_name = _row_name(env, second)
+    assert second_name != first_name
+    status = env.wait_phase(BRIDGE_NAMESPACE, second_name, "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded" and status["trial"] == "4/4", status
+
+    def finished() -> Any:
+        row = env.store.get(second)
+        return row if row and row.is_final else None
+
+    row = env.wait_for("the new row to finish", finished, timeout=30)
+    assert (row.status, row.total_trials, len(row.trial_log)) == ("completed", 4, 4)
+    assert row.seed == 12 and row.model_version == status["modelVersion"]

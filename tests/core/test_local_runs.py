@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -157,3 +158,56 @@ def test_cancel_from_the_table_stops_a_running_worker_job(shared: Path) -> None:
     assert row is not None and row.status == "cancelled"
     assert row.current_trial < 800 and row.model_version is None
     assert tjctl(shared, "cancel", str(job_id)).returncode == 1  # ended already
+
+
+def fresh_shared(shared: Path, tmp_path: Path) -> Path:
+    """A shared folder of this test alone, with the module's dataset."""
+    folder = tmp_path / "own-shared"
+    shutil.copytree(shared / "datasets", folder / "datasets")
+    return folder
+
+
+def remove_table(shared: Path) -> None:
+    """Lose the table (a deleted or truncated database), keeping runs/ and models/."""
+    for path in shared.glob("training_jobs.db*"):
+        path.unlink()
+
+
+def test_a_worker_job_never_returns_the_results_of_an_earlier_table(
+    shared: Path, tmp_path: Path
+) -> None:
+    folder = fresh_shared(shared, tmp_path)
+    tjctl(folder, "submit", "--timeframe", "15m", "--n-trials", "2")
+    assert tjctl(folder, "worker", "--once", "--no-progress").returncode == 0
+    first = store_of(folder).list_jobs()[0]
+    assert first.status == "completed" and first.model_version
+    remove_table(folder)
+
+    submitted = tjctl(folder, "submit", "--timeframe", "15m", "--n-trials", "3")
+    job_id = int(submitted.stdout.split()[1])
+    result = tjctl(folder, "worker", "--once", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    row = store_of(folder).get(job_id)
+    assert row is not None and row.status == "completed", row
+    assert (row.current_trial, row.total_trials, len(row.trial_log)) == (6, 6, 6)
+    assert row.model_version and row.model_version != first.model_version
+    assert row.name != first.name
+
+
+def test_run_never_returns_the_results_of_an_earlier_table(shared: Path, tmp_path: Path) -> None:
+    folder = fresh_shared(shared, tmp_path)
+    first = tjctl(folder, "run", "--no-progress", "-f", str(manifest(tmp_path, "again", nTrials=1)))
+    assert first.returncode == 0, first.stderr
+    old = store_of(folder).get_by_name("default", "again")
+    assert old is not None and old.model_version
+    remove_table(folder)
+
+    second = tjctl(
+        folder, "run", "--no-progress", "-f", str(manifest(tmp_path, "again", nTrials=2))
+    )
+    assert second.returncode == 0, second.stderr
+    assert "completed 4/4 trials" in second.stdout
+    row = store_of(folder).get_by_name("default", "again")
+    assert row is not None and row.status == "completed"
+    assert (row.n_trials, row.total_trials, len(row.trial_log)) == (2, 4, 4)
+    assert row.model_version and row.model_version != old.model_version

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tjcore.spec import validate_spec
 from tjoperator.config import OperatorConfig
-from tjoperator.job_builder import build_job, build_trainingjob_for_row, job_name
+from tjoperator.job_builder import (
+    build_job,
+    build_trainingjob_for_row,
+    job_name,
+    row_trainingjob_name,
+)
 
 CONFIG = OperatorConfig(trainer_image="trainer:1", pvc_claim="shared-claim", shared_mount="/data")
 
@@ -85,8 +92,10 @@ def test_permanent_trainer_failures_fail_the_job_at_once() -> None:
 
 
 def test_a_table_row_becomes_a_named_trainingjob() -> None:
+    name = row_trainingjob_name(12)
     body = build_trainingjob_for_row(
         row_id=12,
+        name=name,
         namespace="ml",
         timeframe="1h",
         n_trials=5,
@@ -94,7 +103,10 @@ def test_a_table_row_becomes_a_named_trainingjob() -> None:
         seed=1,
         parallelism=1,
     )
-    assert body["metadata"]["name"] == "row-12"
+    assert body["metadata"]["name"] == name
+    # The id for people, a random part for tables whose ids start again at 1.
+    assert re.fullmatch(r"row-12-[0-9a-f]{6}", name)
+    assert row_trainingjob_name(12) != name
     assert body["metadata"]["annotations"] == {"mltraining.dev/row-id": "12"}
     validate_spec(body["spec"])
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import replace
+from pathlib import Path
 
+import pytest
 from trainer_testlib import N_TRIALS, RecordedRun
 
+from tjtrainer.errors import RunFolderError
 from tjtrainer.progress import RunProgress, RunState, read_progress
 from tjtrainer.search import SEARCH_SPACE
 from tjtrainer.train import run_training
@@ -71,6 +76,25 @@ def test_a_completed_run_is_not_trained_again(completed_run: RecordedRun) -> Non
     assert again.model_version == completed_run.final.model_version
     assert [t.params for t in again.trials] == [t.params for t in completed_run.final.trials]
     assert sorted(p.name for p in completed_run.config.models_dir.iterdir()) == versions_before
+
+
+@pytest.mark.parametrize(
+    "change", [{"n_trials": N_TRIALS + 1}, {"seed": 8}, {"train_ratio": 0.7}], ids=str
+)
+def test_a_completed_run_of_another_config_is_never_returned(
+    completed_run: RecordedRun, tmp_path: Path, change: dict[str, object]
+) -> None:
+    run_dir = tmp_path / "reused"
+    shutil.copytree(completed_run.config.run_dir, run_dir)
+    config = replace(completed_run.config, run_dir=run_dir, **change)  # type: ignore[arg-type]
+    versions_before = sorted(p.name for p in config.models_dir.iterdir())
+    with pytest.raises(RunFolderError, match="another configuration") as err:
+        run_training(config)
+    assert str(run_dir) in str(err.value)
+    assert sorted(p.name for p in config.models_dir.iterdir()) == versions_before
+    on_disk = read_progress(run_dir)
+    assert on_disk is not None and on_disk.state == RunState.FAILED
+    assert on_disk.model_version is None
 
 
 def _comparable(progress: RunProgress) -> dict[str, object]:

@@ -7,24 +7,30 @@ A run folder is ``$SHARED_DATA_PATH/runs/<namespace>/<name>/`` and holds:
   (temporary file, fsync, rename), so a reader sees either the old or the new state;
 - ``CANCEL``: the cancel marker; its presence asks the trainer to stop after the
   current trial;
-- ``study.db``: the Optuna study (SQLite), so a restarted trainer resumes.
+- ``study.db``: the Optuna study (SQLite), so a restarted trainer resumes;
+- ``OWNER``: the uid of the run the folder belongs to (a TrainingJob's, or a local row's),
+  written by whoever starts the run (:func:`claim_run_dir`). A folder that another run left
+  under the same name is removed first, so a new run never finds an old run's results.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from tjtrainer.files import atomic_write_bytes
+from tjtrainer.runlock import LOCK_FILE, RunFolderLock
 
 FORMAT_VERSION = 1
 PROGRESS_FILE = "progress.json"
 CANCEL_MARKER = "CANCEL"
 STUDY_FILE = "study.db"
+OWNER_FILE = "OWNER"
 MODELS = ("LONG", "SHORT")
 
 
@@ -74,11 +80,16 @@ class TrialRecord:
 
 @dataclass
 class RunProgress:
-    """Everything a reader needs to show a run; serialised as ``progress.json``."""
+    """Everything a reader needs to show a run; serialised as ``progress.json``.
+
+    ``timeframe``, ``n_trials``, ``train_ratio`` and ``seed`` record what the run was asked
+    (files written before ``train_ratio`` and ``seed`` were recorded have ``None``)."""
 
     timeframe: str
     n_trials: int
     total_trials: int
+    train_ratio: float | None = None
+    seed: int | None = None
     state: RunState = RunState.RUNNING
     completed_trials: int = 0
     current_model: str | None = None
@@ -119,7 +130,8 @@ class RunProgress:
             )
         data["state"] = RunState(data["state"])
         data["trials"] = [TrialRecord(**t) for t in data.get("trials", [])]
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def write_progress(run_dir: Path, progress: RunProgress) -> None:
@@ -150,3 +162,33 @@ def cancel_requested(run_dir: Path) -> bool:
 def run_dir_for(data_root: Path, namespace: str, name: str) -> Path:
     """The run folder of TrainingJob ``namespace/name`` under the shared data root."""
     return data_root / "runs" / namespace / name
+
+
+def claim_run_dir(run_dir: Path, owner: str) -> bool:
+    """Make ``run_dir`` the folder of the run ``owner`` (a uid unique to the run).
+
+    A folder that belongs to another run (another ``OWNER``, or files without one) is
+    removed first: the new run starts afresh and never takes the old run's results; the old
+    run's models stay in ``models/`` and its trial log in its table row. Returns whether an
+    old folder was removed.
+
+    Raises:
+        RunFolderBusyError: a trainer is still working in the other run's folder.
+    """
+    owner_file = run_dir / OWNER_FILE
+    try:
+        found: str | None = owner_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        found = None
+    if found == owner:
+        return False
+    removed = False
+    if run_dir.exists():
+        leftovers = [p for p in run_dir.iterdir() if p.name != LOCK_FILE]
+        if found is not None or leftovers:
+            with RunFolderLock(run_dir):
+                shutil.rmtree(run_dir)
+            removed = True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(owner_file, (owner + "\n").encode("utf-8"))
+    return removed

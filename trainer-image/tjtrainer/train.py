@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from tjtrainer.config import TIMEFRAMES, TrainConfig
 from tjtrainer.cpus import available_cpus
 from tjtrainer.datasets import Dataset, load_dataset
-from tjtrainer.errors import DatasetError, RunFolderBusyError, TrainingError
+from tjtrainer.errors import DatasetError, RunFolderBusyError, RunFolderError, TrainingError
 from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.metrics import RankTarget
@@ -83,6 +83,8 @@ def run_training(
         timeframe=config.timeframe,
         n_trials=config.n_trials,
         total_trials=2 * config.n_trials if isinstance(config.n_trials, int) else 0,
+        train_ratio=config.train_ratio,
+        seed=config.seed,
     )
     run = _Run(config, progress, on_progress, timings or Timings())
     try:
@@ -93,19 +95,12 @@ def run_training(
             try:
                 validate_config(config)
                 existing = _read_existing(config)
+                if existing is not None:
+                    _check_same_config(existing, config)
                 if existing is not None and existing.state == RunState.COMPLETED:
                     log.info(
                         "run in %s already completed (%s)", config.run_dir, existing.model_version
                     )
-                    if (existing.timeframe, existing.n_trials) != (
-                        config.timeframe,
-                        config.n_trials,
-                    ):
-                        log.warning(
-                            "the completed run was %s with %d trials per model; not retraining",
-                            existing.timeframe,
-                            existing.n_trials,
-                        )
                     return existing
                 if existing is not None:
                     progress.started_at = existing.started_at
@@ -132,6 +127,29 @@ def _fingerprint(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
         "horizon": dataset.horizon,
         "search_space": {k: repr(v) for k, v in SEARCH_SPACE.items()},
     }
+
+
+def _check_same_config(existing: RunProgress, config: TrainConfig) -> None:
+    """Refuse a run folder whose recorded run was asked something else: its results (or
+    its trials, for a resume) are not this run's. Fields the file did not record are not
+    compared."""
+    asked = {
+        "timeframe": config.timeframe,
+        "n_trials": config.n_trials,
+        "train_ratio": config.train_ratio,
+        "seed": config.seed,
+    }
+    differences = [
+        f"{key} {getattr(existing, key)!r}, asked {value!r}"
+        for key, value in asked.items()
+        if getattr(existing, key) is not None and getattr(existing, key) != value
+    ]
+    if differences:
+        raise RunFolderError(
+            f"{config.run_dir} holds a {existing.state} run of another configuration "
+            f"({'; '.join(differences)}); it is not this run's result: give this run "
+            "a run folder of its own"
+        )
 
 
 def _read_existing(config: TrainConfig) -> RunProgress | None:
