@@ -19,6 +19,7 @@ from tqdm import tqdm
 from tjcore.store import JobRow, JobStore
 from tjtrainer.config import TrainConfig
 from tjtrainer.errors import TrainingError
+from tjtrainer.paths import UnsafePathError
 from tjtrainer.progress import (
     CANCEL_MARKER,
     RunProgress,
@@ -97,7 +98,12 @@ def run_row(store: JobStore, row: JobRow, *, data_root: Path, show_progress: boo
     from tjtrainer.train import run_training
 
     assert row.namespace and row.name, "a row needs its TrainingJob name before it runs"
-    run_dir = run_dir_for(data_root, row.namespace, row.name)
+    try:
+        run_dir = run_dir_for(data_root, row.namespace, row.name)
+    except UnsafePathError as err:
+        message = f"refused to run job {row.id}: {err}"
+        store.finish(row.id, RunState.FAILED, error=message)
+        return RunOutcome(RunState.FAILED, message)
     # The run folder is this row's (its uid), never one a row of an earlier table left.
     uid = row.uid or new_run_uid()
     if row.uid is None:

@@ -8,12 +8,13 @@ One table of fields (:data:`SPEC_FIELDS`) feeds both the Python validation used 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tjtrainer.paths import LABEL
 
 GROUP = "mltraining.dev"
 VERSION = "v1alpha1"
@@ -23,7 +24,8 @@ PLURAL = "trainingjobs"
 SHORT_NAME = "tj"
 # The Job is named "<name>-train": keep room for the suffix in Kubernetes' 63 characters.
 MAX_NAME_LENGTH = 52
-NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A DNS-1123 label (the whole string: a trailing newline is no part of a name).
+NAME_PATTERN = LABEL
 
 
 class SpecError(ValueError):
@@ -259,7 +261,7 @@ def validate_spec(raw: Any) -> TrainingJobSpec:
 
 def validate_name(name: Any, *, where: str = "metadata.name") -> str:
     """A TrainingJob name: a DNS-1123 label short enough for the Job's suffix."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise SpecError(
             f"{where}: must be lower-case letters, digits and '-', starting and ending "
             f"with a letter or digit, got {name!r}"

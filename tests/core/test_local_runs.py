@@ -211,3 +211,31 @@ def test_run_never_returns_the_results_of_an_earlier_table(shared: Path, tmp_pat
     assert row is not None and row.status == "completed"
     assert (row.n_trials, row.total_trials, len(row.trial_log)) == (2, 4, 4)
     assert row.model_version and row.model_version != old.model_version
+
+
+@pytest.mark.parametrize("name", ["../../../pwned", "a/../../../../pwned", "/tmp/pwned", ".."])
+def test_a_row_whose_name_leaves_the_data_path_fails_and_writes_nothing(
+    shared: Path, tmp_path: Path, name: str
+) -> None:
+    folder = fresh_shared(shared, tmp_path)
+    store = store_of(folder)
+    job_id = store.submit(
+        timeframe="15m",
+        n_trials=1,
+        train_ratio=0.8,
+        source="forged",
+        namespace="local",
+        name=name,
+    )
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+
+    result = tjctl(folder, "worker", "--once", "--no-progress")
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    row = store.get(job_id)
+    assert row is not None and row.status == "failed", row
+    assert name in (row.error or "") and "name" in (row.error or "")
+    after = sorted(str(p) for p in tmp_path.rglob("*") if "training_jobs.db" not in p.name)
+    assert [p for p in after if p not in before] == []
+    assert not Path("/tmp/pwned").exists()

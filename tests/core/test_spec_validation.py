@@ -100,6 +100,24 @@ def test_every_problem_is_reported_at_once() -> None:
             },
             "at most 52",
         ),
+        (
+            {
+                "apiVersion": "mltraining.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": "job\n"},
+                "spec": {"timeframe": "1h"},
+            },
+            "metadata.name",
+        ),
+        (
+            {
+                "apiVersion": "mltraining.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": "job", "namespace": "../../etc"},
+                "spec": {"timeframe": "1h"},
+            },
+            "metadata.namespace",
+        ),
     ],
 )
 def test_bad_envelope_is_refused(doc: dict[str, Any], expected: str) -> None:

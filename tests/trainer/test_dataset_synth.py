@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from scipy.stats import kurtosis, spearmanr
 
-from tjtrainer.datasets import DATASET_FILE, INFO_FILE, synth_dataset
+from tjtrainer.datasets import DATASET_FILE, INFO_FILE, load_dataset, synth_dataset
+from tjtrainer.errors import DatasetError
 from tjtrainer.features import FEATURES
 from tjtrainer.files import sha256_file
 from tjtrainer.synth import synth_candles
@@ -91,3 +92,14 @@ def test_synth_dataset_replaces_the_previous_one(tmp_path: Path) -> None:
     leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # no temporary files left behind
     shutil.rmtree(tmp_path / "datasets")
+
+
+@pytest.mark.parametrize("timeframe", ["../../escaped", "/tmp/escaped-dataset", "5m"])
+def test_a_timeframe_is_never_a_path_of_its_own(tmp_path: Path, timeframe: str) -> None:
+    root = tmp_path / "shared"
+    with pytest.raises(DatasetError, match="timeframe must be one of 15m, 1h"):
+        synth_dataset(root, timeframe, rows=500, seed=1)
+    assert not (tmp_path / "escaped").exists()
+    assert not Path("/tmp/escaped-dataset").exists()
+    with pytest.raises(DatasetError, match="timeframe must be one of"):
+        load_dataset(root, timeframe)

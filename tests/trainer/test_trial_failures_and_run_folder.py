@@ -11,7 +11,8 @@ from trainer_testlib import make_config
 from tjtrainer import train
 from tjtrainer.datasets import DATASET_FILE, synth_dataset
 from tjtrainer.errors import RunFolderBusyError, RunFolderError, TrainingError
-from tjtrainer.progress import RunProgress, RunState, read_progress, request_cancel
+from tjtrainer.paths import UnsafePathError
+from tjtrainer.progress import RunProgress, RunState, read_progress, request_cancel, run_dir_for
 from tjtrainer.runlock import RunFolderLock
 from tjtrainer.search import fit_trial
 
@@ -84,3 +85,27 @@ def test_a_study_made_with_another_dataset_is_not_resumed(data_root: Path) -> No
     assert (data_root / "datasets" / "15m" / DATASET_FILE).exists()
     with pytest.raises(RunFolderError, match="dataset_checksum"):
         train.run_training(config)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name"),
+    [
+        ("local", "../../../pwned"),
+        ("local", "a/b"),
+        ("..", "job"),
+        ("local", ""),
+        ("local", "/etc"),
+        ("Local", "job"),
+        ("local", "x" * 254),
+        ("local", "a..b"),
+    ],
+)
+def test_a_run_folder_is_always_a_folder_under_runs(
+    tmp_path: Path, namespace: str, name: str
+) -> None:
+    with pytest.raises(UnsafePathError, match="must be"):
+        run_dir_for(tmp_path, namespace, name)
+    assert (
+        run_dir_for(tmp_path, "local", "job-1-ab12cd")
+        == tmp_path / "runs" / "local" / "job-1-ab12cd"
+    )

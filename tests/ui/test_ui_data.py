@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from conftest import add_job, running_progress
 
 from tjcore.store import JobStore
@@ -144,3 +145,38 @@ def test_words_for_numbers() -> None:
     assert parse_time("2026-11-26T10:00:00Z") == datetime(2026, 11, 26, 10, tzinfo=UTC)
     assert parse_time("2026-11-26T10:00:00") == datetime(2026, 11, 26, 10, tzinfo=UTC)
     assert parse_time("yesterday") is None
+
+
+@pytest.mark.parametrize(
+    ("version", "timeframe"),
+    [
+        ("0/../../metadata_leak", "15m"),
+        ("15m_20261126_140000/../../metadata_leak", "15m"),
+        ("*", "15m"),
+        ("15m_20261126_140000", "x/../../leak"),
+    ],
+)
+def test_no_file_outside_models_is_ever_found(tmp_path: Path, version: str, timeframe: str) -> None:
+    models = tmp_path / "models"
+    _touch(models / "15m_20261126_140000" / "model_long.pkl")
+    _touch(models / "metadata_x" / "keep")
+    for leak in ("metadata_leak.json", "leak_latest.json"):
+        _touch(tmp_path / leak, json.dumps({"version": version}))
+    (models / "outside").symlink_to(tmp_path)
+
+    found = find_artifacts(models, version, timeframe)
+
+    assert found.metadata is None and found.metadata_path is None
+    for f in found.files:
+        assert f.path.resolve().is_relative_to(models.resolve()), f.path
+    assert not any("leak" in str(f.path) for f in found.files)
+
+
+def test_a_symlink_out_of_models_is_not_followed(tmp_path: Path) -> None:
+    version = "15m_20261126_140000"
+    models = tmp_path / "models"
+    _touch(models / version / "scaler.pkl")
+    _touch(tmp_path / "secret.txt")
+    (models / version / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    found = find_artifacts(models, version, "15m")
+    assert [f.name for f in found.files] == ["scaler.pkl"]

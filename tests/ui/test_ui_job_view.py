@@ -146,3 +146,24 @@ def test_a_fresh_pending_job_just_waits(store: JobStore) -> None:
     at = _open(job_id)
     assert not at.warning
     assert "Waiting for the operator or a local runner" in at.info[0].value
+
+
+def test_a_row_cannot_point_the_model_view_outside_models(
+    store: JobStore, shared_dir: Path
+) -> None:
+    models = shared_dir / "models"
+    (models / "15m_20261126_140000").mkdir(parents=True)
+    (shared_dir / "metadata_leak.json").write_text(json.dumps({"password": "hunter2"}))
+    progress = running_progress(n_trials=3, done=6, state=RunState.COMPLETED)
+    progress.model_version = "0/../../metadata_leak"
+    job_id = add_job(store, progress)
+
+    at = _open(job_id)
+
+    assert not at.exception
+    file_lists = [d.value for d in at.dataframe if "file" in d.value.columns]
+    assert not any(len(files) for files in file_lists), file_lists
+    shown = [d.value.to_string() for d in at.dataframe] + [str(j.value) for j in at.json]
+    assert not any("hunter2" in text for text in shown), shown
+    assert not [e for e in at.expander if e.label.startswith("Metadata")]
+    assert any("not a model version" in str(c.value) for c in at.caption)

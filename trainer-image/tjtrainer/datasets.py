@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tjtrainer.config import TIMEFRAMES
 from tjtrainer.errors import DatasetError, DatasetMissingError
 from tjtrainer.features import FEATURES, WARMUP_ROWS, compute_features
 from tjtrainer.files import atomic_output, atomic_write_bytes, sha256_file
@@ -74,6 +75,10 @@ class Dataset:
 
 
 def dataset_dir(data_root: Path, timeframe: str) -> Path:
+    """``<data_root>/datasets/<timeframe>``; a timeframe is one of :data:`TIMEFRAMES`, never
+    a path of its own."""
+    if timeframe not in TIMEFRAMES:
+        raise DatasetError(f"timeframe must be one of {', '.join(TIMEFRAMES)}, got {timeframe!r}")
     return data_root / "datasets" / timeframe
 
 
@@ -140,6 +145,7 @@ def synth_dataset(
     cost_bps: float = DEFAULT_COST_BPS,
 ) -> tuple[Path, DatasetInfo]:
     """Make a synthetic dataset with exactly ``rows`` rows (default per timeframe)."""
+    dataset_dir(data_root, timeframe)  # refuses a timeframe it does not know
     rows = DEFAULT_ROWS[timeframe] if rows is None else rows
     horizon = DEFAULT_HORIZON[timeframe] if horizon is None else horizon
     if rows < 1:
@@ -161,6 +167,7 @@ def build_dataset_from_csv(
     cost_bps: float = DEFAULT_COST_BPS,
 ) -> tuple[Path, DatasetInfo]:
     """Make the dataset of ``timeframe`` from the candles in an OHLCV CSV file."""
+    dataset_dir(data_root, timeframe)  # refuses a timeframe it does not know
     horizon = DEFAULT_HORIZON[timeframe] if horizon is None else horizon
     candles = read_ohlcv_csv(csv_path, timeframe=timeframe)
     try:

@@ -23,7 +23,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from tjtrainer import paths
 from tjtrainer.files import atomic_write_bytes
+from tjtrainer.paths import confined
 from tjtrainer.runlock import LOCK_FILE, RunFolderLock
 
 FORMAT_VERSION = 1
@@ -160,8 +162,19 @@ def cancel_requested(run_dir: Path) -> bool:
 
 
 def run_dir_for(data_root: Path, namespace: str, name: str) -> Path:
-    """The run folder of TrainingJob ``namespace/name`` under the shared data root."""
-    return data_root / "runs" / namespace / name
+    """The run folder of TrainingJob ``namespace/name`` under the shared data root.
+
+    Raises:
+        UnsafePathError: ``namespace`` is not a DNS-1123 label or ``name`` not a
+            Kubernetes object name (``../x``, an absolute path, ...), or the folder would
+            resolve outside ``runs/``.
+    """
+    runs = data_root / "runs"
+    return confined(
+        runs,
+        paths.label(namespace, what="the namespace of a run"),
+        paths.object_name(name, what="the name of a run"),
+    )
 
 
 def claim_run_dir(run_dir: Path, owner: str) -> bool:

@@ -5,6 +5,11 @@ The trainer writes versioned files whose names contain the model version (for ex
 JSON. This module only looks: files or folders under ``models/`` whose name contains
 the version, and the metadata that belongs to that version. It tolerates any layout
 (flat or one folder per version) and never raises for a missing or unreadable file.
+
+The version and timeframe come from a table row, which anyone who can write the table
+controls: a version that is not one safe file-name part (``0/../../x``, ``*``) or a
+timeframe the trainer does not know is refused, and no file that resolves outside
+``models/`` (through ``..`` or a symbolic link) is ever listed or read.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from tjtrainer.config import TIMEFRAMES
+from tjtrainer.paths import UnsafePathError, is_inside, model_version
 
 MAX_FILES = 200
 
@@ -57,13 +65,18 @@ def _visible(path: Path) -> bool:
 
 
 def _version_files(models_dir: Path, version: str) -> list[Path]:
-    """Files whose name contains ``version``, and files inside folders whose name does."""
+    """Files whose name contains ``version``, and files inside folders whose name does;
+    only those that resolve inside ``models_dir``."""
     found: set[Path] = set()
     for match in models_dir.rglob(f"*{version}*"):
-        if not _visible(match):
+        if not _visible(match) or not is_inside(match, models_dir):
             continue
         if match.is_dir():
-            found.update(p for p in match.rglob("*") if p.is_file() and _visible(p))
+            found.update(
+                p
+                for p in match.rglob("*")
+                if p.is_file() and _visible(p) and is_inside(p, models_dir)
+            )
         elif match.is_file():
             found.add(match)
     return sorted(found)
@@ -96,6 +109,11 @@ def find_artifacts(models_dir: Path, version: str, timeframe: str) -> ModelArtif
     version may have replaced it).
     """
     result = ModelArtifacts(models_dir=models_dir, version=version)
+    try:
+        model_version(version)
+    except UnsafePathError as err:
+        result.problem = f"{version!r} is not a model version ({err})"
+        return result
     if not models_dir.is_dir():
         result.problem = f"{models_dir} does not exist here"
         return result
@@ -106,8 +124,11 @@ def find_artifacts(models_dir: Path, version: str, timeframe: str) -> ModelArtif
         return result
     result.files = [f for f in (_stat(p) for p in paths[:MAX_FILES]) if f is not None]
     candidates = [p for p in paths if p.name.startswith("metadata") and p.suffix == ".json"]
-    candidates.append(models_dir / f"metadata_{timeframe}_latest.json")
+    if timeframe in TIMEFRAMES:
+        candidates.append(models_dir / f"metadata_{timeframe}_latest.json")
     for candidate in candidates:
+        if not is_inside(candidate, models_dir):
+            continue
         data = _read_json(candidate)
         if data is not None and (candidate in paths or _mentions(data, version)):
             result.metadata, result.metadata_path = data, candidate
