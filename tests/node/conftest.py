@@ -166,7 +166,7 @@ def release(node_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[R
         "--set",
         "syntheticDataset.enabled=true",
         "--set",
-        "syntheticDataset.rows=6000",
+        "syntheticDataset.rows=20000",
         "--set",
         "operator.imagePullTimeoutSeconds=20",
         "--set",
