@@ -24,6 +24,8 @@ from . import netns
 from .imagecache import ImagesError, Log, cache_root, clean_env, locked
 
 NETNS = "tj-images"
+# One engine at a time on this machine, whatever the cache: the namespace name is global.
+LOCK_DIR = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
 CGROUP_PARENT = "tj-images"
 API_VERSION = "1.41"  # Docker 20.10 (Debian's docker.io); newer clients speak it too
 INSTALL_HINT = "install them with `apt-get install docker.io containerd debootstrap`"
@@ -265,7 +267,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 @contextlib.contextmanager
 def running(log: Log) -> Iterator[Dockerd]:
     """A started private dockerd for the ``with`` block (one at a time: a file lock)."""
-    with locked("dockerd"):
+    with locked("tj-images-dockerd", LOCK_DIR):
         engine = Dockerd()
         try:
             engine.start(log)

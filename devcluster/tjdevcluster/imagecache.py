@@ -74,9 +74,10 @@ def remove_stale(keep: Path) -> None:
 
 
 @contextlib.contextmanager
-def locked(name: str) -> Iterator[None]:
-    """Serialize builds of one cache entry across processes (a file lock)."""
-    root = cache_root()
+def locked(name: str, folder: Path | None = None) -> Iterator[None]:
+    """Serialize builds of one cache entry across processes (a file lock in ``folder``,
+    by default the cache root)."""
+    root = folder or cache_root()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
