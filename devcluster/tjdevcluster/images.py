@@ -86,6 +86,11 @@ def image_ref(name: str) -> str:
     return f"{IMAGES[name].repository}:{project_version()}"
 
 
+def build_stage_ref(name: str) -> str:
+    """The tag of an image's build stage (the cache of its dependencies; never loaded)."""
+    return f"{image_ref(name)}-build-stage"
+
+
 def _allowed_paths() -> list[str]:
     """What .dockerignore lets into the context (its ``!path`` lines)."""
     lines = (REPO / ".dockerignore").read_text().splitlines()
@@ -138,30 +143,33 @@ def build_image(
 ) -> ImageInfo:
     """``docker build`` one image (classic builder, no network, no pull) and tag it."""
     spec, ref = IMAGES[name], image_ref(name)
-    before = _image_id(engine, ref)
     start = time.monotonic()
     log(f"docker build {ref} ({spec.dockerfile})")
-    argv = engine.argv(
-        "build",
+    common = [
         "--network=none",
         "--pull=false",
         "--force-rm",
         "-f",
         str(context / spec.dockerfile),
-        "-t",
-        ref,
         *(["--build-arg", f"WHEELS={WHEELS_BUILD_ARG}"] if wheels else []),
-        str(context),
-    )
+    ]
     logs = cache_root() / "logs"
     run_step(
-        argv, f"build {name}", logs / f"build-{name}.log", log, env=engine.env, show=_step_line
+        engine.argv("build", *common, "-t", ref, str(context)),
+        f"build {name}",
+        logs / f"build-{name}.log",
+        log,
+        env=engine.env,
+        show=_step_line,
+    )
+    # Tag the build stage too (all cached, a second): it keeps the next build's cache
+    # (the installed dependencies) safe from the prune of dangling images below.
+    engine.run(
+        "build", "-q", *common, "--target", "build", "-t", build_stage_ref(name), str(context)
     )
     image_id = _image_id(engine, ref)
     if image_id is None:
         raise ImagesError(f"docker build said it built {ref}, but there is no such image")
-    if before and before != image_id:  # the previous build of this tag: no longer needed
-        engine.run("image", "rm", before, check=False)
     size = int(engine.run("image", "inspect", "-f", "{{.Size}}", ref).stdout.strip())
     seconds = time.monotonic() - start
     log(f"  {ref}: {size / 1e6:.0f} MB, {seconds:.0f} s")
@@ -191,6 +199,8 @@ def build_images(
             assemble_context(Path(tmp), wheels)
             for name in names:
                 built[name] = build_image(engine, name, Path(tmp), log)
+        # Earlier builds' layers that no tag needs any more (the cache stays: it is tagged).
+        engine.run("image", "prune", "--force", check=False)
     except OSError as exc:
         if exc.errno == 28:
             raise disk_full_error(cache_root()) from None
