@@ -49,6 +49,18 @@ def _find(name: str, *candidates: str) -> str:
     raise ImagesError(f"{name} not found; {INSTALL_HINT} (or scripts/install-node-deps.sh)")
 
 
+def require_root(what: str = "tjctl images build") -> None:
+    """Refuse clearly when not root (netns.require_root, with the reason of this tool)."""
+    try:
+        netns.require_root(what)
+    except netns.NetnsError:
+        raise ImagesError(
+            f"{what} needs root: it runs its own dockerd and containerd inside a network "
+            "namespace with no route off the machine. Run it as root (e.g. "
+            "`sudo -E tjctl images build`)."
+        ) from None
+
+
 def docker_client() -> str:
     """Debian's 20.10 client if present (any newer client works with DOCKER_API_VERSION)."""
     return _find("docker", "/usr/bin/docker")
@@ -161,7 +173,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 
     def start(self, log: Log) -> None:
         """Start containerd and dockerd in the namespace; wait until the API answers."""
-        netns.require_root("tjctl images build")
+        require_root()
         dockerd = _find("dockerd", "/usr/sbin/dockerd", "/usr/bin/dockerd")
         containerd = _find("containerd", "/usr/bin/containerd")
         _find("runc", "/usr/sbin/runc", "/usr/bin/runc")

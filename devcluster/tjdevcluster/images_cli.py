@@ -26,7 +26,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     try:
-        netns.require_root("tjctl images build")
+        dockerd.require_root()
         socket = None
         if args.load:
             state = Path(args.state_dir).resolve() if args.state_dir else default_state_dir()

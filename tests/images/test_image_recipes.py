@@ -10,6 +10,7 @@ import ctypes
 import hashlib
 import io
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tjdevcluster import baseimage, imagecache, images, wheelhouse
+from tjdevcluster import baseimage, dockerd, imagecache, images, wheelhouse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -278,3 +279,25 @@ def test_a_disk_too_full_for_a_build_is_refused_early(tmp_path: Path) -> None:
     free = shutil.disk_usage(tmp_path).free
     with pytest.raises(imagecache.ImagesError, match="disk full"):
         imagecache.check_free_space(tmp_path, need=free * 2)
+
+
+# -- errors ----------------------------------------------------------------------------------
+def test_a_missing_program_names_the_packages_to_install() -> None:
+    with pytest.raises(
+        imagecache.ImagesError, match=re.escape("apt-get install docker.io containerd debootstrap")
+    ):
+        dockerd._find("tj-no-such-program", "/nonexistent/tj-no-such-program")
+
+
+def test_without_root_the_build_says_it_needs_root(tmp_path: Path) -> None:
+    tjctl = str(Path(sys.executable).parent / "tjctl")
+    argv = [tjctl, "images", "build"]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("setpriv (util-linux) is needed to drop root")
+        argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    assert "needs root" in result.stderr and "sudo -E tjctl images build" in result.stderr
+    assert "Traceback" not in result.stderr
