@@ -349,6 +349,21 @@ class JobStore:
         )
         return bool(self.write(lambda conn: conn.execute(stmt).rowcount))
 
+    def bind_claimed(self, job_id: int, *, namespace: str, name: str, uid: str) -> bool:
+        """Give the Kubernetes object ``uid`` the row that was claimed for it: only a row
+        claimed under exactly this namespace and name and not bound to an object yet
+        (atomic, so of two objects at most one wins). Returns whether it was bound."""
+        c = training_jobs.c
+        stmt = (
+            update(training_jobs)
+            .where(c.id == job_id, c.namespace == namespace, c.name == name, c.uid.is_(None))
+            .values(uid=uid, updated_at=utc_now())
+        )
+        try:
+            return bool(self.write(lambda conn: conn.execute(stmt).rowcount))
+        except IntegrityError:  # the uid has a row already
+            return False
+
     def update_job(self, job_id: int, **values: Any) -> None:
         """Set columns of one row (``updated_at`` is set too)."""
         values["updated_at"] = utc_now()

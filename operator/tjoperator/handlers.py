@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import kopf
 
 from tjcore.spec import GROUP, PLURAL, VERSION, SpecError, TrainingJobSpec, validate_spec
-from tjcore.store import JobStore
+from tjcore.store import JobRow, JobStore
 from tjoperator import bridge, kube
 from tjoperator.config import OperatorConfig
-from tjoperator.job_builder import ANNOTATION_ROW_ID, LABEL_TRAININGJOB, build_job, job_name
+from tjoperator.job_builder import (
+    ANNOTATION_ROW_ID,
+    LABEL_TRAININGJOB,
+    build_job,
+    build_trainingjob_for_row,
+    job_name,
+)
 from tjoperator.status import Observation, Phase, Verdict, build_status
 from tjoperator.tracking import Tracker, observe, publish, row_values
 from tjtrainer.progress import RunState, claim_run_dir, request_cancel, run_dir_for
@@ -82,11 +89,37 @@ def job_statuses(namespace: str | None, name: str, status: kopf.Status, **_: Any
     return {(namespace, name): dict(status)}
 
 
+def _is_the_bridges(row: JobRow, namespace: str, name: str, spec: TrainingJobSpec) -> bool:
+    """Whether TrainingJob ``namespace/name`` with ``spec`` is the one the table bridge made
+    for ``row``: the bridge claimed the row under exactly this name, no object has the row
+    yet, and the spec is the row's (the bridge sets nothing else)."""
+    if row.uid is not None or (row.namespace, row.name) != (namespace, name):
+        return False
+    bridge_made = build_trainingjob_for_row(
+        row_id=row.id,
+        name=name,
+        namespace=namespace,
+        timeframe=row.timeframe,
+        n_trials=row.n_trials,
+        train_ratio=row.train_ratio,
+        seed=row.seed,
+        parallelism=row.parallelism,
+    )
+    try:
+        expected = validate_spec(bridge_made["spec"])
+    except SpecError:
+        return False
+    return replace(spec, cancel=False) == expected
+
+
 def _ensure_row(
     namespace: str, name: str, uid: str, annotations: dict[str, str], spec: TrainingJobSpec
 ) -> int | None:
-    """The table row of this TrainingJob object: the bridge's row named in its
-    annotation, the row already made for its uid, or a new row."""
+    """The table row of this TrainingJob object: the row already made for its uid, the
+    row the table bridge claimed for it (named in its annotation), or a new row.
+
+    The annotation alone proves nothing (anyone who may create a TrainingJob can write
+    it): a row is taken only if it is the bridge's own claim for this very object."""
     store = Runtime.store
     if store is None:
         return None
@@ -94,9 +127,20 @@ def _ensure_row(
     if row is not None:
         return row.id
     row_id = annotations.get(ANNOTATION_ROW_ID, "")
-    if row_id.isdigit() and store.get(int(row_id)) is not None:
-        store.update_job(int(row_id), uid=uid)
-        return int(row_id)
+    claimed = store.get(int(row_id)) if row_id.isdigit() else None
+    if claimed is not None:
+        if _is_the_bridges(claimed, namespace, name, spec) and store.bind_claimed(
+            claimed.id, namespace=namespace, name=name, uid=uid
+        ):
+            return claimed.id
+        log.warning(
+            "%s/%s: annotation %s=%s names a row that the table bridge did not claim for "
+            "this TrainingJob; it gets a row of its own",
+            namespace,
+            name,
+            ANNOTATION_ROW_ID,
+            row_id,
+        )
     return store.submit_spec(spec, source="kubectl", namespace=namespace, name=name, uid=uid)
 
 

@@ -402,3 +402,50 @@ def test_a_new_table_never_takes_the_trainingjob_of_an_old_row(env: OperatorEnv)
     row = env.wait_for("the new row to finish", finished, timeout=30)
     assert (row.status, row.total_trials, len(row.trial_log)) == ("completed", 4, 4)
     assert row.seed == 12 and row.model_version == status["modelVersion"]
+
+
+def test_the_row_id_annotation_cannot_take_over_another_row(
+    env: OperatorEnv, namespace: str
+) -> None:
+    # A finished row of another namespace, and a row nobody bound to a TrainingJob yet.
+    completed = env.store.submit(
+        timeframe="15m",
+        n_trials=3,
+        train_ratio=0.8,
+        source="kubectl",
+        namespace="someone-else",
+        name="victim",
+        uid="uid-of-the-victim",
+    )
+    env.store.update_job(
+        completed, status="completed", model_version="15m_20261101_120000", progress_pct=100.0
+    )
+    unbound = env.store.submit(
+        timeframe="15m",
+        n_trials=3,
+        train_ratio=0.8,
+        source="tjctl-run",
+        namespace="default",
+        name="local-job",
+    )
+    before = {row_id: env.store.get(row_id) for row_id in (completed, unbound)}
+    for thief, row_id in (("thief-a", completed), ("thief-b", unbound)):
+        body = {
+            "apiVersion": "mltraining.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {
+                "name": thief,
+                "namespace": namespace,
+                "annotations": {"mltraining.dev/row-id": str(row_id)},
+            },
+            "spec": {**SMALL, "nTrials": 1},
+        }
+        env.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
+    for thief, row_id in (("thief-a", completed), ("thief-b", unbound)):
+        status = env.wait_phase(namespace, thief, "Succeeded", "Failed")
+        assert status["phase"] == "Succeeded", status
+        assert status["rowId"] != row_id
+        own = env.store.get(status["rowId"])
+        assert own is not None and (own.namespace, own.name) == (namespace, thief)
+        assert own.status == "completed" and own.total_trials == 2
+        assert env.store.get(row_id) == before[row_id], "the TrainingJob took over the row"

@@ -138,3 +138,14 @@ def test_readonly_store_cannot_write(store: JobStore) -> None:
     assert reader.get(job) is not None
     with pytest.raises(Exception, match="readonly"):
         reader.update_job(job, status="failed")
+
+
+def test_only_the_claimed_object_gets_a_claimed_row(store: JobStore) -> None:
+    job = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="ui")
+    assert not store.bind_claimed(job, namespace="ml", name="row-1-abc123", uid="u-0")  # unclaimed
+    assert store.claim(job, namespace="ml", name="row-1-abc123", start=False)
+    assert not store.bind_claimed(job, namespace="other", name="row-1-abc123", uid="u-1")
+    assert not store.bind_claimed(job, namespace="ml", name="row-1-zzz", uid="u-2")
+    assert store.bind_claimed(job, namespace="ml", name="row-1-abc123", uid="u-3")
+    assert not store.bind_claimed(job, namespace="ml", name="row-1-abc123", uid="u-4")
+    assert store.get(job).uid == "u-3"  # type: ignore[union-attr]
