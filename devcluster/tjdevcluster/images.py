@@ -237,12 +237,13 @@ def load_images(
         )
         save.stdout.close()
         save_err = save.stderr.read().decode(errors="replace") if save.stderr else ""
-        if save.wait() != 0:
-            raise ImagesError(f"docker save {ref} failed: {save_err.strip()[-2000:]}")
-        if imported.returncode != 0:
+        saved = save.wait()
+        if imported.returncode != 0:  # first: a failed import also breaks docker save's pipe
             raise ImagesError(
                 f"ctr images import of {ref} failed: {imported.stderr.strip()[-2000:]}"
             )
+        if saved != 0:
+            raise ImagesError(f"docker save {ref} failed: {save_err.strip()[-2000:]}")
         listed = subprocess.run(
             [ctr, "--address", str(socket), "-n", "k8s.io", "images", "ls", "-q"],
             capture_output=True,
