@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from tjcore.settings import Settings, SettingsError
+from sqlalchemy.exc import SQLAlchemyError
+
+from tjcore.settings import Settings, SettingsError, redact_text, redact_url
 from tjcore.spec import SpecError, load_manifest, validate_name, validate_spec
 from tjcore.store import JobRow, JobStore
 
@@ -202,11 +204,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if interval <= 0:
         return _fail(f"--interval must be > 0 seconds, got {interval}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger(__name__).info(
-        "worker polling %s every %.1f s", settings.database_url, interval
-    )
+    where = redact_url(settings.database_url)
+    logging.getLogger(__name__).info("worker polling %s every %.1f s", where, interval)
+    try:
+        store = JobStore(settings.database_url)
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        reason = redact_text(f"{type(err).__name__}: {err}".splitlines()[0], settings.database_url)
+        return _fail(f"cannot open the training_jobs table at {where}: {reason}")
     return serve(
-        JobStore(settings.database_url),
+        store,
         data_root=settings.shared_data_path,
         interval=interval,
         once=args.once,

@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_SHARED_DATA_PATH = "./shared-data"
 DB_FILE_NAME = "training_jobs.db"
 
 
+# "scheme://user:password@" in any text, for URLs SQLAlchemy cannot parse.
+_CREDENTIALS = re.compile(r"(://[^:/?#@\s]*:)[^@\s]*@")
+
+
 class SettingsError(ValueError):
     """An environment variable with a value that cannot be used."""
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for logs and messages: its password masked as ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return redact_text(url, url)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an error message, say) without the password of ``url`` in it."""
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 @dataclass(frozen=True)

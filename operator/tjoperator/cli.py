@@ -10,6 +10,7 @@ import sys
 def cmd_operator(args: argparse.Namespace) -> int:
     import kopf
 
+    from tjcore.settings import redact_url
     from tjoperator import handlers
     from tjoperator.config import OperatorConfig
 
@@ -18,15 +19,13 @@ def cmd_operator(args: argparse.Namespace) -> int:
             namespaces=tuple(args.namespace) if args.namespace else None,
             trainer_image=args.trainer_image,
             pvc_claim=args.pvc_claim,
-            bridge_namespace=None if args.no_bridge else args.bridge_namespace,
+            bridge_namespace="" if args.no_bridge else args.bridge_namespace,
             cancel_grace_seconds=args.cancel_grace_seconds,
             image_pull_timeout_seconds=args.image_pull_timeout_seconds,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.no_bridge:
-        config = OperatorConfig(**{**vars(config), "bridge_namespace": None})
     handlers.configure(config)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -38,7 +37,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         where,
         config.trainer_image,
         config.pvc_claim,
-        config.database_url,
+        redact_url(config.database_url) if config.database_url else "none",
     )
     kopf.run(
         standalone=True,

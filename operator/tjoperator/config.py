@@ -89,6 +89,8 @@ class OperatorConfig:
                 env["TJ_IMAGE_PULL_TIMEOUT_SECONDS"], "TJ_IMAGE_PULL_TIMEOUT_SECONDS"
             )
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("bridge_namespace") == "":  # --no-bridge, TJ_BRIDGE_NAMESPACE=""
+            values["bridge_namespace"] = None
         config = cls(**values)  # type: ignore[arg-type]
         for name in ("cancel_grace_seconds", "image_pull_timeout_seconds"):
             if getattr(config, name) <= 0:

@@ -16,6 +16,7 @@ from typing import Any
 
 import kopf
 
+from tjcore.settings import redact_text, redact_url
 from tjcore.spec import GROUP, PLURAL, VERSION, SpecError, TrainingJobSpec, validate_spec
 from tjcore.store import JobRow, JobStore
 from tjoperator import bridge, kube
@@ -64,11 +65,14 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     if config.database_url:
         try:
             Runtime.store = await asyncio.to_thread(JobStore, config.database_url)
-        except Exception:
-            log.exception(
-                "cannot open the training_jobs table at %s; the CR status "
+        except Exception as err:
+            # No traceback: SQLAlchemy's messages may quote the URL, password and all.
+            reason = redact_text(f"{type(err).__name__}: {err}", config.database_url)
+            log.error(
+                "cannot open the training_jobs table at %s (%s); the CR status "
                 "still works, the table and the bridge do not",
-                config.database_url,
+                redact_url(config.database_url),
+                reason.splitlines()[0],
             )
     if Runtime.store is not None and config.bridge_namespace:
         memo.bridge_task = asyncio.create_task(

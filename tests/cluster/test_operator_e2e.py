@@ -449,3 +449,35 @@ def test_the_row_id_annotation_cannot_take_over_another_row(
         assert own is not None and (own.namespace, own.name) == (namespace, thief)
         assert own.status == "completed" and own.total_trials == 2
         assert env.store.get(row_id) == before[row_id], "the TrainingJob took over the row"
+
+
+def test_the_operator_never_logs_the_database_password(
+    cluster: Any, namespace: str, tmp_path: Any
+) -> None:
+    log_path = tmp_path / "operator.log"
+    secret_url = "postgresql://tj:s3cret-pw@127.0.0.1:9/jobs"
+    operator = OperatorProcess(
+        env={
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "SHARED_DATA_PATH": str(tmp_path / "shared"),
+            "DATABASE_URL": secret_url,
+        },
+        log_path=log_path,
+        args=["--namespace", namespace, "--no-bridge"],
+    )
+    operator.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = log_path.read_text(errors="replace") if log_path.exists() else ""
+            if "cannot open the training_jobs table" in text:
+                break
+            time.sleep(0.25)
+        else:
+            raise AssertionError(f"the operator never said the table failed:\n{text}")
+    finally:
+        operator.stop()
+    text = log_path.read_text(errors="replace")
+    assert "s3cret-pw" not in text, text
+    assert "postgresql://tj:***@127.0.0.1:9/jobs" in text, text

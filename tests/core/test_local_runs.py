@@ -239,3 +239,20 @@ def test_a_row_whose_name_leaves_the_data_path_fails_and_writes_nothing(
     after = sorted(str(p) for p in tmp_path.rglob("*") if "training_jobs.db" not in p.name)
     assert [p for p in after if p not in before] == []
     assert not Path("/tmp/pwned").exists()
+
+
+SECRET_URL = "postgresql://tj:s3cret-pw@127.0.0.1:9/jobs"
+
+
+def test_the_worker_never_shows_the_database_password(tmp_path: Path) -> None:
+    env = {**os.environ, "SHARED_DATA_PATH": str(tmp_path), "DATABASE_URL": SECRET_URL}
+    result = subprocess.run(
+        [TJCTL, "worker", "--once", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert "s3cret-pw" not in output, output
+    assert "postgresql://tj:***@127.0.0.1:9/jobs" in output, output

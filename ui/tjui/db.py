@@ -16,6 +16,7 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from tjcore.settings import redact_text, redact_url
 from tjcore.spec import TrainingJobSpec
 from tjcore.store import JobRow, JobStore
 
@@ -29,9 +30,10 @@ class DataError(Exception):
 def describe_url(url: str) -> str:
     """The database URL without its password."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        make_url(url)
     except ArgumentError:
         return "an invalid DATABASE_URL"
+    return redact_url(url)
 
 
 def _first_line(err: BaseException) -> str:
@@ -48,7 +50,8 @@ def friendly_errors(action: str, url: str) -> Iterator[None]:
         yield
     except (SQLAlchemyError, OSError, ValueError) as err:
         raise DataError(
-            f"Could not {action}: {_first_line(err)}. Database: {describe_url(url)} "
+            f"Could not {action}: {redact_text(_first_line(err), url)}. "
+            f"Database: {describe_url(url)} "
             "(set by DATABASE_URL or SHARED_DATA_PATH)."
         ) from None
 

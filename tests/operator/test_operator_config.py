@@ -1,0 +1,19 @@
+"""The operator's settings from flags and the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tjoperator.config import OperatorConfig
+
+
+def test_no_bridge_works_with_watched_namespaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHARED_DATA_PATH", str(tmp_path))
+    config = OperatorConfig.from_env(namespaces=("team-a",), bridge_namespace="")
+    assert config.bridge_namespace is None and config.namespaces == ("team-a",)
+    with pytest.raises(ValueError, match="bridge namespace 'default' is not watched"):
+        OperatorConfig.from_env(namespaces=("team-a",))
