@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 
 from . import netns
 from .imagecache import ImagesError, cache_root
@@ -19,12 +21,17 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM too stops dockerd and cleans up (finally blocks)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     """Build both images (or one), optionally load them into the dev cluster's node."""
     from . import dockerd, images
     from .controlplane import ClusterConfig, default_state_dir
 
     start = time.monotonic()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         dockerd.require_root()
         socket = None
