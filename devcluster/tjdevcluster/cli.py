@@ -63,12 +63,19 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the dev cluster (or report that it already runs)."""
-    cfg = _config(args)
     try:
+        if args.node == "kubelet":  # before anything is read, built or written
+            require_root("`tjctl dev-cluster up --node kubelet`")
+        cfg = _config(args)
+        if cfg.real_node:
+            require_root("`tjctl dev-cluster up --node kubelet`")
         tools = ensure_tools(log=_progress)
         ControlPlane(cfg, tools).up(log=_progress)
     except (ToolsError, ControlPlaneError, PortInUseError, NetnsError, NodeError) as exc:
         _err(f"dev-cluster up: {exc}")
+        return 1
+    except PermissionError as exc:
+        _err(f"dev-cluster up: no access to {exc.filename}: choose a --state-dir you may write")
         return 1
     if cfg.real_node:
         where = (

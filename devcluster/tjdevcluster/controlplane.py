@@ -285,8 +285,9 @@ class ControlPlane:
             ],
         )
         env = real.env(programs)
+        real.socket.unlink(missing_ok=True)  # a killed run's socket answers nobody
         self._start("containerd", real.containerd_argv(programs), env=env)
-        self._wait("containerd", real.socket.exists, timeout)
+        self._wait("containerd", real.socket_answers, timeout)
         real.import_pause(programs, self.tools.pause)
         self._start("kubelet", real.kubelet_argv(self.tools.kubelet, kubeconfigs["kubelet"]), env)
         self._start("kube-proxy", real.proxy_argv(self.tools.kube_proxy), env=env)
@@ -314,19 +315,20 @@ class ControlPlane:
                 raise ControlPlaneError(f"could not create {obj['kind']}: {status} {body[:300]}")
 
     def _clean_leftovers(self, log: Log) -> None:
-        """Before a real node starts: undo what a killed run left, refuse a foreign netns."""
-        cfg = self.config
-        leftovers = self._node().cgroup_pids() | self._node().shim_pids()
-        if leftovers or self._node().mounts():
-            log("cleaning up what a previous run of this dev cluster left behind")
-        self._teardown_node()
-        others = netns.pids_in(cfg.netns)
+        """Before a real node starts: refuse a namespace that others use, then undo what a
+        killed run of this cluster left (shims, containers, mounts, cgroups)."""
+        cfg, real = self.config, self._node()
+        ours = real.cgroup_pids() | real.shim_pids()
+        others = sorted(set(netns.pids_in(cfg.netns)) - ours)
         if others:
             raise ControlPlaneError(
                 f"network namespace {cfg.netns} is in use by processes {others[:10]} that this "
                 "dev cluster did not start; stop them, or give this cluster another state dir "
                 "(the namespace is named after it)"
             )
+        if ours or real.mounts() or netns.exists(cfg.netns):
+            log("cleaning up what a previous run of this dev cluster left behind")
+        self._teardown_node()
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         if self.config.real_node and name != "api-forward":

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import time
@@ -100,6 +101,15 @@ class RealNode:
     @property
     def socket(self) -> Path:
         return self.dir / "containerd.sock"
+
+    def socket_answers(self) -> bool:
+        """True once containerd accepts connections on its socket."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def volume_dir(self, index: int) -> Path:
         """The host folder behind local PV number ``index``."""
