@@ -8,7 +8,9 @@ One table of fields (:data:`SPEC_FIELDS`) feeds both the Python validation used 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +66,69 @@ def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+# A Kubernetes resource quantity that a container may ask for: a plain or decimal number
+# with an optional SI, binary or exponent suffix ("2", "500m", "1.5", "4Gi", "1e9"); no
+# sign (negative resources are refused when the Job is made).
+QUANTITY_PATTERN = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+QUANTITY = re.compile(QUANTITY_PATTERN)
+# A resource name: cpu, memory, ephemeral-storage, hugepages-2Mi, nvidia.com/gpu, ...
+# (No backslashes: the pattern also goes into a CEL rule of the CRD.)
+RESOURCE_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+RESOURCE_NAME = re.compile(RESOURCE_NAME_PATTERN)
+MAX_RESOURCES = 16
+MAX_QUANTITY_LENGTH = 32  # also bounds the cost of the CRD's CEL rules
+_SUFFIXES = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
+}
 _QUANTITIES = {
     "type": "object",
+    "maxProperties": MAX_RESOURCES,
     "additionalProperties": {
         "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "minimum": 0,  # applies to integers only, as the pattern to strings only
+        "maxLength": MAX_QUANTITY_LENGTH,
+        "pattern": QUANTITY_PATTERN,
         "x-kubernetes-int-or-string": True,
     },
+    "x-kubernetes-validations": [
+        {
+            "rule": f"self.all(name, name.matches('{RESOURCE_NAME_PATTERN}'))",
+            "message": "resource names are such as cpu, memory, ephemeral-storage or "
+            "nvidia.com/gpu",
+        }
+    ],
 }
+
+
+def parse_quantity(value: object) -> Decimal | None:
+    """The amount a Kubernetes quantity stands for, or ``None`` if ``value`` is none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return Decimal(value) if value >= 0 else None
+    if not isinstance(value, str) or not QUANTITY.fullmatch(value):
+        return None
+    number = re.match(r"[0-9.]+", value)
+    assert number is not None
+    digits, suffix = number.group(), value[number.end() :]
+    try:
+        if suffix[:1] in ("e", "E") and len(suffix) > 1:
+            return Decimal(digits) * Decimal(10) ** Decimal(suffix[1:])
+        return Decimal(digits) * _SUFFIXES[suffix]
+    except ArithmeticError:  # an exponent beyond any machine
+        return None
+
 
 SPEC_FIELDS: tuple[SpecField, ...] = (
     SpecField(
@@ -122,6 +180,14 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
             # Unknown keys are refused by kubectl's strict field validation (a
             # structural schema may not combine properties with additionalProperties).
             "properties": {"requests": _QUANTITIES, "limits": _QUANTITIES},
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.requests) || !has(self.limits) || self.requests.all(r, "
+                    "!(r in self.limits) || quantity(string(self.requests[r]))"
+                    ".compareTo(quantity(string(self.limits[r]))) <= 0)",
+                    "message": "a request may be at most its limit",
+                }
+            ],
         },
     ),
     SpecField(
@@ -211,17 +277,35 @@ def _check_value(spec_field: SpecField, value: Any) -> str | None:
 
 
 def _check_resources(value: dict[str, Any]) -> str | None:
+    amounts: dict[str, dict[str, Decimal]] = {}
     for key, quantities in value.items():
         if key not in ("requests", "limits"):
             return f"spec.resources.{key}: unknown field; allowed: requests, limits"
         if not isinstance(quantities, dict):
             return f"spec.resources.{key}: must be a map such as {{cpu: '2', memory: 4Gi}}"
+        if len(quantities) > MAX_RESOURCES:
+            return f"spec.resources.{key}: at most {MAX_RESOURCES} resources"
+        amounts[key] = {}
         for resource, amount in quantities.items():
-            if isinstance(amount, bool) or not isinstance(amount, int | str):
+            where = f"spec.resources.{key}.{resource}"
+            if not isinstance(resource, str) or not RESOURCE_NAME.fullmatch(resource):
+                return f"{where}: not a resource name (such as cpu, memory or nvidia.com/gpu)"
+            parsed = parse_quantity(amount)
+            if parsed is None or len(str(amount)) > MAX_QUANTITY_LENGTH:
                 return (
-                    f"spec.resources.{key}.{resource}: must be a quantity such as 2, "
-                    f"'500m' or 4Gi, got {amount!r}"
+                    f"{where}: must be a quantity such as 2, '500m', '1.5' or 4Gi "
+                    f"(a number with an optional suffix m, k, M, G, Ki, Mi, Gi, ...), "
+                    f"got {amount!r}"
                 )
+            amounts[key][resource] = parsed
+    for resource, request in amounts.get("requests", {}).items():
+        limit = amounts.get("limits", {}).get(resource)
+        if limit is not None and request > limit:
+            asked, most = value["requests"][resource], value["limits"][resource]
+            return (
+                f"spec.resources.requests.{resource}: {asked} is more than its limit {most}; "
+                "a request may be at most its limit"
+            )
     return None
 
 

@@ -15,7 +15,6 @@ creates.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 
@@ -28,16 +27,6 @@ log = logging.getLogger(__name__)
 BRIDGE_POLL_SECONDS = 1.0
 # Answers that the same request will get again, however often it is sent.
 REFUSED_FOR_GOOD = frozenset({400, 403, 422})
-
-
-def api_message(err: kube.ApiException) -> str:
-    """The API server's own message of an error answer (its Status ``message``)."""
-    try:
-        body = json.loads(err.body or "")
-    except (TypeError, ValueError):
-        body = None
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message or err.reason or f"HTTP {err.status}")
 
 
 def _create(store: JobStore, namespace: str, row: JobRow) -> bool:
@@ -76,7 +65,7 @@ def create_pending(store: JobStore, namespace: str, done: set[int]) -> None:
                     err.status,
                 )
                 continue
-            message = f"the Kubernetes API refused the TrainingJob: {api_message(err)}"
+            message = f"the Kubernetes API refused the TrainingJob: {kube.api_message(err)}"
             log.warning("row %d failed: %s", row.id, message)
             store.finish(row.id, RunState.FAILED, error=message, only_if=RunState.PENDING)
             done.add(row.id)

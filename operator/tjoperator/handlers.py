@@ -34,6 +34,9 @@ from tjtrainer.progress import RunState, claim_run_dir, request_cancel, run_dir_
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
+# Answers to creating the Job that the same Job gets again however often it is sent (an
+# invalid pod spec); other errors (quota, 5xx) are retried.
+JOB_REFUSED_FOR_GOOD = frozenset({400, 422})
 
 
 class Runtime:
@@ -198,7 +201,16 @@ async def ensure_job(
         )
         return
     job = build_job(name=name, namespace=namespace, uid=uid, spec=parsed, config=config)
-    created = await kube.call(lambda: kube.create_job(job))
+    try:
+        created = await kube.call(lambda: kube.create_job(job))
+    except kube.ApiException as err:
+        if err.status not in JOB_REFUSED_FOR_GOOD:
+            raise  # kopf retries the handler
+        message = f"the API refused the trainer Job: {kube.api_message(err)}"
+        await _finish_early(
+            body, namespace, name, row_id, Phase.FAILED, "JobRefused", message, generation
+        )
+        return
     if created:
         kopf.info(body, reason="JobCreated", message=f"created Job {job_name(name)}")
     # The daemon owns the phase; this handler only says which Job and row are the run's.

@@ -56,6 +56,11 @@ def trainer_args(spec: TrainingJobSpec, run_dir: str, data_root: str) -> list[st
     ]
 
 
+def _quantities_as_strings(resources: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Resource quantities as the Job's schema types them: ``cpu: 2`` becomes ``"2"``."""
+    return {key: {name: str(amount) for name, amount in q.items()} for key, q in resources.items()}
+
+
 def build_job(
     *, name: str, namespace: str, uid: str, spec: TrainingJobSpec, config: OperatorConfig
 ) -> dict[str, Any]:
@@ -82,7 +87,7 @@ def build_job(
             # The root filesystem is read-only: caches and temporary files go to /tmp.
             {"name": "HOME", "value": "/tmp"},
         ],
-        "resources": spec.resources or config.default_resources,
+        "resources": _quantities_as_strings(spec.resources or config.default_resources),
         "volumeMounts": [
             {"name": "shared", "mountPath": config.shared_mount},
             {"name": "tmp", "mountPath": "/tmp"},

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 __all__ = [
     "ApiException",
+    "api_message",
     "call",
     "create_job",
     "create_trainingjob",
@@ -36,6 +37,16 @@ from tjcore.spec import GROUP, PLURAL, VERSION
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 RETRIES = 5
+
+
+def api_message(err: ApiException) -> str:
+    """The API server's own message of an error answer (its Status ``message``)."""
+    try:
+        body = json.loads(err.body or "")
+    except (TypeError, ValueError):
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or err.reason or f"HTTP {err.status}")
 
 
 def load_config() -> None:

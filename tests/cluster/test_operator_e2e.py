@@ -131,6 +131,14 @@ def test_get_trainingjobs_prints_live_columns(env: OperatorEnv, namespace: str) 
         ({"timeframe": "5m"}, "spec.timeframe"),
         ({"nTrials": 3}, "spec.timeframe"),
         ({"timeframe": "15m", "colour": "red"}, "colour"),
+        ({"timeframe": "15m", "resources": {"requests": {"cpu": "lots"}}}, "spec.resources"),
+        ({"timeframe": "15m", "resources": {"limits": {"memory": "4gb"}}}, "spec.resources"),
+        ({"timeframe": "15m", "resources": {"limits": {"cpu": -1}}}, "spec.resources"),
+        ({"timeframe": "15m", "resources": {"requests": {"cpu!": 1}}}, "spec.resources"),
+        (
+            {"timeframe": "15m", "resources": {"requests": {"cpu": 2}, "limits": {"cpu": "1"}}},
+            "spec.resources",
+        ),
     ],
 )
 def test_bad_manifests_are_refused_by_the_api_server(
@@ -481,3 +489,25 @@ def test_the_operator_never_logs_the_database_password(
     text = log_path.read_text(errors="replace")
     assert "s3cret-pw" not in text, text
     assert "postgresql://tj:***@127.0.0.1:9/jobs" in text, text
+
+
+def test_a_trainingjob_whose_job_is_refused_fails_with_the_api_message(
+    env: OperatorEnv, namespace: str
+) -> None:
+    # Valid quantities, but the API refuses the Job: an extended resource must be
+    # requested and limited alike. The TrainingJob must not stay without a phase.
+    env.apply(
+        namespace,
+        "refused-job",
+        **SMALL,
+        resources={"requests": {"example.com/dongle": 1}, "limits": {"example.com/dongle": 2}},
+    )
+    status = env.wait_phase(namespace, "refused-job", "Failed", "Succeeded", timeout=60)
+    assert status["phase"] == "Failed", status
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert failed["reason"] == "JobRefused"
+    assert "example.com/dongle" in status["message"]
+    assert env.jobs_of(namespace, "refused-job") == []
+    row = env.store.get_by_name(namespace, "refused-job")
+    assert row is not None and row.status == "failed"
+    assert "example.com/dongle" in (row.error or "")

@@ -95,6 +95,15 @@ def test_missing_dataset_fails_with_path_and_fix(shared: Path, tmp_path: Path) -
     assert row is not None and row.status == "failed" and "datasets/1h" in (row.error or "")
 
 
+def test_invalid_resources_are_refused_before_anything_runs(shared: Path, tmp_path: Path) -> None:
+    path = manifest(tmp_path, "bad-cpu", resources={"requests": {"cpu": "lots"}})
+    result = tjctl(shared, "run", "-f", str(path))
+    assert result.returncode == 1
+    assert "spec.resources.requests.cpu: must be a quantity" in result.stderr
+    assert "'lots'" in result.stderr and "Traceback" not in result.stderr
+    assert store_of(shared).get_by_name("default", "bad-cpu") is None
+
+
 def test_invalid_manifest_is_refused_before_anything_runs(shared: Path, tmp_path: Path) -> None:
     result = tjctl(shared, "run", "-f", str(manifest(tmp_path, "bad", nTrials=0)))
     assert result.returncode == 1

@@ -148,3 +148,45 @@ def test_every_example_manifest_is_valid(path: Path) -> None:
     loaded = load_manifest(path)
     assert loaded.namespace == "default"
     assert loaded.spec.timeframe in ("15m", "1h")
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        ({"requests": {"cpu": "lots"}}, "spec.resources.requests.cpu: must be a quantity"),
+        ({"limits": {"memory": "4 GB"}}, "spec.resources.limits.memory: must be a quantity"),
+        ({"limits": {"memory": "4gb"}}, "got '4gb'"),
+        ({"requests": {"cpu": "-1"}}, "spec.resources.requests.cpu: must be a quantity"),
+        ({"requests": {"cpu": -2}}, "spec.resources.requests.cpu: must be a quantity"),
+        ({"requests": {"cpu": ""}}, "spec.resources.requests.cpu: must be a quantity"),
+        (
+            {"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}},
+            "spec.resources.requests.cpu: 2 is more than its limit 1500m",
+        ),
+        (
+            {"requests": {"memory": "2Gi"}, "limits": {"memory": "2G"}},
+            "spec.resources.requests.memory: 2Gi is more than its limit 2G",
+        ),
+        ({"requests": {"cpu!": "1"}}, "spec.resources.requests.cpu!: not a resource name"),
+    ],
+)
+def test_bad_resources_are_refused_with_a_clear_message(
+    resources: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(SpecError) as err:
+        validate_spec({"timeframe": "15m", "resources": resources})
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 2, "memory": "4Gi"}},
+        {"requests": {"cpu": "0.5", "memory": "1e9"}, "limits": {"memory": "1G"}},
+        {"limits": {"cpu": "1.5", "memory": "512Mi", "ephemeral-storage": "10Gi"}},
+        {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}},
+        {"requests": {"cpu": "1"}, "limits": {"cpu": "1000m"}},
+    ],
+)
+def test_good_resources_pass(resources: dict[str, Any]) -> None:
+    assert validate_spec({"timeframe": "15m", "resources": resources}).resources == resources

@@ -137,3 +137,12 @@ def test_trainer_pull_policy_comes_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("TJ_TRAINER_PULL_POLICY", "sometimes")
     with pytest.raises(ValueError, match="not an image pull policy: use one of Always"):
         OperatorConfig.from_env()
+
+
+def test_integer_quantities_reach_the_job_as_strings() -> None:
+    job = build(resources={"requests": {"cpu": 2, "memory": "1Gi"}, "limits": {"cpu": 3}})
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == {
+        "requests": {"cpu": "2", "memory": "1Gi"},
+        "limits": {"cpu": "3"},
+    }
