@@ -70,3 +70,10 @@ kind-up:
 
 kind-down:
 	scripts/kind-down.sh
+
+# The kind tier (tests/kind): make kind-up, the example to Succeeded with live columns, the
+# UI, a cancel, make kind-down leaving nothing running. Without Docker it needs root and
+# builds a node image here. Not part of `make test` (docs/INSTALL.md has the figures).
+.PHONY: kind-e2e
+kind-e2e: $(STAMP)
+	$(PY) -m pytest -m kind -q
