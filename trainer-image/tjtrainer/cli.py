@@ -63,6 +63,21 @@ def _cost(text: str) -> float:
     return value
 
 
+def _barrier(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not 0.0 < value <= 1000.0:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be > 0 and <= 1000 (units of recent volatility), got {value}"
+            )
+        return value
+
+    return parse
+
+
 def default_data_root() -> Path:
     return Path(os.environ.get("SHARED_DATA_PATH") or DEFAULT_DATA_ROOT)
 
@@ -88,7 +103,28 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
         "--cost-bps",
         type=_cost,
         default=None,
-        help="round-trip trading cost in basis points, subtracted from the labels (default: 10)",
+        help="round-trip trading cost in basis points, subtracted from the labels (default: 10; "
+        "about 1 for liquid FX)",
+    )
+    parser.add_argument(
+        "--label",
+        choices=("barrier", "forward"),
+        default=None,
+        help="barrier: triple-barrier trades per side (default); forward: the forward "
+        "log return over the horizon (SHORT is then LONG mirrored)",
+    )
+    parser.add_argument(
+        "--take-profit",
+        type=_barrier("--take-profit"),
+        default=None,
+        help="barrier labels: take-profit distance in units of recent volatility over the "
+        "horizon (default: 2)",
+    )
+    parser.add_argument(
+        "--stop-loss",
+        type=_barrier("--stop-loss"),
+        default=None,
+        help="barrier labels: stop-loss distance in the same units (default: 1)",
     )
     _add_data_root(parser)
 
@@ -126,8 +162,9 @@ def add_dataset_parser(subparsers: Any) -> None:
 
 def _label_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"horizon": args.horizon}
-    if args.cost_bps is not None:
-        kwargs["cost_bps"] = args.cost_bps
+    for name in ("cost_bps", "label", "take_profit", "stop_loss"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
     return kwargs
 
 
@@ -160,9 +197,27 @@ def _report_dataset(make: Callable[[], Any]) -> int:
     print(
         f"dataset written to {path}: {info.rows} rows of {info.timeframe} candles "
         f"({info.first_timestamp} .. {info.last_timestamp}), {len(info.features)} features, "
-        f"horizon {info.horizon}, cost {info.cost_bps:g} bps"
+        f"horizon {info.horizon}, cost {info.cost_bps:g} bps, {_labels_text(info.labels)}"
     )
     return 0
+
+
+def _labels_text(labels: dict[str, Any]) -> str:
+    if labels.get("kind") != "barrier":
+        return "forward-return labels"
+    gaps = labels.get("dropped_rows", {}).get("gap", 0)
+    shares = labels.get("outcomes", {})
+    ends = "; ".join(
+        f"{model} "
+        + "/".join(f"{100 * shares[model][k]:.0f}" for k in ("take_profit", "stop_loss", "time"))
+        for model in ("LONG", "SHORT")
+        if model in shares
+    )
+    return (
+        f"barrier labels (take-profit {labels['take_profit']:g}, stop-loss "
+        f"{labels['stop_loss']:g}; % ending at take-profit/stop-loss/time: {ends}), "
+        f"{gaps} rows spanning a gap dropped"
+    )
 
 
 def add_train_parser(subparsers: Any) -> None:

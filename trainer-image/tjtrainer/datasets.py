@@ -20,7 +20,18 @@ from tjtrainer.config import TIMEFRAMES
 from tjtrainer.errors import DatasetError, DatasetMissingError
 from tjtrainer.features import FEATURES, WARMUP_ROWS, compute_features
 from tjtrainer.files import atomic_output, atomic_write_bytes, sha256_file
-from tjtrainer.labels import DEFAULT_COST_BPS, DEFAULT_HORIZON, LABEL_COLUMNS, compute_labels
+from tjtrainer.labels import (
+    DEFAULT_COST_BPS,
+    DEFAULT_HORIZON,
+    DEFAULT_LABEL,
+    DEFAULT_STOP_LOSS,
+    DEFAULT_TAKE_PROFIT,
+    LABEL_COLUMNS,
+    LabelSpec,
+    check_labels,
+    label_candles,
+    outcome_shares,
+)
 from tjtrainer.ohlcv import read_ohlcv_csv, utc_nanoseconds
 from tjtrainer.progress import utc_now
 from tjtrainer.synth import synth_candles
@@ -45,10 +56,8 @@ class DatasetInfo:
     source: dict[str, Any]
     checksum: str
     created_at: str = field(default_factory=utc_now)
-    label_definition: str = (
-        "label_long = ln(close[t+h]/close[t]) - cost; label_short = -ln(close[t+h]/close[t]) "
-        "- cost; cost = cost_bps / 10000 per round trip; h = horizon in candles"
-    )
+    label_definition: str = LabelSpec(kind="forward").definition()
+    labels: dict[str, Any] = field(default_factory=dict)
     format: int = INFO_FORMAT
 
     def to_json(self) -> str:
@@ -82,32 +91,101 @@ def dataset_dir(data_root: Path, timeframe: str) -> Path:
     return data_root / "datasets" / timeframe
 
 
+@dataclass(frozen=True)
+class Frame:
+    """The rows of a dataset and what its labels are."""
+
+    rows: pd.DataFrame
+    labels: dict[str, Any]
+    definition: str
+
+
+def label_spec(
+    *,
+    horizon: int,
+    cost_bps: float = DEFAULT_COST_BPS,
+    label: str = DEFAULT_LABEL,
+    take_profit: float = DEFAULT_TAKE_PROFIT,
+    stop_loss: float = DEFAULT_STOP_LOSS,
+) -> LabelSpec:
+    return LabelSpec(
+        kind=label,
+        horizon=horizon,
+        cost_bps=cost_bps,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+    )
+
+
 def build_frame(
-    candles: pd.DataFrame, *, horizon: int, cost_bps: float = DEFAULT_COST_BPS
+    candles: pd.DataFrame,
+    *,
+    horizon: int,
+    cost_bps: float = DEFAULT_COST_BPS,
+    label: str = DEFAULT_LABEL,
+    take_profit: float = DEFAULT_TAKE_PROFIT,
+    stop_loss: float = DEFAULT_STOP_LOSS,
 ) -> pd.DataFrame:
-    """Features (float32) and labels (float64) for ``candles``, without the warm-up rows
-    and the last ``horizon`` rows (whose labels would need candles after the end)."""
-    needed = WARMUP_ROWS + horizon + 1
+    """Features (float32) and labels (float64) for ``candles``, without the warm-up rows,
+    the last ``horizon`` rows (whose labels would need candles after the end) and the rows
+    whose horizon spans a gap in the candles."""
+    spec = label_spec(
+        horizon=horizon,
+        cost_bps=cost_bps,
+        label=label,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+    )
+    return make_frame(candles, spec).rows
+
+
+def make_frame(candles: pd.DataFrame, spec: LabelSpec) -> Frame:
+    """:func:`build_frame` with the description of its labels for ``dataset.json``."""
+    horizon = spec.horizon
+    warmup = max(WARMUP_ROWS, spec.warmup)
+    needed = warmup + horizon + 1
     if len(candles) < needed:
         raise DatasetError(
-            f"{len(candles)} candles are too few: features need {WARMUP_ROWS} candles of "
+            f"{len(candles)} candles are too few: features need {warmup} candles of "
             f"history and labels {horizon} after, so at least {needed} candles"
         )
     features = compute_features(candles)
-    labels = compute_labels(candles["close"], horizon=horizon, cost_bps=cost_bps)
-    frame = pd.concat([candles[["timestamp"]], features, labels], axis=1)
-    frame = frame.iloc[WARMUP_ROWS : len(frame) - horizon].reset_index(drop=True)
+    labels = label_candles(candles, spec)
+    frame = pd.concat([candles[["timestamp"]], features, labels.frame], axis=1)
+    keep = np.zeros(len(frame), dtype=bool)
+    keep[warmup : len(frame) - horizon] = True
+    in_range = keep.copy()
+    keep &= ~labels.gap_rows
+    if not keep.any():
+        raise DatasetError(
+            f"no candle has a label: every horizon of {horizon} candles spans a gap in the "
+            "candles; use a shorter --horizon or candles without gaps"
+        )
+    check_labels(candles, labels, keep)
+    description = {
+        **spec.describe(),
+        "dropped_rows": {
+            "warmup": warmup,
+            "end": min(horizon, len(frame)),
+            "gap": int((in_range & labels.gap_rows).sum()),
+        },
+        "outcomes": {
+            model: outcome_shares(labels.outcomes[model][keep]) for model in labels.outcomes
+        },
+    }
+    frame = frame.loc[keep].reset_index(drop=True)
     values = frame[[*FEATURES, *LABEL_COLUMNS]].to_numpy()
     if not np.isfinite(values).all():
         bad = [c for c in (*FEATURES, *LABEL_COLUMNS) if not np.isfinite(frame[c]).all()]
         raise DatasetError(f"features came out NaN/inf in column(s) {', '.join(bad)}")
     # XGBoost works in 32-bit floats: storing features so halves the file and its
     # loading time at no loss. Labels keep 64 bits (they are ranked and reported).
-    return frame.astype(dict.fromkeys(FEATURES, "float32"))
+    rows = frame.astype(dict.fromkeys(FEATURES, "float32"))
+    return Frame(rows=rows, labels=description, definition=spec.definition())
 
 
 def write_dataset(
-    frame: pd.DataFrame,
+    made: Frame | pd.DataFrame,
     data_root: Path,
     *,
     timeframe: str,
@@ -115,7 +193,13 @@ def write_dataset(
     cost_bps: float,
     source: dict[str, Any],
 ) -> tuple[Path, DatasetInfo]:
-    """Write ``frame`` as the dataset of ``timeframe``, parquet first, then its description."""
+    """Write the rows as the dataset of ``timeframe``, parquet first, then its description
+    (a bare frame is described as forward-return labels)."""
+    if isinstance(made, Frame):
+        frame, labels, definition = made.rows, made.labels, made.definition
+    else:
+        spec = LabelSpec(kind="forward", horizon=horizon, cost_bps=cost_bps)
+        frame, labels, definition = made, spec.describe(), spec.definition()
     folder = dataset_dir(data_root, timeframe)
     target = folder / DATASET_FILE
     with atomic_output(target) as tmp:
@@ -130,6 +214,8 @@ def write_dataset(
         last_timestamp=_iso(frame["timestamp"].iloc[-1]),
         source=source,
         checksum=f"sha256:{sha256_file(target)}",
+        label_definition=definition,
+        labels=labels,
     )
     atomic_write_bytes(folder / INFO_FILE, info.to_json().encode())
     return target, info
@@ -143,6 +229,9 @@ def synth_dataset(
     seed: int = 0,
     horizon: int | None = None,
     cost_bps: float = DEFAULT_COST_BPS,
+    label: str = DEFAULT_LABEL,
+    take_profit: float = DEFAULT_TAKE_PROFIT,
+    stop_loss: float = DEFAULT_STOP_LOSS,
 ) -> tuple[Path, DatasetInfo]:
     """Make a synthetic dataset with exactly ``rows`` rows (default per timeframe)."""
     dataset_dir(data_root, timeframe)  # refuses a timeframe it does not know
@@ -150,8 +239,16 @@ def synth_dataset(
     horizon = DEFAULT_HORIZON[timeframe] if horizon is None else horizon
     if rows < 1:
         raise DatasetError(f"rows must be >= 1, got {rows}")
-    candles = synth_candles(timeframe, rows + WARMUP_ROWS + horizon, seed=seed)
-    frame = build_frame(candles, horizon=horizon, cost_bps=cost_bps)
+    spec = label_spec(
+        horizon=horizon,
+        cost_bps=cost_bps,
+        label=label,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+    )
+    warmup = max(WARMUP_ROWS, spec.warmup)
+    candles = synth_candles(timeframe, rows + warmup + horizon, seed=seed)
+    frame = make_frame(candles, spec)
     source = {"kind": "synth", "seed": seed, "candles": len(candles)}
     return write_dataset(
         frame, data_root, timeframe=timeframe, horizon=horizon, cost_bps=cost_bps, source=source
@@ -165,13 +262,23 @@ def build_dataset_from_csv(
     *,
     horizon: int | None = None,
     cost_bps: float = DEFAULT_COST_BPS,
+    label: str = DEFAULT_LABEL,
+    take_profit: float = DEFAULT_TAKE_PROFIT,
+    stop_loss: float = DEFAULT_STOP_LOSS,
 ) -> tuple[Path, DatasetInfo]:
     """Make the dataset of ``timeframe`` from the candles in an OHLCV CSV file."""
     dataset_dir(data_root, timeframe)  # refuses a timeframe it does not know
     horizon = DEFAULT_HORIZON[timeframe] if horizon is None else horizon
+    spec = label_spec(
+        horizon=horizon,
+        cost_bps=cost_bps,
+        label=label,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+    )
     candles = read_ohlcv_csv(csv_path, timeframe=timeframe)
     try:
-        frame = build_frame(candles, horizon=horizon, cost_bps=cost_bps)
+        frame = make_frame(candles, spec)
     except DatasetError as exc:
         raise DatasetError(f"{csv_path}: {exc}") from None
     source = {
