@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,9 +42,36 @@ def _store(*, readonly: bool = False) -> JobStore:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tjcore.runner import new_run_uid, run_row
+    """``tjctl run``: SIGTERM stops it as Ctrl-C does (the row ends ``failed`` and the
+    same command resumes); a full disk or a broken table is one ``error:`` line."""
+    from tjcore.runner import failure_message
 
     settings = Settings.from_env()
+    terminated: list[int] = []
+
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return _run_manifest(args, settings)
+    except KeyboardInterrupt:
+        if terminated:
+            _fail("interrupted by SIGTERM; run the same command again to resume")
+            return 128 + signal.SIGTERM
+        _fail("interrupted; run the same command again to resume")
+        return 130
+    except (SQLAlchemyError, OSError) as err:
+        message = failure_message(err, where=settings.shared_data_path)
+        return _fail(redact_text(message, settings.database_url))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
+    from tjcore.runner import new_run_uid, run_row
+
     try:
         manifest = load_manifest(Path(args.file), default_namespace=args.namespace)
     except SpecError as err:
@@ -87,12 +116,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{spec.nTrials} trials per model, trainRatio {spec.trainRatio}",
         file=sys.stderr,
     )
-    try:
-        outcome = run_row(
-            store, row, data_root=settings.shared_data_path, show_progress=not args.no_progress
-        )
-    except KeyboardInterrupt:
-        return _fail("interrupted; run the same command again to resume") or 130
+    outcome = run_row(
+        store,
+        row,
+        data_root=settings.shared_data_path,
+        show_progress=not args.no_progress,
+        lease_seconds=settings.lease_seconds,
+    )
     if outcome.exit_code:
         return _fail(outcome.message)
     print(outcome.message)
@@ -197,6 +227,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from tjcore.runner import failure_message
     from tjcore.worker import serve
 
     settings = Settings.from_env()
@@ -211,13 +242,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except (SQLAlchemyError, ImportError, ValueError) as err:
         reason = redact_text(f"{type(err).__name__}: {err}".splitlines()[0], settings.database_url)
         return _fail(f"cannot open the training_jobs table at {where}: {reason}")
-    return serve(
-        store,
-        data_root=settings.shared_data_path,
-        interval=interval,
-        once=args.once,
-        show_progress=not args.no_progress,
-    )
+    try:
+        return serve(
+            store,
+            data_root=settings.shared_data_path,
+            interval=interval,
+            once=args.once,
+            show_progress=not args.no_progress,
+            lease_seconds=settings.lease_seconds,
+        )
+    except (SQLAlchemyError, OSError) as err:
+        message = failure_message(err, where=settings.shared_data_path)
+        return _fail(redact_text(message, settings.database_url))
 
 
 def cmd_crd(_args: argparse.Namespace) -> int:

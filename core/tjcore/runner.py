@@ -3,17 +3,25 @@
 
 It writes the ``training_jobs`` row exactly as the operator does (pending → running →
 completed/failed/cancelled with the same columns), shows a terminal progress bar, and
-turns a cancel requested in the table into the run folder's cancel marker.
+turns a cancel requested in the table into the run folder's cancel marker. While it runs
+the row it holds the row's lease and renews it (a heartbeat), so that a worker can tell a
+row whose process died (SIGKILL, OOM) from a live one.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import socket
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from tjcore.store import JobRow, JobStore
@@ -32,6 +40,7 @@ from tjtrainer.progress import (
 
 CANCEL_POLL_SECONDS = 1.0
 INTERRUPTED = "interrupted; run the same command again to resume from the last finished trial"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,18 +58,30 @@ class RunOutcome:
 
 class _CancelWatcher(threading.Thread):
     """Turns the row's ``cancel_requested`` into the run folder's cancel marker, so a
-    cancel from the UI or ``tjctl cancel`` reaches the trainer between trials."""
+    cancel from the UI or ``tjctl cancel`` reaches the trainer between trials; and renews
+    the row's lease every ``heartbeat`` seconds."""
 
-    def __init__(self, store: JobStore, job_id: int, run_dir: Path) -> None:
+    def __init__(
+        self, store: JobStore, job_id: int, run_dir: Path, *, owner: str, heartbeat: float
+    ) -> None:
         super().__init__(name=f"cancel-watcher-{job_id}", daemon=True)
         self.store, self.job_id, self.run_dir = store, job_id, run_dir
+        self.owner, self.heartbeat = owner, heartbeat
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        while not self.stopped.wait(CANCEL_POLL_SECONDS):
-            row = self.store.get(self.job_id)
-            if row is not None and row.cancel_requested and not cancel_requested(self.run_dir):
-                request_cancel(self.run_dir)
+        last_beat = time.monotonic()
+        while not self.stopped.wait(min(CANCEL_POLL_SECONDS, self.heartbeat)):
+            try:  # a table that cannot be read or written for a moment must not end the run
+                if time.monotonic() - last_beat >= self.heartbeat:
+                    if not self.store.renew_lease(self.job_id, self.owner):
+                        log.warning("job %d: its lease was taken over", self.job_id)
+                    last_beat = time.monotonic()
+                row = self.store.get(self.job_id)
+                if row is not None and row.cancel_requested and not cancel_requested(self.run_dir):
+                    request_cancel(self.run_dir)
+            except (SQLAlchemyError, OSError) as err:
+                log.warning("job %d: %s", self.job_id, one_line(err))
 
 
 class _ProgressBar:
@@ -92,9 +113,66 @@ def new_run_uid() -> str:
     return str(uuid.uuid4())
 
 
-def run_row(store: JobStore, row: JobRow, *, data_root: Path, show_progress: bool) -> RunOutcome:
+def lease_owner_id() -> str:
+    """Who holds a lease: this host and process, and a random part."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an error (SQLAlchemy appends the SQL and a link)."""
+    original = getattr(err, "orig", None) or err
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
+def _disk_full(err: BaseException) -> OSError | BaseException | None:
+    """The error in ``err``'s chain that says the disk is full, if one does."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return current
+        if "database or disk is full" in str(current) or "No space left" in str(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def failure_message(err: BaseException, *, where: Path | None = None) -> str:
+    """What to tell the user about ``err``: a full disk in one sentence with what to do,
+    anything else as its first line."""
+    full = _disk_full(err)
+    if full is None:
+        return one_line(err) if isinstance(err, SQLAlchemyError) else str(err)
+    filename = getattr(full, "filename", None)
+    place = filename or where or "the shared data path"
+    return (
+        f"no space left on the device of {place}; free some space, then run the same "
+        "command again to resume from the last finished trial"
+    )
+
+
+def _record_failure(store: JobStore, job_id: int, message: str) -> None:
+    """End the row ``failed`` with ``message`` if the table can be written (on a full disk
+    it may not)."""
+    try:
+        store.finish(job_id, RunState.FAILED, error=message)
+    except (SQLAlchemyError, OSError) as err:
+        log.warning("job %d: could not record its failure in the table: %s", job_id, one_line(err))
+
+
+def run_row(
+    store: JobStore,
+    row: JobRow,
+    *,
+    data_root: Path,
+    show_progress: bool,
+    lease_seconds: float = 60.0,
+) -> RunOutcome:
     """Train the job of ``row`` (which has a namespace and name) to its end, in the run
-    folder of its uid (given to the row here if it has none)."""
+    folder of its uid (given to the row here if it has none), holding the row's lease
+    (renewed every third of ``lease_seconds``)."""
     from tjtrainer.train import run_training
 
     assert row.namespace and row.name, "a row needs its TrainingJob name before it runs"
@@ -102,7 +180,7 @@ def run_row(store: JobStore, row: JobRow, *, data_root: Path, show_progress: boo
         run_dir = run_dir_for(data_root, row.namespace, row.name)
     except UnsafePathError as err:
         message = f"refused to run job {row.id}: {err}"
-        store.finish(row.id, RunState.FAILED, error=message)
+        _record_failure(store, row.id, message)
         return RunOutcome(RunState.FAILED, message)
     # The run folder is this row's (its uid), never one a row of an earlier table left.
     uid = row.uid or new_run_uid()
@@ -110,14 +188,15 @@ def run_row(store: JobStore, row: JobRow, *, data_root: Path, show_progress: boo
         store.update_job(row.id, uid=uid)
     try:
         claim_run_dir(run_dir, uid)
+        # A rerun of a cancelled or interrupted job continues: forget the old request.
+        (run_dir / CANCEL_MARKER).unlink(missing_ok=True)
     except (TrainingError, OSError) as err:
-        message = f"cannot use run folder {run_dir}: {err}"
-        store.finish(row.id, RunState.FAILED, error=message)
+        message = f"cannot use run folder {run_dir}: {failure_message(err, where=run_dir)}"
+        _record_failure(store, row.id, message)
         return RunOutcome(RunState.FAILED, message)
-    # A rerun of a cancelled or interrupted job continues: forget the old request.
-    (run_dir / CANCEL_MARKER).unlink(missing_ok=True)
+    owner = lease_owner_id()
     store.update_job(row.id, cancel_requested=0)
-    store.mark_running(row.id, total_trials=2 * row.n_trials)
+    store.mark_running(row.id, total_trials=2 * row.n_trials, lease_owner=owner)
     config = TrainConfig(
         timeframe=row.timeframe,
         n_trials=row.n_trials,
@@ -128,7 +207,9 @@ def run_row(store: JobStore, row: JobRow, *, data_root: Path, show_progress: boo
         parallelism=row.parallelism,
     )
     bar = _ProgressBar(2 * row.n_trials, enabled=show_progress)
-    watcher = _CancelWatcher(store, row.id, run_dir)
+    watcher = _CancelWatcher(
+        store, row.id, run_dir, owner=owner, heartbeat=max(0.2, lease_seconds / 3)
+    )
     watcher.start()
 
     def on_progress(progress: RunProgress) -> None:
@@ -138,14 +219,15 @@ def run_row(store: JobStore, row: JobRow, *, data_root: Path, show_progress: boo
     try:
         final = run_training(config, on_progress=on_progress)
     except TrainingError as err:
-        store.finish(row.id, RunState.FAILED, error=str(err))
-        return RunOutcome(RunState.FAILED, str(err))
+        message = failure_message(err, where=run_dir)
+        _record_failure(store, row.id, message)
+        return RunOutcome(RunState.FAILED, message)
     except KeyboardInterrupt:
-        store.finish(row.id, RunState.FAILED, error=INTERRUPTED)
+        _record_failure(store, row.id, INTERRUPTED)
         raise
     except Exception as err:
         message = f"trainer crashed: {type(err).__name__}: {err}"
-        store.finish(row.id, RunState.FAILED, error=message)
+        _record_failure(store, row.id, message)
         raise
     finally:
         watcher.stopped.set()

@@ -10,6 +10,8 @@ Version 3: ids are never given out twice (``AUTOINCREMENT`` on SQLite, as the se
 had; release 0.1.0 made its tables without it, so SQLite handed the id of a deleted newest
 row to the next one). Such a table is rebuilt from the table below and its rows copied with
 their ids. PostgreSQL's serial ids never go back anyway.
+
+Version 4: the lease of a running row (``lease_owner``, ``heartbeat_at``).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 # Columns added after the seed's table carry the schema version that added them.
 V2 = {"since": 2}
+V4 = {"since": 4}
 
 training_jobs = Table(
     "training_jobs",
@@ -69,6 +72,11 @@ training_jobs = Table(
     Column("source", Text, info=V2),
     Column("updated_at", Text, info=V2),
     Column("uid", Text, info=V2),
+    # Version 4: the lease of a row that a local runner (tjctl run, the worker) is running:
+    # who runs it and when it last said so. A row whose lease ran out is stale (its
+    # process died) and a worker resumes or fails it.
+    Column("lease_owner", Text, info=V4),
+    Column("heartbeat_at", Text, info=V4),
     sqlite_autoincrement=True,
 )
 # The version whose table on SQLite has AUTOINCREMENT ids (older tables are rebuilt).

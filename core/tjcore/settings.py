@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +52,15 @@ class Settings:
     - ``DATABASE_URL``: a SQLAlchemy URL for the ``training_jobs`` table; default the
       SQLite file ``$SHARED_DATA_PATH/training_jobs.db``.
     - ``TRAINING_POLL_INTERVAL``: seconds between the local worker's looks for pending rows.
+    - ``TRAINING_LEASE_SECONDS``: how long a local runner's running row stays its own
+      without a heartbeat (it renews every third of that); then a worker resumes it (the
+      worker's rows) or fails it (``tjctl run``'s). Default 60.
     """
 
     shared_data_path: Path
     database_url: str
     poll_interval: float
+    lease_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -70,4 +76,20 @@ class Settings:
             ) from None
         if interval <= 0:
             raise SettingsError(f"TRAINING_POLL_INTERVAL must be > 0, got {interval}")
-        return cls(shared_data_path=shared, database_url=url, poll_interval=interval)
+        return cls(
+            shared_data_path=shared,
+            database_url=url,
+            poll_interval=interval,
+            lease_seconds=_seconds(env, "TRAINING_LEASE_SECONDS", "60"),
+        )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
+    raw = env.get(name) or default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name} must be a finite number of seconds > 0, got {raw!r}")
+    return value

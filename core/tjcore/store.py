@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +62,8 @@ class JobRow:
     source: str | None
     updated_at: str | None
     uid: str | None
+    lease_owner: str | None = None
+    heartbeat_at: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -370,7 +373,11 @@ class JobStore:
         stmt = update(training_jobs).where(training_jobs.c.id == job_id).values(**values)
         self.write(lambda conn: conn.execute(stmt))
 
-    def mark_running(self, job_id: int, *, total_trials: int) -> None:
+    def mark_running(
+        self, job_id: int, *, total_trials: int, lease_owner: str | None = None
+    ) -> None:
+        """The row is running now; with ``lease_owner`` (a local runner) it also holds a
+        lease that the runner renews (:meth:`renew_lease`) while it lives."""
         self.update_job(
             job_id,
             status=RunState.RUNNING.value,
@@ -378,7 +385,55 @@ class JobStore:
             started_at=utc_now(),
             error=None,
             completed_at=None,
+            lease_owner=lease_owner,
+            heartbeat_at=utc_now() if lease_owner else None,
         )
+
+    def renew_lease(self, job_id: int, owner: str) -> bool:
+        """Say that ``owner`` still runs the row; ``False`` if the lease is not its own any
+        more (someone took the row over) or the row is no longer running."""
+        c = training_jobs.c
+        stmt = (
+            update(training_jobs)
+            .where(c.id == job_id, c.lease_owner == owner, c.status == RunState.RUNNING.value)
+            .values(heartbeat_at=utc_now())
+        )
+        return bool(self.write(lambda conn: conn.execute(stmt).rowcount))
+
+    def stale_running(self, *, lease_seconds: float) -> list[JobRow]:
+        """Running rows of local runners whose lease ran out (their process died), oldest
+        first; rows without a lease (the operator's) are never stale."""
+        cutoff = (datetime.now(UTC) - timedelta(seconds=lease_seconds)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
+        c = training_jobs.c
+        query = (
+            select(training_jobs)
+            .where(
+                c.status == RunState.RUNNING.value,
+                c.lease_owner.is_not(None),
+                c.heartbeat_at < cutoff,
+            )
+            .order_by(c.heartbeat_at, c.id)
+        )
+        with self._read() as conn:
+            return [JobRow.from_mapping(r) for r in conn.execute(query).mappings()]
+
+    def take_over(self, row: JobRow, owner: str) -> bool:
+        """Take the stale lease of ``row`` (as read) for ``owner``, atomically: of two
+        workers that found it stale, one wins."""
+        c = training_jobs.c
+        stmt = (
+            update(training_jobs)
+            .where(
+                c.id == row.id,
+                c.status == RunState.RUNNING.value,
+                c.lease_owner == row.lease_owner,
+                c.heartbeat_at == row.heartbeat_at,
+            )
+            .values(lease_owner=owner, heartbeat_at=utc_now(), updated_at=utc_now())
+        )
+        return bool(self.write(lambda conn: conn.execute(stmt).rowcount))
 
     def apply_progress(self, job_id: int, progress: RunProgress) -> None:
         """Copy a run's progress into its row."""

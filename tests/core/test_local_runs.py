@@ -265,3 +265,162 @@ def test_the_worker_never_shows_the_database_password(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert "s3cret-pw" not in output, output
     assert "postgresql://tj:***@127.0.0.1:9/jobs" in output, output
+
+
+def _wait_for_trials(store: JobStore, job_id: int, at_least: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = store.get(job_id)
+        if row and row.current_trial >= at_least:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not reach {at_least} trials: {store.get(job_id)}")
+
+
+def _lease_env(shared: Path, seconds: str = "2") -> dict[str, str]:
+    env = {**os.environ, "SHARED_DATA_PATH": str(shared), "TRAINING_LEASE_SECONDS": seconds}
+    env.pop("DATABASE_URL", None)
+    return env
+
+
+def test_the_job_of_a_killed_worker_is_resumed_by_the_next_worker(
+    shared: Path, tmp_path: Path
+) -> None:
+    folder = fresh_shared(shared, tmp_path)
+    submitted = tjctl(folder, "submit", "--timeframe", "15m", "--n-trials", "15")
+    job_id = int(submitted.stdout.split()[1])
+    worker = subprocess.Popen(
+        [TJCTL, "worker", "--once", "--no-progress"],
+        env=_lease_env(folder),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    store = store_of(folder)
+    _wait_for_trials(store, job_id, 2)
+    worker.kill()  # SIGKILL, as the OOM killer does
+    worker.wait(timeout=10)
+    killed = store.get(job_id)
+    assert killed is not None and killed.status == "running" and killed.current_trial < 30
+    time.sleep(2.5)  # the lease runs out
+
+    result = subprocess.run(
+        [TJCTL, "worker", "--once", "--no-progress"],
+        env=_lease_env(folder),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    row = store.get(job_id)
+    assert row is not None and row.status == "completed", row
+    assert (row.current_trial, row.total_trials) == (30, 30)
+    assert [t["trial"] for t in row.trial_log] == list(range(1, 31))
+    assert row.name == killed.name  # the same run folder: resumed, not restarted
+
+
+def test_a_worker_fails_the_stale_row_of_a_killed_tjctl_run(shared: Path, tmp_path: Path) -> None:
+    folder = fresh_shared(shared, tmp_path)
+    path = manifest(tmp_path, "killed-run", nTrials=15)
+    run = subprocess.Popen(
+        [TJCTL, "run", "--no-progress", "-f", str(path)],
+        env=_lease_env(folder),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    store = store_of(folder)
+    deadline = time.monotonic() + 60
+    while store.get_by_name("default", "killed-run") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    row = store.get_by_name("default", "killed-run")
+    assert row is not None
+    _wait_for_trials(store, row.id, 1)
+    run.kill()
+    run.wait(timeout=10)
+    time.sleep(2.5)
+
+    result = subprocess.run(
+        [TJCTL, "worker", "--once", "--no-progress"],
+        env=_lease_env(folder),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    failed = store.get(row.id)
+    assert failed is not None and failed.status == "failed", failed
+    assert "run the same command again" in (failed.error or "")
+
+    again = subprocess.run(
+        [TJCTL, "run", "--no-progress", "-f", str(path)],
+        env=_lease_env(folder),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "completed 30/30 trials" in again.stdout
+
+
+def test_sigterm_of_tjctl_run_ends_the_row_as_ctrl_c_does(shared: Path, tmp_path: Path) -> None:
+    folder = fresh_shared(shared, tmp_path)
+    run = subprocess.Popen(
+        [TJCTL, "run", "--no-progress", "-f", str(manifest(tmp_path, "termed", nTrials=300))],
+        env=_lease_env(folder, "60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    store = store_of(folder)
+    deadline = time.monotonic() + 60
+    while store.get_by_name("default", "termed") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    row = store.get_by_name("default", "termed")
+    assert row is not None
+    _wait_for_trials(store, row.id, 1)
+    run.terminate()
+    _out, err = run.communicate(timeout=60)
+    assert run.returncode == 143, err
+    assert "Traceback" not in err
+    assert "error: interrupted by SIGTERM; run the same command again to resume" in err
+    ended = store.get(row.id)
+    assert ended is not None and ended.status == "failed", ended
+    assert "run the same command again" in (ended.error or "")
+
+
+@pytest.mark.parametrize(
+    "table_on_the_full_disk", [False, True], ids=["table-elsewhere", "table-too"]
+)
+def test_a_full_disk_gives_one_error_line(
+    shared: Path, tmp_path: Path, table_on_the_full_disk: bool
+) -> None:
+    if shutil.which("unshare") is None:
+        pytest.fail("this test needs util-linux's unshare (a private tmpfs as a small disk)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    table = (disk if table_on_the_full_disk else tmp_path) / "training_jobs.db"
+    path = manifest(tmp_path, "no-space", nTrials=300)
+    script = (
+        f"mount -t tmpfs -o size=1m tmpfs {disk} && "
+        f"cp -r {shared / 'datasets'} {disk}/datasets && "
+        # Leave about 420 kB: enough to start (a few trials), not enough to finish.
+        f"head -c $(( $(df --output=avail -B1 {disk} | tail -1) - 420000 )) /dev/zero "
+        f"> {disk}/filler; "
+        f"exec {TJCTL} run --no-progress -f {path}"
+    )
+    env = {**_lease_env(disk, "60"), "DATABASE_URL": f"sqlite:///{table}"}
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "no space left" in errors[0], errors
+    if not table_on_the_full_disk:
+        row = JobStore(f"sqlite:///{table}").get_by_name("default", "no-space")
+        assert row is not None and row.status == "failed", row
+        assert "no space left" in (row.error or "")

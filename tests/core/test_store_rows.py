@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tjcore.store import JobStore, progress_columns
@@ -149,3 +151,21 @@ def test_only_the_claimed_object_gets_a_claimed_row(store: JobStore) -> None:
     assert store.bind_claimed(job, namespace="ml", name="row-1-abc123", uid="u-3")
     assert not store.bind_claimed(job, namespace="ml", name="row-1-abc123", uid="u-4")
     assert store.get(job).uid == "u-3"  # type: ignore[union-attr]
+
+
+def test_a_running_row_whose_lease_ran_out_is_stale_and_taken_over_once(
+    store: JobStore,
+) -> None:
+    job = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="t")
+    store.mark_running(job, total_trials=2, lease_owner="host/1/a")
+    operator_row = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="t")
+    store.mark_running(operator_row, total_trials=2)  # no lease: never stale
+    assert store.stale_running(lease_seconds=60) == []
+    assert store.renew_lease(job, "host/1/a") and not store.renew_lease(job, "host/2/b")
+    time.sleep(0.05)
+    (stale,) = store.stale_running(lease_seconds=0.01)
+    assert stale.id == job and stale.lease_owner == "host/1/a"
+    assert store.take_over(stale, "worker 9")
+    assert not store.take_over(stale, "worker 10")  # the second worker loses
+    assert not store.renew_lease(job, "host/1/a")  # the old owner's lease is gone
+    assert store.get(job).lease_owner == "worker 9"  # type: ignore[union-attr]

@@ -51,3 +51,14 @@ class RunFolderLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def run_folder_busy(run_dir: Path) -> bool:
+    """Whether a live trainer holds ``run_dir``'s lock right now."""
+    if not (run_dir / LOCK_FILE).exists():
+        return False
+    try:
+        with RunFolderLock(run_dir):
+            return False
+    except RunFolderBusyError:
+        return True

@@ -288,8 +288,8 @@ class _Run:
             write_progress(self.config.run_dir, self.progress)
             if self.on_progress is not None:
                 self.on_progress(snapshot(self.progress))
-        except Exception:
-            log.exception("could not record the failure in %s", self.config.run_dir)
+        except Exception as exc:  # a full disk, say: the failure itself is raised anyway
+            log.error("could not record the failure in %s: %s", self.config.run_dir, exc)
 
     def _publish(self) -> None:
         assert self.recorder is not None
