@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tjtrainer.config import TrainConfig
 from tjtrainer.datasets import Dataset, iso_utc
 from tjtrainer.errors import TrainingError
-from tjtrainer.matrices import Matrices
+from tjtrainer.matrices import Matrices, label_scaling
 from tjtrainer.metrics import spearman
 from tjtrainer.models import save_models
 from tjtrainer.progress import MODELS, RunProgress, cancel_requested, utc_now
@@ -72,7 +72,7 @@ def finish_models(
     for model in MODELS:
         best = bests[model]
         rounds = refit_rounds(int(best.user_attrs.get("rounds", 1)), splits)
-        search.set_label(matrices.labels(model, splits.search))
+        search.set_label(matrices.training_labels(model, splits.search))
         boosters[model] = refit(
             best.params,
             search,
@@ -85,6 +85,7 @@ def finish_models(
             predict(boosters[model], test, timings), matrices.labels(model, splits.test)
         )
         summary[model] = _model_summary(best, rounds, test_score, studies[model])
+        summary[model]["label_scaling"] = label_scaling(matrices.labels(model, splits.search))
     if cancel_requested(config.run_dir):
         return None
     metadata = _metadata(config, dataset, splits, progress, summary)
@@ -164,7 +165,9 @@ def _metadata(
         },
         "row_counts": {**splits.sizes(), "dataset": dataset.rows},
         "scaler": "sklearn StandardScaler fitted on the search part (train + validation)",
-        "inference": "prediction = model.predict(scaler.transform(rows[features]))",
+        "inference": "prediction = model.predict(scaler.transform(rows[features])), in "
+        "standard units of the label: label estimate = mean + std * prediction "
+        "(models.<side>.label_scaling)",
         "objective": "Spearman rank correlation on the validation split (maximise)",
         "search": {
             "sampler": "optuna TPESampler(multivariate=True)",

@@ -26,9 +26,9 @@ from optuna.distributions import BaseDistribution, FloatDistribution, IntDistrib
 
 from tjtrainer.metrics import RankTarget
 
-# Names follow XGBoost's scikit-learn API, so the same dict fits an XGBRegressor. Every
-# parameter is free of the labels' scale (labels are log returns of ~0.5 %): L1 ``alpha``
-# and ``gamma`` are left out because their useful range depends on it.
+# Names follow XGBoost's scikit-learn API, so the same dict fits an XGBRegressor. Models
+# train on standardised labels (tjtrainer.matrices.standardised), so ``reg_lambda`` and
+# XGBoost's split-gain floor act the same whatever the labels' scale.
 SEARCH_SPACE: dict[str, BaseDistribution] = {
     "n_estimators": IntDistribution(100, 1000, step=50),
     "max_depth": IntDistribution(3, 8),
