@@ -185,9 +185,18 @@ def test_cancel_mid_run_stops_after_the_current_trial(release: Release) -> None:
     assert status["phase"] == "Cancelled", release.diagnose(name)
     done = int(status["trial"].split("/")[0])
     assert 1 <= done < 400
-    for pod in release.trainer_pods(name):  # the trainer exited by itself, in the grace period
-        terminated = pod["status"]["containerStatuses"][0]["state"].get("terminated") or {}
-        assert terminated.get("exitCode") == 0, pod["status"]
+
+    # The trainer exits by itself within the grace period, with exit code 0.
+    def exited() -> list[dict[str, Any]] | None:
+        states = [
+            (pod["status"].get("containerStatuses") or [{}])[0].get("state", {})
+            for pod in release.trainer_pods(name)
+        ]
+        done = [s["terminated"] for s in states if "terminated" in s]
+        return done if states and len(done) == len(states) else None
+
+    for terminated in wait_for(exited, 60, f"the trainer of {name} to exit"):
+        assert terminated["exitCode"] == 0, terminated
 
 
 def test_delete_mid_run_removes_the_job_and_its_pods(release: Release) -> None:
