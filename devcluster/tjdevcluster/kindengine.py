@@ -37,7 +37,7 @@ import psutil
 
 from . import dockerd, netns
 from .imagecache import ImagesError, Log, clean_env
-from .kindnode import IMPORT_CHANGES, ensure_node_tarball, kind_root, node_image_ref, recipe
+from .kindnode import IMPORT_CHANGES, ensure_node_tarball, image_recipe, kind_root, node_image_ref
 from .kindnode import recipe_hash as _hash
 
 NETNS = "tj-kind"
@@ -49,31 +49,46 @@ RUNTIME = "tj-runc"
 HOST_PATHS = (*dockerd.HOST_LEFTOVERS, Path("/lib/modules"))
 RUNC_WRAPPER = '''#!/usr/bin/python3 -I
 """runc for the containers of the project's kind engine (tjdevcluster.kindengine): drops
-CAP_SYS_RESOURCE from each container's capability sets (this machine grants it to no
-process, so runc would fail to apply it to a privileged container), then runs runc."""
+CAP_SYS_RESOURCE from the capability sets of each container and of each `docker exec`
+process (this machine grants it to no process, so runc would fail to apply it to a
+privileged one), then runs runc with the same arguments."""
 import json
 import os
 import sys
 
 REAL = "{runc}"
 args = sys.argv[1:]
-if "create" in args or "run" in args:
-    bundle = "."
+
+
+def option(names):
     for i, arg in enumerate(args):
-        if arg in ("--bundle", "-b") and i + 1 < len(args):
-            bundle = args[i + 1]
-        elif arg.startswith("--bundle="):
-            bundle = arg.split("=", 1)[1]
-    path = os.path.join(bundle, "config.json")
+        if arg in names and i + 1 < len(args):
+            return args[i + 1]
+        for name in names:
+            if name.startswith("--") and arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def drop(path, process_of):
     with open(path) as handle:
         spec = json.load(handle)
-    caps = (spec.get("process") or {{}}).get("capabilities") or {{}}
+    caps = process_of(spec).get("capabilities") or {{}}
     if any("CAP_SYS_RESOURCE" in (v or []) for v in caps.values()):
         for key, values in caps.items():
             caps[key] = [c for c in values or [] if c != "CAP_SYS_RESOURCE"]
         with open(path + ".tj", "w") as handle:
             json.dump(spec, handle)
         os.replace(path + ".tj", path)
+
+
+if "create" in args or "run" in args:  # the container's config.json in its bundle
+    bundle = option(("--bundle", "-b")) or "."
+    drop(os.path.join(bundle, "config.json"), lambda spec: spec.get("process") or {{}})
+elif "exec" in args:  # `docker exec`: a process.json of its own
+    process = option(("--process", "-p"))
+    if process:
+        drop(process, lambda spec: spec)
 os.execv(REAL, [REAL, *args])
 '''
 
@@ -163,6 +178,7 @@ class KindEngine(dockerd.Dockerd):
         """Start containerd and dockerd in namespace tj-kind (if not running) and wait for
         the API; then the API forwarder."""
         netns.require_root("the project's kind engine (no Docker engine runs here)")
+        self._write_wrapper()
         if self.is_running():
             self.start_forward(log)
             return
@@ -174,7 +190,6 @@ class KindEngine(dockerd.Dockerd):
         for folder in (self.data_root, self.exec_root, self.client_config):
             folder.mkdir(parents=True, exist_ok=True)
         (self.client_config / "config.json").write_text("{}\n")
-        self._write_wrapper()
         created = [str(path) for path in HOST_PATHS if not path.exists()]
         (self.home / "host-paths.json").write_text(json.dumps(created) + "\n")
         try:
@@ -267,7 +282,7 @@ class KindEngine(dockerd.Dockerd):
     def ensure_node_image(self, log: Log) -> str:
         """The locally built node image in this engine (``docker import`` once); its tag."""
         ref = node_image_ref()
-        marker = f"tjdevcluster kind node {_hash(recipe())}"
+        marker = f"tjdevcluster kind node {_hash(image_recipe())}"
         found = self.run("image", "inspect", "-f", "{{.Comment}}", ref, check=False)
         if found.returncode == 0 and found.stdout.strip() == marker:
             return ref

@@ -91,9 +91,10 @@ SERVICE_SUBNET = "10.96.0.0/16"
 BLOCKED_REGISTRIES = ("registry.k8s.io", "docker.io", "ghcr.io", "quay.io", "gcr.io")
 # Bump when the steps below change: the recipe's hash names the cache folder.
 NODE_REVISION = 1
+# What `docker import` sets (kind's base image also sets STOPSIGNAL SIGRTMIN+3, which an
+# import cannot; kind removes its nodes with `docker rm -f`, never `docker stop`).
 IMPORT_CHANGES = (
     "ENV container=docker",
-    "STOPSIGNAL SIGRTMIN+3",
     'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
 )
 # kind's node files we take from its module (path inside images/base/files).
@@ -535,7 +536,6 @@ def recipe() -> str:
             f"debootstrap --variant=minbase --include={','.join(PACKAGES)} {SUITE}",
             f"cni plugins {','.join(CNI_PLUGINS)}",
             *(f"{ref}" for ref in component_images()),
-            *IMPORT_CHANGES,
             containerd_config(),
             cni_config(),
             STORAGE_MANIFEST,
@@ -548,9 +548,14 @@ def node_dir() -> Path:
     return kind_root() / f"node-{kubernetes_version()}-{recipe_hash(recipe())}"
 
 
+def image_recipe() -> str:
+    """The root file system's recipe and the image configuration ``docker import`` gives it."""
+    return "\n".join([recipe(), *IMPORT_CHANGES])
+
+
 def node_image_ref() -> str:
     """The tag the node image gets in the project's engine (never pulled: ``localhost/``)."""
-    return f"localhost/tj-kind-node:{kubernetes_version()}-{recipe_hash(recipe())}"
+    return f"localhost/tj-kind-node:{kubernetes_version()}-{recipe_hash(image_recipe())}"
 
 
 def find_node_tarball() -> Path | None:

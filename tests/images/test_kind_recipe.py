@@ -138,6 +138,14 @@ def test_runc_wrapper_drops_cap_sys_resource_only(tmp_path: Path) -> None:
     assert json.loads((bundle / "config.json").read_text()) == spec  # untouched
     assert json.loads(record.read_text().splitlines()[-1]) == ["state", "abc"]
 
+    # `docker exec --privileged`: runc exec gets a process.json of its own.
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["cat"], "capabilities": {"bounding": list(caps)}}))
+    exec_argv = ["--root", "/x", "exec", "--process", str(process), "--detach", "abc"]
+    subprocess.run([str(wrapper), *exec_argv], check=True)
+    assert json.loads(process.read_text())["capabilities"] == {"bounding": expected}
+    assert json.loads(record.read_text().splitlines()[-1]) == exec_argv
+
 
 def test_local_kind_config_keeps_the_cluster_and_adds_what_the_node_needs(
     tmp_path: Path,
@@ -235,3 +243,30 @@ def test_kind_up_with_a_docker_engine_is_the_usual_path(tmp_path: Path) -> None:
     ) in calls
     assert not any("--image" in call for call in calls)
     assert "no Docker engine" not in result.stderr
+
+
+def test_kind_up_without_docker_and_without_root_says_why(tmp_path: Path) -> None:
+    """No Docker engine answers and the user is not root: kind-up stops at once, saying
+    what the local engine needs, before installing or starting anything."""
+    record = tmp_path / "calls"
+    _fake_tools(tmp_path / "bin", record, docker_info_rc=1)
+    fake_id = tmp_path / "bin" / "id"
+    fake_id.write_text(f'#!/bin/sh\necho "id $*" >> {record}\necho 1000\n')
+    fake_id.chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TJ_PYTHON": str(tmp_path / "no-python"),
+    }
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kind-up.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "no Docker engine answers" in result.stderr
+    assert "needs root" in result.stderr
+    calls = record.read_text().splitlines()
+    assert calls == ["docker info", "id -u"]  # nothing else ran
