@@ -89,7 +89,10 @@ CASES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], list[str]]] = {
     "inf label": (_inf_label, ["label_short (1 rows)", "row 200"]),
     "unsorted": (_unsorted, ["row 51", "earlier than the row before"]),
     "duplicate": (_duplicate, ["row 60: duplicate timestamp"]),
-    "too few rows": (lambda f: f.head(300), ["too few rows for the splits", "300 rows"]),
+    "too few rows": (
+        lambda f: f.head(300),
+        ["the walk-forward folds do not fit the data", "300 rows", "at least 1150 rows"],
+    ),
     "text feature": (_text_feature, ["ret_1 are not numeric"]),
     "huge feature": (_huge_feature, ["too large for 32-bit floats in vol_16"]),
 }

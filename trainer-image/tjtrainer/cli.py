@@ -22,6 +22,7 @@ from typing import Any
 from tjtrainer.config import TIMEFRAMES, TrainConfig
 from tjtrainer.errors import TrainingError
 from tjtrainer.progress import RunProgress
+from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
 
 DEFAULT_DATA_ROOT = "./shared-data"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
@@ -229,6 +230,19 @@ def add_train_parser(subparsers: Any) -> None:
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--parallelism", type=_bounded_int("--parallelism", 1, 64), default=1)
     train.add_argument(
+        "--cv-folds",
+        type=_bounded_int("--cv-folds", 1, MAX_FOLDS),
+        default=DEFAULT_FOLDS,
+        help=f"walk-forward folds of the search part (default: {DEFAULT_FOLDS})",
+    )
+    train.add_argument(
+        "--embargo",
+        type=_bounded_int("--embargo", 0, MAX_EMBARGO),
+        default=DEFAULT_EMBARGO,
+        help="rows kept out after the purge gap at every train/judge boundary "
+        f"(default: {DEFAULT_EMBARGO})",
+    )
+    train.add_argument(
         "--run-dir", type=Path, required=True, help="progress, study and cancel marker"
     )
     _add_data_root(train)
@@ -283,12 +297,15 @@ def _train(args: argparse.Namespace) -> int:
         run_dir=args.run_dir.resolve(),
         seed=args.seed,
         parallelism=args.parallelism,
+        cv_folds=args.cv_folds,
+        embargo=args.embargo,
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     print(
         f"training {config.timeframe}: {config.n_trials} trials per model, train ratio "
         f"{config.train_ratio}, seed {config.seed}, parallelism {config.parallelism}, "
+        f"{config.cv_folds} walk-forward folds, embargo {config.embargo}, "
         f"data {config.data_root}, run folder {config.run_dir}",
         flush=True,
     )

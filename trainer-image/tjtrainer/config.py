@@ -21,6 +21,10 @@ class TrainConfig:
         run_dir: where progress, the cancel marker and the study live.
         seed: makes the whole run reproducible.
         parallelism: Optuna trials evaluated at once.
+        cv_folds: walk-forward folds of the search part (the trial's value is their mean
+            Spearman); see :mod:`tjtrainer.splits`.
+        embargo: rows kept out after the purge gap at every boundary between rows a model
+            learns from and rows it is judged on.
     """
 
     timeframe: str
@@ -30,6 +34,8 @@ class TrainConfig:
     run_dir: Path
     seed: int = 42
     parallelism: int = 1
+    cv_folds: int = 3
+    embargo: int = 16
 
     @property
     def dataset_dir(self) -> Path:

@@ -1,10 +1,11 @@
-"""The end of a run: refit each model's best trial, score it once on the test tail, save.
+"""The end of a run: fit each model's best trial once more, score it once on the test
+tail, save.
 
-The best trial of each model (highest validation Spearman among completed trials) is
-refitted with its parameters on the whole search part (train + gap + validation). Its
-number of rounds is the trial's best round scaled by how many more rows the refit sees.
-The refitted models are scored once on the held-out test tail, which no trial has seen:
-that is the honest score reported as ``test_score_long/short``.
+The best trial of each model (highest mean walk-forward Spearman among completed trials)
+is fitted with its parameters the way every fold was, one block further on: on the search
+part up to the last validation block (and its gap), early-stopped on that block, cut at
+its best round. The final models are scored once on the held-out test tail, which no
+trial has seen: that is the honest score reported as ``test_score_long/short``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import sklearn
 import xgboost as xgb
@@ -23,11 +25,19 @@ from tjtrainer.config import TrainConfig
 from tjtrainer.datasets import Dataset, iso_utc
 from tjtrainer.errors import TrainingError
 from tjtrainer.matrices import Matrices, label_scaling
-from tjtrainer.metrics import spearman
+from tjtrainer.metrics import RankTarget, spearman
 from tjtrainer.models import save_models
 from tjtrainer.progress import MODELS, RunProgress, cancel_requested, utc_now
-from tjtrainer.search import EVAL_EVERY, PATIENCE, SEARCH_SPACE, Timings, predict, refit
-from tjtrainer.splits import VALIDATION_SHARE, Splits
+from tjtrainer.search import (
+    EVAL_EVERY,
+    PATIENCE,
+    SEARCH_SPACE,
+    Timings,
+    fit_early_stopped,
+    predict,
+    trial_seed,
+)
+from tjtrainer.splits import CV_SHARE, Splits
 
 
 @dataclass(frozen=True)
@@ -46,12 +56,6 @@ def best_trial(model: str, trials: list[FrozenTrial]) -> FrozenTrial:
     return max(complete, key=lambda t: (t.value, -t.number))
 
 
-def refit_rounds(trial_rounds: int, splits: Splits) -> int:
-    sizes = splits.sizes()
-    search_rows = int(splits.search.stop) - int(splits.search.start)
-    return max(1, round(trial_rounds * search_rows / max(1, sizes["train"])))
-
-
 def finish_models(
     config: TrainConfig,
     *,
@@ -63,29 +67,31 @@ def finish_models(
     nthread: int,
     timings: Timings,
 ) -> FinalModels | None:
-    """Refit, score and save both models; ``None`` if a cancel arrived meanwhile."""
+    """Fit, score and save both models; ``None`` if a cancel arrived meanwhile."""
     test = matrices.matrix(splits.test, model=None, timings=timings)
+    stop_block = matrices.matrix(splits.final.early_stop, model=None, timings=timings)
     boosters: dict[str, xgb.Booster] = {}
     summary: dict[str, dict[str, Any]] = {}
     bests = {model: best_trial(model, studies[model]) for model in MODELS}
-    search = matrices.matrix(splits.search, model=MODELS[0], timings=timings)
+    fit = matrices.matrix(splits.final.fit, model=MODELS[0], timings=timings)
     for model in MODELS:
         best = bests[model]
-        rounds = refit_rounds(int(best.user_attrs.get("rounds", 1)), splits)
-        search.set_label(matrices.training_labels(model, splits.search))
-        boosters[model] = refit(
+        fit.set_label(matrices.training_labels(model, splits.final.fit))
+        fitted = fit_early_stopped(
             best.params,
-            search,
-            rounds=rounds,
-            seed=config.seed + best.number,
+            fit,
+            stop_block,
+            RankTarget(matrices.labels(model, splits.final.early_stop)),
+            seed=trial_seed(config.seed, model, best.number),
             nthread=nthread,
             timings=timings,
         )
+        boosters[model] = fitted.booster[: fitted.best_round]
         test_score = spearman(
             predict(boosters[model], test, timings), matrices.labels(model, splits.test)
         )
-        summary[model] = _model_summary(best, rounds, test_score, studies[model])
-        summary[model]["label_scaling"] = label_scaling(matrices.labels(model, splits.search))
+        summary[model] = _model_summary(best, fitted.best_round, test_score, studies[model])
+        summary[model]["label_scaling"] = label_scaling(matrices.labels(model, splits.final.fit))
     if cancel_requested(config.run_dir):
         return None
     metadata = _metadata(config, dataset, splits, progress, summary)
@@ -107,12 +113,16 @@ def _model_summary(
     best: FrozenTrial, rounds: int, test_score: float, trials: list[FrozenTrial]
 ) -> dict[str, Any]:
     states = [t.state for t in trials]
+    folds = best.user_attrs.get("fold_scores") or []
     return {
         "best_params": dict(best.params),
         "best_trial_number": best.number,
         "trial_rounds": best.user_attrs.get("rounds"),
-        "refit_rounds": rounds,
+        "fold_rounds": best.user_attrs.get("fold_rounds"),
+        "final_rounds": rounds,
         "validation_spearman": best.value,
+        "fold_spearman": folds,
+        "fold_spread": float(np.std(folds)) if folds else None,
         "test_spearman": test_score,
         "trials": {
             "complete": states.count(TrialState.COMPLETE),
@@ -157,21 +167,35 @@ def _metadata(
             "last_timestamp": iso_utc(dataset.timestamps[-1]),
         },
         "splits": {
-            "train": _split_info(dataset, splits.train),
-            "validation": _split_info(dataset, splits.validation),
+            "search": _split_info(dataset, splits.search),
+            "folds": [
+                {
+                    "fit": _split_info(dataset, fold.fit),
+                    "early_stop": _split_info(dataset, fold.early_stop),
+                    "score": _split_info(dataset, fold.score) if fold.score else None,
+                }
+                for fold in splits.folds
+            ],
+            "final": {
+                "fit": _split_info(dataset, splits.final.fit),
+                "early_stop": _split_info(dataset, splits.final.early_stop),
+            },
             "test": _split_info(dataset, splits.test),
             "purge_gap": splits.purge_gap,
-            "validation_share": VALIDATION_SHARE,
+            "embargo": splits.embargo,
+            "cv_folds": len(splits.folds),
+            "cv_share": CV_SHARE,
         },
         "row_counts": {**splits.sizes(), "dataset": dataset.rows},
-        "scaler": "sklearn StandardScaler fitted on the search part (train + validation)",
+        "scaler": "sklearn StandardScaler fitted on the search part",
         "inference": "prediction = model.predict(scaler.transform(rows[features])), in "
         "standard units of the label: label estimate = mean + std * prediction "
         "(models.<side>.label_scaling)",
-        "objective": "Spearman rank correlation on the validation split (maximise)",
+        "objective": "mean Spearman rank correlation over the purged, embargoed "
+        "walk-forward folds (maximise)",
         "search": {
             "sampler": "optuna TPESampler(multivariate=True)",
-            "pruner": "optuna MedianPruner on the validation rank proxy",
+            "pruner": "optuna MedianPruner on the running mean fold Spearman, after each fold",
             "early_stopping": {"eval_every": EVAL_EVERY, "patience_rounds": PATIENCE},
             "space": {k: repr(v) for k, v in SEARCH_SPACE.items()},
         },

@@ -1,10 +1,10 @@
 """The run's feature matrices, scaled and built once for every trial of both models.
 
-A ``StandardScaler`` is fitted on the search part (train + validation; the test tail is
-never looked at) and saved with the models, which expect scaled features. Trees do not
-care about an affine rescaling, so this only keeps the seed's inference path. The
-training matrix is a ``QuantileDMatrix`` (what the ``hist`` method works on); switching
-from LONG to SHORT only swaps its labels.
+A ``StandardScaler`` is fitted on the search part (the test tail is never looked at) and
+saved with the models, which expect scaled features. Trees do not care about an affine
+rescaling, so this only keeps the seed's inference path. Each fold's training window is
+a ``QuantileDMatrix`` (what the ``hist`` method works on), each validation block a
+``DMatrix``; switching from LONG to SHORT only swaps their labels.
 
 Models are trained on **standardised** labels (:func:`standardised`: minus their mean, over
 their standard deviation, both of the rows being trained on), so that training does not
@@ -23,7 +23,8 @@ import xgboost as xgb
 from sklearn.preprocessing import StandardScaler
 
 from tjtrainer.datasets import Dataset
-from tjtrainer.search import MAX_BIN, Timings
+from tjtrainer.metrics import RankTarget
+from tjtrainer.search import MAX_BIN, FoldInput, Timings
 from tjtrainer.splits import Splits
 
 
@@ -45,14 +46,14 @@ def label_scaling(labels: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class Matrices:
-    """Scaled features and XGBoost matrices of one run."""
+    """Scaled features and the XGBoost matrices of every fold of one run."""
 
     dataset: Dataset
     splits: Splits
     scaler: StandardScaler
     features: np.ndarray
-    train: xgb.QuantileDMatrix
-    validation: xgb.DMatrix
+    fits: list[xgb.QuantileDMatrix]  # one per fold, in fold order
+    blocks: list[xgb.DMatrix]  # one per validation block B_0..B_k
     nthread: int
 
     def labels(self, model: str, part: slice) -> np.ndarray:
@@ -63,14 +64,26 @@ class Matrices:
         """``model``'s labels of rows ``part``, standardised over those rows."""
         return standardised(self.labels(model, part))
 
-    def validation_labels(self, model: str) -> np.ndarray:
-        return self.labels(model, self.splits.validation)
-
     def use_labels(self, model: str, timings: Timings) -> None:
-        """Make the training matrix carry ``model``'s (standardised) labels."""
+        """Make the fold matrices carry ``model``'s (standardised) labels."""
         started = time.perf_counter()
-        self.train.set_label(self.training_labels(model, self.splits.train))
+        for fold, data in zip(self.splits.folds, self.fits, strict=True):
+            data.set_label(self.training_labels(model, fold.fit))
         timings.add_xgboost(time.perf_counter() - started, "matrix")
+
+    def fold_inputs(self, model: str) -> list[FoldInput]:
+        """What a trial of ``model`` trains and scores on (call :meth:`use_labels` first)."""
+        targets = [RankTarget(self.labels(model, block)) for block in self.splits.blocks]
+        return [
+            FoldInput(
+                fit=self.fits[i],
+                early_stop=self.blocks[i],
+                early_stop_target=targets[i],
+                score=self.blocks[i + 1],
+                score_target=targets[i + 1],
+            )
+            for i in range(len(self.splits.folds))
+        ]
 
     def matrix(self, part: slice, *, model: str | None, timings: Timings) -> xgb.DMatrix:
         """A new matrix of rows ``part`` (quantised like training when labelled)."""
@@ -105,15 +118,18 @@ def build_matrices(
 ) -> Matrices:
     """The trial matrices (XGBoost's work only: no GIL held)."""
     started = time.perf_counter()
-    train = xgb.QuantileDMatrix(
-        features[splits.train],
-        label=standardised(dataset.y_long[splits.train]),
-        max_bin=MAX_BIN,
-        nthread=nthread,
-    )
-    validation = xgb.DMatrix(features[splits.validation], nthread=nthread)
+    fits = [
+        xgb.QuantileDMatrix(
+            features[fold.fit],
+            label=standardised(dataset.y_long[fold.fit]),
+            max_bin=MAX_BIN,
+            nthread=nthread,
+        )
+        for fold in splits.folds
+    ]
+    blocks = [xgb.DMatrix(features[block], nthread=nthread) for block in splits.blocks]
     timings.add_xgboost(time.perf_counter() - started, "matrix")
-    return Matrices(dataset, splits, scaler, features, train, validation, nthread)
+    return Matrices(dataset, splits, scaler, features, fits, blocks, nthread)
 
 
 def prepare_matrices(dataset: Dataset, splits: Splits, nthread: int, timings: Timings) -> Matrices:

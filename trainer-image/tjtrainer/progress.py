@@ -62,8 +62,8 @@ class TrialRecord:
     ``trial`` counts across both models (1 .. 2 × nTrials); ``number`` is Optuna's own
     number inside the model's study. ``state`` is ``complete``, ``pruned`` or ``failed``.
     ``best_so_far`` is the best Spearman of this model up to and including this trial.
-    ``rounds`` is the number of boosting rounds the trial kept (its best round; for a
-    pruned trial, the best round before it was stopped). ``error`` says why a failed
+    ``rounds`` is the mean over its folds of the boosting rounds the trial kept (each
+    fold's best round on its early-stopping block). ``error`` says why a failed
     trial failed.
     """
 
@@ -78,20 +78,27 @@ class TrialRecord:
     finished_at: str
     rounds: int | None = None
     error: str | None = None
+    # The Spearman of each walk-forward fold scored (fewer than cv_folds when pruned) and
+    # their standard deviation; ``spearman`` is their mean.
+    fold_scores: list[float] | None = None
+    spread: float | None = None
 
 
 @dataclass
 class RunProgress:
     """Everything a reader needs to show a run; serialised as ``progress.json``.
 
-    ``timeframe``, ``n_trials``, ``train_ratio`` and ``seed`` record what the run was asked
-    (files written before ``train_ratio`` and ``seed`` were recorded have ``None``)."""
+    ``timeframe``, ``n_trials``, ``train_ratio``, ``seed``, ``cv_folds`` and ``embargo``
+    record what the run was asked (files written before a field was recorded have
+    ``None``)."""
 
     timeframe: str
     n_trials: int
     total_trials: int
     train_ratio: float | None = None
     seed: int | None = None
+    cv_folds: int | None = None
+    embargo: int | None = None
     state: RunState = RunState.RUNNING
     completed_trials: int = 0
     current_model: str | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
+import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from tjtrainer.progress import MODELS, RunProgress, TrialRecord
@@ -30,6 +31,7 @@ def trial_record(
     finished_at = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment else ""
     complete = trial.state == TrialState.COMPLETE
     rounds = trial.user_attrs.get("rounds")
+    folds = trial.user_attrs.get("fold_scores")
     return TrialRecord(
         trial=global_number,
         model=model,
@@ -42,6 +44,8 @@ def trial_record(
         finished_at=finished_at,
         rounds=int(rounds) if rounds is not None else None,
         error=trial.user_attrs.get("error"),
+        fold_scores=[float(v) for v in folds] if folds else None,
+        spread=round(float(np.std(folds)), 6) if folds else None,
     )
 
 

@@ -1,16 +1,22 @@
-"""One Optuna trial's work: fit an XGBoost model with sampled parameters and score it.
+"""One Optuna trial's work: fit an XGBoost model per walk-forward fold with sampled
+parameters and score it (see :mod:`tjtrainer.splits` for the folds).
+
+Per fold, the model is trained on the fold's expanding window, early-stopped on the block
+before the fold's scored block, and scored (Spearman's rho) on the scored block at its
+best round: early stopping never watches the rows it is scored on. The trial's value is
+the mean of the fold scores; their spread is kept with the trial. After every fold but
+the last, the running mean goes to the pruner, which stops trials that are below the
+median of earlier trials after as many folds. Folds run from the smallest training window
+to the largest, so a hopeless trial costs the least.
 
 Speed matters because a search repeats this 2 × nTrials times:
 
-- the training and validation matrices are built once per run (a ``QuantileDMatrix``
-  for the ``hist`` method) and reused by every trial and both models;
-- every :data:`EVAL_EVERY` rounds a callback predicts the validation split (XGBoost keeps
-  the previous predictions, so only the new trees are evaluated) and scores it with a
-  cheap rank proxy; training stops once the proxy has not improved for :data:`PATIENCE`
-  rounds (early stopping inside XGBoost), and the model is truncated to its best round;
-- at a few checkpoints the proxy goes to Optuna's pruner, which stops hopeless trials.
-
-The trial's value is Spearman's rho of the best round's validation predictions.
+- the matrices of every fold and block are built once per run (a ``QuantileDMatrix`` for
+  the ``hist`` method) and reused by every trial and both models;
+- every :data:`EVAL_EVERY` rounds a callback predicts the early-stopping block (XGBoost
+  keeps the previous predictions, so only the new trees are evaluated) and scores it
+  with a cheap rank proxy; training stops once the proxy has not improved for
+  :data:`PATIENCE` rounds, and the scored block is predicted at the best round.
 """
 
 from __future__ import annotations
@@ -40,11 +46,11 @@ SEARCH_SPACE: dict[str, BaseDistribution] = {
 }
 EVAL_EVERY = 10
 PATIENCE = 50
-PRUNE_CHECKPOINTS = (50, 100, 200, 400)
 MAX_BIN = 256
 
 Reporter = Callable[[float, int], bool]
-"""Called with (proxy score, round) at each checkpoint; returns True to prune the trial."""
+"""Called with (mean fold score so far, folds done - 1) after every fold but the last;
+returns True to prune the trial."""
 
 
 @dataclass
@@ -69,13 +75,51 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class FoldInput:
+    """One fold's matrices and targets, as a trial sees them."""
+
+    fit: xgb.DMatrix
+    early_stop: xgb.DMatrix
+    early_stop_target: RankTarget
+    score: xgb.DMatrix
+    score_target: RankTarget
+
+
+@dataclass(frozen=True)
 class TrialFit:
-    """What one trial learnt: its validation Spearman at its best round."""
+    """What one trial learnt: its Spearman on each fold's scored block and the mean."""
 
     score: float
-    rounds: int
+    fold_scores: tuple[float, ...]
+    fold_rounds: tuple[int, ...]
     pruned: bool
+
+    @property
+    def rounds(self) -> int:
+        """The mean best round over the folds."""
+        return max(1, round(sum(self.fold_rounds) / max(1, len(self.fold_rounds))))
+
+    @property
+    def spread(self) -> float:
+        """The standard deviation of the fold scores (0 for one fold)."""
+        return float(np.std(self.fold_scores)) if self.fold_scores else 0.0
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A booster early-stopped on a block: its best round and the block's predictions."""
+
     booster: xgb.Booster
+    best_round: int
+    early_stop_predictions: np.ndarray
+
+
+def trial_seed(seed: int, model: str, number: int) -> int:
+    """XGBoost's seed for trial ``number`` of ``model`` in a run seeded ``seed``: a hash of
+    all three, so runs with neighbouring seeds share no trial's randomness (``seed +
+    number`` made trial 1 of seed s trial 0 of seed s + 1)."""
+    entropy = [int(seed) & 0xFFFFFFFF, 0 if model == "LONG" else 1, int(number)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def booster_params(params: dict[str, Any], *, seed: int, nthread: int) -> dict[str, Any]:
@@ -93,26 +137,23 @@ def booster_params(params: dict[str, Any], *, seed: int, nthread: int) -> dict[s
 
 
 class _Monitor(xgb.callback.TrainingCallback):
-    """Early stopping on the validation proxy, pruning checkpoints, best-round tracking."""
+    """Early stopping on the early-stopping block's rank proxy, best-round tracking."""
 
     def __init__(
         self,
         dvalid: xgb.DMatrix,
         target: RankTarget,
         max_rounds: int,
-        report: Reporter | None,
         timings: Timings,
     ) -> None:
         super().__init__()
         self.dvalid = dvalid
         self.target = target
         self.max_rounds = max_rounds
-        self.report = report
         self.timings = timings
         self.best_proxy = -np.inf
         self.best_round = 0
         self.best_predictions: np.ndarray | None = None
-        self.pruned = False
         self.python_s = 0.0  # our own work inside xgb.train, not XGBoost's
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
@@ -126,31 +167,29 @@ class _Monitor(xgb.callback.TrainingCallback):
         if proxy > self.best_proxy:
             self.best_proxy, self.best_round, self.best_predictions = proxy, rounds, predictions
         stop = rounds - self.best_round >= PATIENCE
-        if self.report is not None and rounds in PRUNE_CHECKPOINTS:
-            self.pruned = self.report(self.best_proxy, rounds)
         self.python_s += time.perf_counter() - predicted
-        return stop or self.pruned
+        return stop
 
 
-def fit_trial(
+def fit_early_stopped(
     params: dict[str, Any],
-    dtrain: xgb.DMatrix,
-    dvalid: xgb.DMatrix,
+    dfit: xgb.DMatrix,
+    dstop: xgb.DMatrix,
     target: RankTarget,
     *,
     seed: int,
     nthread: int,
-    report: Reporter | None = None,
     timings: Timings | None = None,
-) -> TrialFit:
-    """Train with ``params`` on ``dtrain``, early-stopped on ``dvalid``; score the best round."""
+) -> FitResult:
+    """Train with ``params`` on ``dfit``, early-stopped on ``dstop`` (whose labels ranked
+    are ``target``); the booster keeps every round, ``best_round`` says where to cut."""
     timings = timings if timings is not None else Timings()
     max_rounds = int(params["n_estimators"])
-    monitor = _Monitor(dvalid, target, max_rounds, report, timings)
+    monitor = _Monitor(dstop, target, max_rounds, timings)
     started = time.perf_counter()
     booster = xgb.train(
         booster_params(params, seed=seed, nthread=nthread),
-        dtrain,
+        dfit,
         num_boost_round=max_rounds,
         callbacks=[monitor],
         verbose_eval=False,
@@ -159,36 +198,53 @@ def fit_trial(
     timings.add_xgboost(elapsed - monitor.python_s, "train")
     timings.callback_python_s += monitor.python_s
     if monitor.best_predictions is None:
-        raise RuntimeError("the model was never evaluated on the validation split")
-    score = 0.0 if monitor.pruned else target.spearman(monitor.best_predictions)
-    return TrialFit(score=score, rounds=monitor.best_round, pruned=monitor.pruned, booster=booster)
+        raise RuntimeError("the model was never evaluated on its early-stopping block")
+    return FitResult(booster, monitor.best_round, monitor.best_predictions)
 
 
-def refit(
+def fit_trial(
     params: dict[str, Any],
-    dtrain: xgb.DMatrix,
+    folds: list[FoldInput],
     *,
-    rounds: int,
     seed: int,
     nthread: int,
+    report: Reporter | None = None,
     timings: Timings | None = None,
-) -> xgb.Booster:
-    """Train the final model: ``rounds`` rounds, no early stopping."""
-    started = time.perf_counter()
-    booster = xgb.train(
-        booster_params(params, seed=seed, nthread=nthread),
-        dtrain,
-        num_boost_round=rounds,
-        verbose_eval=False,
-    )
-    if timings is not None:
-        timings.add_xgboost(time.perf_counter() - started, "refit")
-    return booster
+) -> TrialFit:
+    """Fit and score ``params`` fold by fold; stop early when ``report`` says prune."""
+    timings = timings if timings is not None else Timings()
+    scores: list[float] = []
+    rounds: list[int] = []
+    for index, fold in enumerate(folds):
+        fitted = fit_early_stopped(
+            params,
+            fold.fit,
+            fold.early_stop,
+            fold.early_stop_target,
+            seed=seed,
+            nthread=nthread,
+            timings=timings,
+        )
+        predictions = predict(fitted.booster, fold.score, timings, rounds=fitted.best_round)
+        scores.append(fold.score_target.spearman(predictions))
+        rounds.append(fitted.best_round)
+        last = index == len(folds) - 1
+        if not last and report is not None and report(float(np.mean(scores)), index):
+            return TrialFit(float(np.mean(scores)), tuple(scores), tuple(rounds), pruned=True)
+    return TrialFit(float(np.mean(scores)), tuple(scores), tuple(rounds), pruned=False)
 
 
-def predict(booster: xgb.Booster, data: xgb.DMatrix, timings: Timings | None = None) -> np.ndarray:
+def predict(
+    booster: xgb.Booster,
+    data: xgb.DMatrix,
+    timings: Timings | None = None,
+    *,
+    rounds: int | None = None,
+) -> np.ndarray:
+    """Predictions of ``booster`` (its first ``rounds`` rounds when given)."""
     started = time.perf_counter()
-    predictions: np.ndarray = booster.predict(data)
+    window = (0, rounds) if rounds is not None else (0, 0)
+    predictions: np.ndarray = booster.predict(data, iteration_range=window)
     if timings is not None:
         timings.add_xgboost(time.perf_counter() - started, "predict")
     return predictions

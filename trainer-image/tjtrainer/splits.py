@@ -1,18 +1,24 @@
-"""Chronological splits with purge gaps.
+"""Chronological splits: a search part cut into purged, embargoed walk-forward folds, and a
+held-out test tail.
 
-Rows are in time order. The first ``train_ratio`` of them are the *search* part, which is
-split again into *train* (models are fitted on it) and *validation* (the Optuna objective
-is measured on it, last ``VALIDATION_SHARE`` of the search part). The rest is the *test*
-tail, scored once at the end and never seen by the search.
+Rows are in time order. With ``n`` rows, ``s = floor(n * train_ratio)`` search rows, the
+label horizon ``h`` (the purge), an embargo of ``e`` rows and ``k`` folds, every boundary
+between rows a model learns from and rows it is judged on is a *gap* of ``g = h + e``
+rows that belong to neither: the labels of the ``h`` rows before a boundary look into the
+rows after it (purge), and the ``e`` rows after that are kept out so that rows right after
+a training window, which share most of its features' history, do not judge it (embargo).
 
-A label at row ``t`` looks ``horizon`` rows ahead, so the last ``horizon`` rows before
-each boundary would leak the future of the next split into the previous one's labels:
-they are dropped (the *purge gap*). With ``n`` rows, ``s = floor(n * train_ratio)``,
-``v = floor(s * VALIDATION_SHARE)`` and ``h = horizon``::
+The last :data:`CV_SHARE` of the search part holds ``k + 1`` *blocks* ``B_0 .. B_k`` of
+``b`` rows each, separated by gaps, ``B_k`` ending at ``s``. Fold ``i`` (1..k):
 
-    train      = [0,     s - v - h)
-    validation = [s - v, s)
-    test       = [s + h, n)
+    fit         = [0, start(B_{i-1}) - g)     the model is trained here (an expanding window)
+    early stop  = B_{i-1}                     XGBoost's early stopping watches this block
+    score       = B_i                         the fold's Spearman, never seen by early stopping
+
+so no fold is scored on the rows its early stopping watched, and every fold predicts
+the future of its training window. The final model is fitted the same way on
+``[0, start(B_k) - g)``, early-stopped on ``B_k``. The test tail ``[s + g, n)`` is
+scored once, by the final model, and never seen by the search.
 """
 
 from __future__ import annotations
@@ -21,29 +27,48 @@ from dataclasses import dataclass
 
 from tjtrainer.errors import DatasetError
 
-VALIDATION_SHARE = 0.2
+CV_SHARE = 0.5
 MIN_TRAIN_ROWS = 200
-MIN_EVAL_ROWS = 50
+MIN_BLOCK_ROWS = 100
+MIN_TEST_ROWS = 50
+DEFAULT_FOLDS = 3
+MAX_FOLDS = 10
+DEFAULT_EMBARGO = 16
+MAX_EMBARGO = 10_000
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One walk-forward fold: half-open row ranges."""
+
+    fit: slice
+    early_stop: slice
+    score: slice | None  # None for the final model
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Row ranges (half-open) of each split; ``search`` is train + gap + validation."""
+    """The search part's folds, the final model's fit, and the test tail."""
 
-    train: slice
-    validation: slice
-    test: slice
     search: slice
+    test: slice
+    folds: tuple[Fold, ...]
+    final: Fold
+    blocks: tuple[slice, ...]
     purge_gap: int
+    embargo: int
+
+    @property
+    def gap(self) -> int:
+        return self.purge_gap + self.embargo
 
     def sizes(self) -> dict[str, int]:
         return {
-            name: _length(part)
-            for name, part in (
-                ("train", self.train),
-                ("validation", self.validation),
-                ("test", self.test),
-            )
+            "search": _length(self.search),
+            "first_fit": _length(self.folds[0].fit),
+            "block": _length(self.blocks[0]),
+            "final_fit": _length(self.final.fit),
+            "test": _length(self.test),
         }
 
 
@@ -51,31 +76,131 @@ def _length(part: slice) -> int:
     return max(0, int(part.stop) - int(part.start))
 
 
-def make_splits(n_rows: int, *, train_ratio: float, horizon: int) -> Splits:
-    """Split ``n_rows`` rows in time order; raise :class:`DatasetError` if a part is too small."""
+def _layout(n_rows: int, train_ratio: float, horizon: int, embargo: int, folds: int) -> Splits:
+    search_end = int(n_rows * train_ratio)
+    gap = horizon + embargo
+    block = max(0, int((CV_SHARE * search_end - folds * gap) // (folds + 1)))
+    starts = [search_end - (folds + 1 - j) * block - (folds - j) * gap for j in range(folds + 1)]
+    blocks = tuple(slice(start, start + block) for start in starts)
+
+    def fit_before(part: slice) -> slice:
+        return slice(0, max(0, int(part.start) - gap))
+
+    made = tuple(
+        Fold(fit=fit_before(blocks[i - 1]), early_stop=blocks[i - 1], score=blocks[i])
+        for i in range(1, folds + 1)
+    )
+    return Splits(
+        search=slice(0, search_end),
+        test=slice(min(n_rows, search_end + gap), n_rows),
+        folds=made,
+        final=Fold(fit=fit_before(blocks[-1]), early_stop=blocks[-1], score=None),
+        blocks=blocks,
+        purge_gap=horizon,
+        embargo=embargo,
+    )
+
+
+def _fits(splits: Splits) -> bool:
+    return (
+        _length(splits.blocks[0]) >= MIN_BLOCK_ROWS
+        and _length(splits.folds[0].fit) >= MIN_TRAIN_ROWS
+        and _length(splits.test) >= MIN_TEST_ROWS
+        and int(splits.blocks[0].start) - splits.gap >= 0
+    )
+
+
+def make_splits(
+    n_rows: int,
+    *,
+    train_ratio: float,
+    horizon: int,
+    folds: int = DEFAULT_FOLDS,
+    embargo: int = DEFAULT_EMBARGO,
+) -> Splits:
+    """Split ``n_rows`` rows in time order; raise :class:`DatasetError` naming the field
+    to change (``cvFolds``, ``embargo``, the rows) when the folds do not fit the data."""
     if not 0.0 < train_ratio < 1.0:
         raise ValueError(f"train_ratio must be between 0 and 1, got {train_ratio}")
     if horizon < 0:
         raise ValueError(f"horizon must be >= 0, got {horizon}")
-    search_end = int(n_rows * train_ratio)
-    validation_rows = int(search_end * VALIDATION_SHARE)
-    validation_start = search_end - validation_rows
-    splits = Splits(
-        train=slice(0, max(0, validation_start - horizon)),
-        validation=slice(validation_start, search_end),
-        test=slice(min(n_rows, search_end + horizon), n_rows),
-        search=slice(0, search_end),
-        purge_gap=horizon,
-    )
+    if not 1 <= folds <= MAX_FOLDS:
+        raise DatasetError(f"cvFolds must be from 1 to {MAX_FOLDS}, got {folds}")
+    if not 0 <= embargo <= MAX_EMBARGO:
+        raise DatasetError(f"embargo must be from 0 to {MAX_EMBARGO} rows, got {embargo}")
+    splits = _layout(n_rows, train_ratio, horizon, embargo, folds)
+    if _fits(splits):
+        return splits
+    raise DatasetError(_refusal(n_rows, train_ratio, horizon, embargo, folds, splits))
+
+
+def _refusal(
+    n_rows: int, train_ratio: float, horizon: int, embargo: int, folds: int, splits: Splits
+) -> str:
     sizes = splits.sizes()
-    minimum = {"train": MIN_TRAIN_ROWS, "validation": MIN_EVAL_ROWS, "test": MIN_EVAL_ROWS}
-    short = [name for name, rows in sizes.items() if rows < minimum[name]]
-    if short:
-        detail = ", ".join(f"{name} {rows}" for name, rows in sizes.items())
-        need = ", ".join(f"{name} >= {rows}" for name, rows in minimum.items())
-        raise DatasetError(
-            f"too few rows for the splits: {n_rows} rows with trainRatio {train_ratio} and a "
-            f"purge gap of {horizon} give {detail} rows (need {need}); use a longer dataset "
-            "(`tjctl dataset synth --rows N` or more candles) or another trainRatio"
+    gap = horizon + embargo
+    problems = []
+    if sizes["block"] < MIN_BLOCK_ROWS:
+        problems.append(
+            f"{folds + 1} validation blocks of {sizes['block']} rows each (need >= "
+            f"{MIN_BLOCK_ROWS})"
         )
-    return splits
+    if sizes["first_fit"] < MIN_TRAIN_ROWS:
+        problems.append(
+            f"a first training window of {sizes['first_fit']} rows (need >= {MIN_TRAIN_ROWS})"
+        )
+    if sizes["test"] < MIN_TEST_ROWS:
+        problems.append(f"a test tail of {sizes['test']} rows (need >= {MIN_TEST_ROWS})")
+    problem = " and ".join(problems)
+    fixes = []
+    fewer = next(
+        (
+            k
+            for k in range(folds - 1, 0, -1)
+            if _fits(_layout(n_rows, train_ratio, horizon, embargo, k))
+        ),
+        None,
+    )
+    if fewer is not None:
+        fixes.append(f"cvFolds <= {fewer}")
+    if embargo > 0 and _fits(_layout(n_rows, train_ratio, horizon, 0, folds)):
+        low, high = 0, embargo  # low fits, high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if _fits(_layout(n_rows, train_ratio, horizon, middle, folds)):
+                low = middle
+            else:
+                high = middle
+        fixes.append(f"embargo <= {low}")
+    if sizes["test"] < MIN_TEST_ROWS and sizes["block"] >= MIN_BLOCK_ROWS:
+        smaller = next(
+            (
+                r / 100
+                for r in range(int(train_ratio * 100) - 1, 49, -1)
+                if _fits(_layout(n_rows, r / 100, horizon, embargo, folds))
+            ),
+            None,
+        )
+        if smaller is not None:
+            fixes.append(f"trainRatio <= {smaller}")
+    rows = _minimum_rows(train_ratio, horizon, embargo, folds)
+    fixes.append(f"a dataset of at least {rows} rows")
+    return (
+        f"the walk-forward folds do not fit the data: {n_rows} rows with trainRatio "
+        f"{train_ratio}, cvFolds {folds} and gaps of {gap} rows (purge {horizon} = the label "
+        f"horizon, embargo {embargo}) give {problem}; use " + ", or ".join(fixes)
+    )
+
+
+def _minimum_rows(train_ratio: float, horizon: int, embargo: int, folds: int) -> int:
+    high = 1000
+    while not _fits(_layout(high, train_ratio, horizon, embargo, folds)):
+        high *= 2
+    low = high // 2 if high > 1000 else 0
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _fits(_layout(middle, train_ratio, horizon, embargo, folds)):
+            high = middle
+        else:
+            low = middle
+    return high

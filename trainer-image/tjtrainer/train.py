@@ -26,7 +26,6 @@ from tjtrainer.datasets import Dataset, load_dataset
 from tjtrainer.errors import DatasetError, RunFolderBusyError, RunFolderError, TrainingError
 from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, build_matrices, scale_features
-from tjtrainer.metrics import RankTarget
 from tjtrainer.progress import (
     MODELS,
     RunProgress,
@@ -39,8 +38,8 @@ from tjtrainer.progress import (
 from tjtrainer.recorder import Recorder, snapshot
 from tjtrainer.records import TrialBook
 from tjtrainer.runlock import RunFolderLock
-from tjtrainer.search import PRUNE_CHECKPOINTS, SEARCH_SPACE, Timings, TrialFit, fit_trial
-from tjtrainer.splits import Splits, make_splits
+from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
+from tjtrainer.splits import MAX_EMBARGO, MAX_FOLDS, Splits, make_splits
 from tjtrainer.studies import DurableStudies, mirror_study
 
 OnProgress = Callable[[RunProgress], None]
@@ -64,6 +63,10 @@ def validate_config(config: TrainConfig) -> None:
         raise TrainingError(f"train_ratio must be in [0.5, 0.95], got {config.train_ratio}")
     if config.parallelism < 1:
         raise TrainingError(f"parallelism must be >= 1, got {config.parallelism}")
+    if not 1 <= config.cv_folds <= MAX_FOLDS:
+        raise TrainingError(f"cvFolds must be from 1 to {MAX_FOLDS}, got {config.cv_folds}")
+    if not 0 <= config.embargo <= MAX_EMBARGO:
+        raise TrainingError(f"embargo must be from 0 to {MAX_EMBARGO}, got {config.embargo}")
 
 
 def run_training(
@@ -85,6 +88,8 @@ def run_training(
         total_trials=2 * config.n_trials if isinstance(config.n_trials, int) else 0,
         train_ratio=config.train_ratio,
         seed=config.seed,
+        cv_folds=config.cv_folds,
+        embargo=config.embargo,
     )
     run = _Run(config, progress, on_progress, timings or Timings())
     try:
@@ -125,6 +130,8 @@ def _fingerprint(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
         "dataset_checksum": dataset.checksum,
         "train_ratio": config.train_ratio,
         "horizon": dataset.horizon,
+        "cv_folds": config.cv_folds,
+        "embargo": config.embargo,
         "search_space": {k: repr(v) for k, v in SEARCH_SPACE.items()},
     }
 
@@ -138,6 +145,8 @@ def _check_same_config(existing: RunProgress, config: TrainConfig) -> None:
         "n_trials": config.n_trials,
         "train_ratio": config.train_ratio,
         "seed": config.seed,
+        "cv_folds": config.cv_folds,
+        "embargo": config.embargo,
     }
     differences = [
         f"{key} {getattr(existing, key)!r}, asked {value!r}"
@@ -236,7 +245,11 @@ class _Run:
         dataset = load_dataset(config.data_root, config.timeframe)
         try:
             splits = make_splits(
-                dataset.rows, train_ratio=config.train_ratio, horizon=dataset.horizon
+                dataset.rows,
+                train_ratio=config.train_ratio,
+                horizon=dataset.horizon,
+                folds=config.cv_folds,
+                embargo=config.embargo,
             )
         except DatasetError as exc:
             raise DatasetError(f"{dataset.path}: {exc}") from None
@@ -261,7 +274,7 @@ class _Run:
                     seed=self.config.seed + index, multivariate=True, constant_liar=parallel
                 ),
                 pruner=optuna.pruners.MedianPruner(
-                    n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNE_CHECKPOINTS[0]
+                    n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0
                 ),
                 name=model,
             )
@@ -304,17 +317,17 @@ class _Run:
         if self.book.finished[model] >= self.config.n_trials:
             return
         matrices.use_labels(model, self.timings)
-        target = RankTarget(matrices.validation_labels(model))
+        folds = matrices.fold_inputs(model)
         study = self.mirrors[model]
         parallel = self.config.parallelism > 1
         with self.lock:
             self.progress.current_model = model
         if not parallel:
-            self._worker(model, study, matrices, target)
+            self._worker(model, study, folds)
             return
         with ThreadPoolExecutor(self.config.parallelism, thread_name_prefix="trial") as pool:
             futures = [
-                pool.submit(self._worker, model, study, matrices, target)
+                pool.submit(self._worker, model, study, folds)
                 for _ in range(self.config.parallelism)
             ]
             errors = [f.exception() for f in futures]
@@ -322,9 +335,7 @@ class _Run:
             if error is not None:
                 raise error
 
-    def _worker(
-        self, model: str, study: optuna.Study, matrices: Matrices, target: RankTarget
-    ) -> None:
+    def _worker(self, model: str, study: optuna.Study, folds: list[FoldInput]) -> None:
         assert self.recorder is not None
         nthread = self._nthread()
         # With one trial at a time, a finished trial is handed to the recorder once the
@@ -346,7 +357,7 @@ class _Run:
                         model, trial.number, trial.params, trial.distributions
                     )
                     self.in_flight += 1
-                outcome = self._fit(model, trial, matrices, target, nthread)
+                outcome = self._fit(model, trial, folds, nthread)
                 with self.lock:
                     self.in_flight -= 1
                     finished = self._record(study, trial, outcome)
@@ -381,18 +392,15 @@ class _Run:
         self,
         model: str,
         trial: optuna.Trial,
-        matrices: Matrices,
-        target: RankTarget,
+        folds: list[FoldInput],
         nthread: int,
     ) -> TrialFit | str:
         """The trial's fit, or the error that stopped it."""
         try:
             return fit_trial(
                 trial.params,
-                matrices.train,
-                matrices.validation,
-                target,
-                seed=self.config.seed + trial.number,
+                folds,
+                seed=trial_seed(self.config.seed, model, trial.number),
                 nthread=nthread,
                 report=_reporter(trial),
                 timings=self.timings,
@@ -410,6 +418,8 @@ class _Run:
             study.tell(trial, state=TrialState.FAIL)
         else:
             trial.set_user_attr("rounds", outcome.rounds)
+            trial.set_user_attr("fold_scores", list(outcome.fold_scores))
+            trial.set_user_attr("fold_rounds", list(outcome.fold_rounds))
             if outcome.pruned:
                 study.tell(trial, state=TrialState.PRUNED)
             else:
