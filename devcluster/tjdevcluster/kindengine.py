@@ -291,6 +291,11 @@ class KindEngine(dockerd.Dockerd):
         changes = [arg for change in IMPORT_CHANGES for arg in ("--change", change)]
         self.run("import", "--message", marker, *changes, str(tarball), ref)
         log(f"kind engine: imported the node image {ref} ({time.monotonic() - start:.0f} s)")
+        repository = ref.rsplit(":", 1)[0]
+        listed = self.run("images", repository, "--format", "{{.Repository}}:{{.Tag}}")
+        for old in listed.stdout.split():  # node images of earlier recipes
+            if old != ref:
+                self.run("image", "rm", old, check=False)
         return ref
 
     # -- stop -------------------------------------------------------------------------------------
@@ -309,6 +314,8 @@ class KindEngine(dockerd.Dockerd):
             self.run("rm", "-f", "-v", *ids, check=False)
             if log:
                 log(f"kind engine: removed {len(ids)} container(s)")
+        if self.is_running():  # the nodes' anonymous /var volumes, if any is left
+            self.run("volume", "prune", "-f", check=False)
         for name in ("forward", "dockerd", "containerd"):
             pid = self._pid(name)
             if pid is not None:
