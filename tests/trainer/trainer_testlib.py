@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from tjtrainer.config import TrainConfig
 from tjtrainer.progress import RunProgress, read_progress
 from tjtrainer.train import run_training
@@ -48,3 +51,23 @@ def recorded_run(config: TrainConfig) -> RecordedRun:
 
     final = run_training(config, on_progress=on_progress)
     return RecordedRun(config, final, seen, on_disk)
+
+
+def random_walk_candles(n: int, seed: int, sigma: float = 0.0025) -> pd.DataFrame:
+    """15m candles of a pure random walk: i.i.d. normal log returns of constant volatility,
+    wicks and volume of independent noise. Nothing in them predicts anything."""
+    rng = np.random.default_rng(seed)
+    close = 30_000.0 * np.exp(np.cumsum(rng.normal(0.0, sigma, n)))
+    open_ = np.concatenate([[30_000.0], close[:-1]])
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.6 * sigma, n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.6 * sigma, n)))
+    return pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2023-01-01", periods=n, freq="15min", tz="UTC"),
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": np.exp(rng.normal(5.0, 0.3, n)),
+        }
+    )

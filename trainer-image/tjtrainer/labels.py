@@ -3,18 +3,19 @@
 Two kinds (``--label``, see docs/DATASETS.md):
 
 - ``barrier`` (the default): a **triple-barrier** trade per side. A long trade opened at
-  ``close[t]`` takes profit when the price rises ``take_profit`` units above the entry,
-  stops out when it falls ``stop_loss`` units below it, and otherwise closes at
+  ``close[t]`` takes profit at the first close ``take_profit`` units above the entry,
+  stops out at the first close ``stop_loss`` units below it, and otherwise closes at
   ``close[t+h]`` (the time barrier). A short trade is the same with the roles of up and
   down swapped: take-profit ``take_profit`` units *below*, stop-loss ``stop_loss`` units
   *above*. One unit is the recent volatility over the horizon,
   ``sigma[t] * sqrt(h)``, where ``sigma[t]`` is the standard deviation of the last
   :data:`VOL_WINDOW` one-candle log returns up to and including candle ``t`` (the past
-  only). Barriers are checked on each candle's high and low; a candle that reaches both
-  counts as a stop-loss (the pessimistic reading), and a candle that opens beyond a barrier
-  fills at its open. The label is the trade's log return minus the round-trip cost ``c``.
-  With ``take_profit != stop_loss`` (2 and 1 by default) the LONG and SHORT labels are
-  different questions: neither is a function of the other.
+  only). Barriers are checked at the closes of candles ``t+1 .. t+h`` and a trade exits
+  at the close that crossed one. (Filled exactly at the barrier, every stopped trade
+  would earn ``-stop_loss * u[t]``: a function of a feature, which rank scores read as
+  skill even on a random walk.) The label is the trade's log return minus the round-trip
+  cost ``c``. With ``take_profit != stop_loss`` (2 and 1 by default) the LONG and SHORT
+  labels are different questions: neither is a function of the other.
 - ``forward``: the plain forward return, ``label_long = ln(close[t+h]/close[t]) - c`` and
   ``label_short = -ln(close[t+h]/close[t]) - c`` (so ``label_long + label_short = -2c``:
   SHORT is LONG mirrored).
@@ -98,11 +99,11 @@ class LabelSpec:
         return (
             "triple barrier per side, entry close[t], unit u = sigma[t]*sqrt(h) with sigma[t] "
             f"the std of the last {self.vol_window} 1-candle log returns up to t; long: take "
-            "profit at +take_profit*u, stop at -stop_loss*u, else exit at close[t+h]; short: "
-            "take profit at -take_profit*u, stop at +stop_loss*u, else exit at close[t+h]; "
-            "barriers checked on highs and lows of candles t+1..t+h, a candle reaching both "
-            "counts as the stop, a candle opening beyond a barrier fills at its open; label = "
-            "log return of the trade - cost; cost = cost_bps / 10000 per round trip"
+            "profit at the first close above +take_profit*u, stop at the first close below "
+            "-stop_loss*u, else exit at close[t+h]; short: take profit below -take_profit*u, "
+            "stop above +stop_loss*u, else exit at close[t+h]; barriers checked at the closes "
+            "of candles t+1..t+h, exit at the crossing close; label = log return of the "
+            "trade - cost; cost = cost_bps / 10000 per round trip"
         )
 
     def describe(self) -> dict[str, Any]:
@@ -193,50 +194,34 @@ def _barrier_labels(
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     h, n = spec.horizon, len(candles)
     unit = volatility_unit(candles["close"], horizon=h, window=spec.vol_window)
-    log_open, log_high = _log(candles, "open"), _log(candles, "high")
-    log_low, log_close = _log(candles, "low"), _log(candles, "close")
+    log_close = _log(candles, "close")
     rows = max(0, n - h)
     entry = log_close[:rows]
     width = unit[:rows]
-    results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for model, sign in (("LONG", 1.0), ("SHORT", -1.0)):
-        # In the trade's own direction: +1 = the way that makes money.
+    frame = pd.DataFrame(
+        {"label_long": np.full(n, np.nan), "label_short": np.full(n, np.nan)},
+        index=candles.index,
+    )
+    outcomes: dict[str, np.ndarray] = {}
+    for model, column, sign in (("LONG", "label_long", 1.0), ("SHORT", "label_short", -1.0)):
         take_level = spec.take_profit * width
         stop_level = spec.stop_loss * width
         exit_move = np.full(rows, np.nan)
         outcome = np.full(rows, -1, dtype=np.int8)
         alive = np.isfinite(width)
         for k in range(1, h + 1):
-            moves_open = sign * (log_open[k : k + rows] - entry)
-            if sign > 0:
-                best = log_high[k : k + rows] - entry
-                worst = log_low[k : k + rows] - entry
-            else:
-                best = entry - log_low[k : k + rows]
-                worst = entry - log_high[k : k + rows]
-            stop = alive & (worst < -stop_level)
-            exit_move[stop] = np.minimum(moves_open[stop], -stop_level[stop])
-            outcome[stop] = _STOP
-            alive &= ~stop
-            take = alive & (best > take_level)
-            exit_move[take] = np.maximum(moves_open[take], take_level[take])
-            outcome[take] = _TAKE
-            alive &= ~take
+            # The trade's gain so far, in its own direction, at the close of candle t+k.
+            move = sign * (log_close[k : k + rows] - entry)
+            stop = alive & (move < -stop_level)
+            take = alive & (move > take_level)
+            for hit, code in ((stop, _STOP), (take, _TAKE)):
+                exit_move[hit] = move[hit]
+                outcome[hit] = code
+            alive &= ~(stop | take)
         last = sign * (log_close[h : h + rows] - entry)
         exit_move[alive] = last[alive]
         outcome[alive] = _TIME
-        results[model] = (exit_move - spec.cost, outcome)
-    frame = pd.DataFrame(
-        {
-            "label_long": np.full(n, np.nan),
-            "label_short": np.full(n, np.nan),
-        },
-        index=candles.index,
-    )
-    outcomes: dict[str, np.ndarray] = {}
-    for model, column in zip(("LONG", "SHORT"), LABEL_COLUMNS, strict=True):
-        values, outcome = results[model]
-        frame.iloc[:rows, frame.columns.get_loc(column)] = values
+        frame.iloc[:rows, frame.columns.get_loc(column)] = exit_move - spec.cost
         full = np.full(n, -1, dtype=np.int8)
         full[:rows] = outcome
         outcomes[model] = full
@@ -311,22 +296,18 @@ def _check_barriers(candles: pd.DataFrame, labels: Labels, keep: np.ndarray) -> 
 
 
 def _excursions(candles: pd.DataFrame, spec: LabelSpec) -> dict[tuple[str, bool], np.ndarray]:
-    """Per candle, the furthest move over the horizon in each direction, in volatility
+    """Per candle, the furthest close over the horizon in each direction, in volatility
     units: (model, adverse) -> array (NaN where unknown)."""
     h, n = spec.horizon, len(candles)
     unit = volatility_unit(candles["close"], horizon=h, window=spec.vol_window)
-    log_high, log_low, log_close = (
-        _log(candles, "high"),
-        _log(candles, "low"),
-        _log(candles, "close"),
-    )
+    log_close = _log(candles, "close")
     rows = max(0, n - h)
     entry = log_close[:rows]
     up = np.full(rows, -np.inf)
     down = np.full(rows, -np.inf)
     for k in range(1, h + 1):
-        up = np.maximum(up, log_high[k : k + rows] - entry)
-        down = np.maximum(down, entry - log_low[k : k + rows])
+        up = np.maximum(up, log_close[k : k + rows] - entry)
+        down = np.maximum(down, entry - log_close[k : k + rows])
     with np.errstate(divide="ignore", invalid="ignore"):
         up_units = np.divide(up, unit[:rows])
         down_units = np.divide(down, unit[:rows])
