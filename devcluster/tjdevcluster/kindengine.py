@@ -35,7 +35,7 @@ from pathlib import Path
 
 import psutil
 
-from . import dockerd, netns
+from . import baseimage, dockerd, netns
 from .imagecache import ImagesError, Log, clean_env
 from .kindnode import IMPORT_CHANGES, ensure_node_tarball, image_recipe, kind_root, node_image_ref
 from .kindnode import recipe_hash as _hash
@@ -329,9 +329,9 @@ class KindEngine(dockerd.Dockerd):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         for _ in range(3):
-            points = _mounts_under(self.home)
+            points = baseimage._mounts_under(self.home)
             for point in points:
-                subprocess.run(["umount", "-l", point], capture_output=True)
+                subprocess.run(["umount", "-l", str(point)], capture_output=True)
             if not points:
                 break
         netns.delete(NETNS)
@@ -347,16 +347,6 @@ class KindEngine(dockerd.Dockerd):
                         path.unlink(missing_ok=True)
             (self.home / "host-paths.json").unlink()
         return left + leftovers(self)
-
-
-def _mounts_under(folder: Path) -> list[str]:
-    prefix = str(folder)
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].encode().decode("unicode_escape")
-        if point == prefix or point.startswith(prefix + "/"):
-            found.append(point)
-    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
 
 
 def _cgroup_dirs() -> list[Path]:
@@ -398,7 +388,7 @@ def leftovers(engine: KindEngine) -> list[str]:
     found += [f"containerd shim pid {shim.pid}" for shim in engine._shims()]
     if netns.exists(NETNS):
         found.append(f"network namespace {NETNS}")
-    found += [f"mount {point}" for point in _mounts_under(engine.home)]
+    found += [f"mount {point}" for point in baseimage._mounts_under(engine.home)]
     found += [f"cgroup {group}" for group in _cgroup_dirs()]
     found += [f"process {pid} in the engine's cgroups" for pid in _cgroup_pids()]
     return found
