@@ -35,7 +35,7 @@ from pathlib import Path
 
 import psutil
 
-from . import baseimage, dockerd, netns
+from . import baseimage, cgroups, dockerd, netns
 from .imagecache import ImagesError, Log, clean_env
 from .kindnode import IMPORT_CHANGES, ensure_node_tarball, image_recipe, kind_root, node_image_ref
 from .kindnode import recipe_hash as _hash
@@ -325,7 +325,7 @@ class KindEngine(dockerd.Dockerd):
         for shim in self._shims():
             self._terminate("shim", shim, grace=5)
         # A node container's processes outlive a killed shim: kill what is in our cgroups.
-        for pid in _cgroup_pids():
+        for pid in cgroups.pids_under(CGROUP_PARENT):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         for _ in range(3):
@@ -336,7 +336,7 @@ class KindEngine(dockerd.Dockerd):
                 break
         netns.delete(NETNS)
         shutil.rmtree(self.exec_root, ignore_errors=True)
-        left = _remove_cgroups()
+        left = [f"cgroup {folder}" for folder in cgroups.remove_tree(CGROUP_PARENT)]
         with contextlib.suppress(FileNotFoundError, ValueError):
             created = json.loads((self.home / "host-paths.json").read_text())
             for path in map(Path, created):
@@ -349,39 +349,6 @@ class KindEngine(dockerd.Dockerd):
         return left + leftovers(self)
 
 
-def _cgroup_dirs() -> list[Path]:
-    return [p for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}") if p.is_dir()]
-
-
-def _cgroup_pids() -> set[int]:
-    pids: set[int] = set()
-    for group in _cgroup_dirs():
-        for procs in group.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError, ValueError):
-                pids.update(int(x) for x in procs.read_text().split())
-    return pids
-
-
-def _remove_cgroups() -> list[str]:
-    left = []
-    for group in _cgroup_dirs():
-        subdirs = sorted(
-            (p for p in group.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-        )
-        for folder in [*subdirs, group]:
-            for _ in range(30):
-                try:
-                    folder.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                left.append(f"cgroup {folder}")
-    return left
-
-
 def leftovers(engine: KindEngine) -> list[str]:
     """What of the engine still exists (processes, namespace, mounts, cgroups)."""
     found = [f"process {name} (pid {pid})" for name, pid in engine.pids().items()]
@@ -389,6 +356,6 @@ def leftovers(engine: KindEngine) -> list[str]:
     if netns.exists(NETNS):
         found.append(f"network namespace {NETNS}")
     found += [f"mount {point}" for point in baseimage._mounts_under(engine.home)]
-    found += [f"cgroup {group}" for group in _cgroup_dirs()]
-    found += [f"process {pid} in the engine's cgroups" for pid in _cgroup_pids()]
+    found += [f"cgroup {group}" for group in cgroups.folders(CGROUP_PARENT)]
+    found += [f"process {pid} in the engine's cgroups" for pid in cgroups.pids_under(CGROUP_PARENT)]
     return found

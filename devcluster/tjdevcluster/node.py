@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
 import psutil
 import yaml
 
+from .cgroups import pids_under, remove_tree
+from .imagearchive import files_image
 from .pki import NODE_IP, Pki
 
 POD_CIDR = "10.244.0.0/24"
@@ -330,7 +330,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         """Load the locally built pause image (a one-file image ``FROM scratch``)."""
         if PAUSE_IMAGE in self.ctr(programs, "images", "list", "-q"):
             return
-        self.ctr(programs, "images", "import", "-", input=one_file_image(pause_binary, PAUSE_IMAGE))
+        image = files_image(
+            PAUSE_IMAGE, {"/pause": pause_binary}, {"Entrypoint": ["/pause"], "User": "65535:65535"}
+        )
+        self.ctr(programs, "images", "import", "-", input=image)
 
     def images(self, programs: dict[str, str]) -> list[str]:
         return self.ctr(programs, "images", "list", "-q").split()
@@ -338,17 +341,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     # -- cleanup ----------------------------------------------------------------------------
     def cgroup_pids(self) -> set[int]:
         """Every process in the node's cgroups (pods' containers)."""
-        pids: set[int] = set()
-        for hierarchy in self._hierarchies():
-            folder = hierarchy / self.cgroup
-            if not folder.exists():
-                continue
-            for procs_file in folder.rglob("cgroup.procs"):
-                try:
-                    pids.update(int(x) for x in procs_file.read_text().split())
-                except OSError:
-                    continue
-        return pids
+        return pids_under(self.cgroup)
 
     def shim_pids(self) -> set[int]:
         """containerd shims started by this node's containerd (they outlive it)."""
@@ -399,28 +392,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def remove_cgroups(self) -> list[str]:
         """rmdir the node's cgroups, deepest first; the folders that could not go."""
-        left = []
-        for hierarchy in self._hierarchies():
-            folder = hierarchy / self.cgroup
-            if not folder.exists():
-                continue
-            subdirs = sorted(
-                (p for p in folder.rglob("*") if p.is_dir()),
-                key=lambda p: len(p.parts),
-                reverse=True,
-            )
-            for sub in [*subdirs, folder]:
-                for _ in range(20):
-                    try:
-                        sub.rmdir()
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError:
-                        time.sleep(0.1)
-                else:
-                    left.append(str(sub))
-        return left
+        return remove_tree(self.cgroup, attempts=20)
 
 
 def storage_class() -> dict[str, object]:
@@ -468,39 +440,3 @@ def local_volume(index: int, folder: Path, node_name: str) -> dict[str, object]:
             },
         },
     }
-
-
-def one_file_image(binary: Path, ref: str) -> bytes:
-    """A docker-archive tarball of an image holding only ``/<binary name>`` as entrypoint."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as tar:
-        info = tar.gettarinfo(str(binary), arcname=binary.name)
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        info.mode = 0o755
-        info.mtime = 0
-        with open(binary, "rb") as fh:
-            tar.addfile(info, fh)
-    layer_bytes = layer.getvalue()
-    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
-    config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Entrypoint": [f"/{binary.name}"], "User": "65535:65535"},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": "tjdevcluster.node.one_file_image"}],
-    }
-    config_bytes = json.dumps(config).encode()
-    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
-    manifest = [{"Config": config_name, "RepoTags": [ref], "Layers": ["layer.tar"]}]
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in (
-            ("layer.tar", layer_bytes),
-            (config_name, config_bytes),
-            ("manifest.json", json.dumps(manifest).encode()),
-        ):
-            entry = tarfile.TarInfo(name)
-            entry.size = len(data)
-            tar.addfile(entry, io.BytesIO(data))
-    return out.getvalue()

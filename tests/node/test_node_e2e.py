@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from tests.node.conftest import FULLNAME, ROOT, Release
-from tjdevcluster import netns
+from tjdevcluster import cgroups, netns
 from tjdevcluster.pki import NODE_IP
 from tjdevcluster.testing import Cluster, wait_for
 
@@ -322,6 +322,6 @@ def test_down_leaves_nothing_behind(tmp_path: Path, node_cluster: Cluster) -> No
     plane.down()
     assert not netns.exists(config.netns)
     assert not real.mounts()
-    assert not any((h / real.cgroup).exists() for h in real._hierarchies())
+    assert not cgroups.folders(real.cgroup)
     assert not [p for p in pids if Path(f"/proc/{p}").exists()]
     assert not config.state_dir.exists()
