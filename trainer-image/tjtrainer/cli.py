@@ -279,6 +279,27 @@ class _TrialPrinter:
         self.seen = len(progress.trials)
 
 
+def verdict_lines(progress: RunProgress) -> list[str]:
+    """One line per model: its verdict, interval, p-value and backtest (see evaluation)."""
+    evaluation = progress.evaluation or {}
+    level = evaluation.get("level")
+    lines = []
+    for model in ("LONG", "SHORT"):
+        found = evaluation.get(model)
+        if not found:
+            continue
+        low, high = found["ci"]
+        trades = found["backtest"]
+        lines.append(
+            f"  {model}: {found['verdict']} at {level:g} (test Spearman "
+            f"{found['test_spearman']:+.4f}, 95 % CI [{low:+.4f}, {high:+.4f}], placebo p = "
+            f"{found['p_value']:.3f}); backtest {trades['trades']} trades, net "
+            f"{100 * trades['net_return']:+.2f} %, Sharpe {trades['sharpe']:+.2f}, hit rate "
+            f"{100 * trades['hit_rate']:.0f} %, {trades['turnover_per_day']:.1f} trades/day"
+        )
+    return lines
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Finished trials are safe in study.db and the next start resumes; the trial in
     # flight is lost either way, so leave now rather than after it.
@@ -323,6 +344,8 @@ def _train(args: argparse.Namespace) -> int:
             f"SHORT {progress.test_score_short:+.4f}",
             flush=True,
         )
+        for line in verdict_lines(progress):
+            print(line, flush=True)
     else:
         print(f"{progress.state} after {progress.completed_trials} trials", flush=True)
     return 0

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tjtrainer.config import TrainConfig
 from tjtrainer.datasets import Dataset, iso_utc
 from tjtrainer.errors import TrainingError
+from tjtrainer.evaluation import CONFIDENCE, SIGNIFICANCE_LEVEL, backtest, entry_threshold, judge
 from tjtrainer.matrices import Matrices, label_scaling
 from tjtrainer.metrics import RankTarget, spearman
 from tjtrainer.models import save_models
@@ -45,6 +46,7 @@ class FinalModels:
     version: str
     models_dir: Path
     test_scores: dict[str, float]
+    evaluation: dict[str, Any]
 
 
 def best_trial(model: str, trials: list[FrozenTrial]) -> FrozenTrial:
@@ -87,10 +89,21 @@ def finish_models(
             timings=timings,
         )
         boosters[model] = fitted.booster[: fitted.best_round]
-        test_score = spearman(
-            predict(boosters[model], test, timings), matrices.labels(model, splits.test)
-        )
+        predicted = predict(boosters[model], test, timings)
+        test_labels = matrices.labels(model, splits.test)
+        test_score = spearman(predicted, test_labels)
         summary[model] = _model_summary(best, fitted.best_round, test_score, studies[model])
+        verdict = judge(
+            predicted, test_labels, horizon=splits.purge_gap, seed=trial_seed(config.seed, model, 0)
+        )
+        summary[model]["verdict"] = verdict.to_dict()
+        summary[model]["backtest"] = backtest(
+            predicted,
+            test_labels,
+            dataset.timestamps[splits.test],
+            threshold=entry_threshold(fitted.early_stop_predictions),
+            horizon=splits.purge_gap,
+        )
         summary[model]["label_scaling"] = label_scaling(matrices.labels(model, splits.final.fit))
     if cancel_requested(config.run_dir):
         return None
@@ -106,7 +119,27 @@ def finish_models(
         version=saved.version,
         models_dir=config.models_dir,
         test_scores={m: summary[m]["test_spearman"] for m in MODELS},
+        evaluation=evaluation_summary(summary),
     )
+
+
+def evaluation_summary(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the progress file, the table and the CR say of each model's verdict and
+    backtest (the metadata keeps the equity curves too)."""
+    out: dict[str, Any] = {"level": SIGNIFICANCE_LEVEL}
+    for model in MODELS:
+        verdict = summary[model]["verdict"]
+        trades = {
+            k: v for k, v in summary[model]["backtest"].items() if k not in ("equity", "rule")
+        }
+        out[model] = {
+            "verdict": verdict["verdict"],
+            "test_spearman": verdict["test_spearman"],
+            "ci": [verdict["ci_low"], verdict["ci_high"]],
+            "p_value": verdict["p_value"],
+            "backtest": trades,
+        }
+    return out
 
 
 def _model_summary(
@@ -191,6 +224,10 @@ def _metadata(
         "inference": "prediction = model.predict(scaler.transform(rows[features])), in "
         "standard units of the label: label estimate = mean + std * prediction "
         "(models.<side>.label_scaling)",
+        "evaluation": "tjtrainer.evaluation: test Spearman with a moving-block bootstrap "
+        f"{CONFIDENCE:g} interval, a placebo p-value over circular shifts of the labels, "
+        f"verdict Significant when p < {SIGNIFICANCE_LEVEL:g} and the interval is above 0; "
+        "backtest of the test tail net of costs",
         "objective": "mean Spearman rank correlation over the purged, embargoed "
         "walk-forward folds (maximise)",
         "search": {

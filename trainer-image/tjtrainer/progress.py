@@ -106,6 +106,9 @@ class RunProgress:
     best_score_short: float | None = None
     test_score_long: float | None = None
     test_score_short: float | None = None
+    # The honest verdict per model (tjtrainer.evaluation): {"level": 0.05, "LONG": {
+    # "verdict", "test_spearman", "ci": [low, high], "p_value", "backtest": {...}}, ...}
+    evaluation: dict[str, Any] | None = None
     model_version: str | None = None
     models_dir: str | None = None
     error: str | None = None

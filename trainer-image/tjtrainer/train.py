@@ -235,6 +235,7 @@ class _Run:
             self.progress.models_dir = str(final.models_dir)
             self.progress.test_score_long = final.test_scores["LONG"]
             self.progress.test_score_short = final.test_scores["SHORT"]
+            self.progress.evaluation = final.evaluation
             return self._finish(RunState.COMPLETED)
         finally:
             self.recorder.close()
