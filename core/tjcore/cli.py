@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tjcore.settings import Settings, SettingsError, redact_text, redact_url
 from tjcore.spec import SpecError, load_manifest, validate_name, validate_spec
 from tjcore.store import JobRow, JobStore
+from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 # Flag of each spec field, so errors about flags name the flag the user typed.
 FLAG_OF_FIELD = {
@@ -29,6 +30,8 @@ FLAG_OF_FIELD = {
     "trainRatio": "--train-ratio",
     "seed": "--seed",
     "parallelism": "--parallelism",
+    "cvFolds": "--cv-folds",
+    "embargo": "--embargo",
 }
 
 
@@ -97,13 +100,20 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
         row = store.get(job_id)
         assert row is not None
     else:
-        wanted = (spec.timeframe, spec.nTrials, spec.trainRatio, spec.seed)
-        found = (row.timeframe, row.n_trials, row.train_ratio, row.seed)
+        wanted = (
+            spec.timeframe,
+            spec.nTrials,
+            spec.trainRatio,
+            spec.seed,
+            spec.cvFolds,
+            spec.embargo,
+        )
+        found = (row.timeframe, row.n_trials, row.train_ratio, row.seed, row.cv_folds, row.embargo)
         if wanted != found:
             return _fail(
                 f"TrainingJob {manifest.namespace}/{manifest.name} ran before with another spec "
-                f"(timeframe, nTrials, trainRatio, seed = {found}); give this one another "
-                "metadata.name"
+                f"(timeframe, nTrials, trainRatio, seed, cvFolds, embargo = {found}); give this "
+                "one another metadata.name"
             )
         if row.status == "completed":
             print(
@@ -145,18 +155,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 "trainRatio": args.train_ratio,
                 "seed": args.seed,
                 "parallelism": args.parallelism,
+                "cvFolds": args.cv_folds,
+                "embargo": args.embargo,
             }
         )
     except SpecError as err:
         return _fail(_flag_message(err))
-    job_id = _store().submit(
-        timeframe=spec.timeframe,
-        n_trials=spec.nTrials,
-        train_ratio=spec.trainRatio,
-        seed=spec.seed,
-        parallelism=spec.parallelism,
-        source="tjctl-submit",
-    )
+    job_id = _store().submit_spec(spec, source="tjctl-submit")
     print(
         f"job {job_id} pending: {spec.timeframe}, {spec.nTrials} trials per model; "
         "a running operator or `tjctl worker` picks it up"
@@ -181,6 +186,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         "PROGRESS",
         "BEST LONG",
         "BEST SHORT",
+        "VERDICT LONG",
+        "VERDICT SHORT",
         "VERSION",
         "NAME",
         "REQUESTED",
@@ -194,6 +201,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             f"{r.progress_pct:.0f}%",
             _fmt(r.best_score_long),
             _fmt(r.best_score_short),
+            r.verdict_long or "-",
+            r.verdict_short or "-",
             r.model_version or "-",
             f"{r.namespace}/{r.name}" if r.name else "-",
             r.requested_at,
@@ -301,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--train-ratio", type=float, default=0.8, help="0.5..0.95 (0.8)")
     submit.add_argument("--seed", type=int, default=42, help="random seed (42)")
     submit.add_argument("--parallelism", type=int, default=1, help="trials at once (1)")
+    submit.add_argument(
+        "--cv-folds", type=int, default=DEFAULT_FOLDS, help=f"walk-forward folds ({DEFAULT_FOLDS})"
+    )
+    submit.add_argument(
+        "--embargo", type=int, default=DEFAULT_EMBARGO, help=f"embargo rows ({DEFAULT_EMBARGO})"
+    )
     submit.set_defaults(func=cmd_submit)
 
     jobs = sub.add_parser("jobs", help="list training jobs, newest first")

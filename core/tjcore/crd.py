@@ -39,6 +39,13 @@ def _field_schema(spec_field: SpecField) -> dict[str, Any]:
 def _status_schema() -> dict[str, Any]:
     number = {"type": "number", "nullable": True}
     string = {"type": "string", "nullable": True}
+    interval = {
+        "type": "array",
+        "nullable": True,
+        "items": {"type": "number"},
+        "maxItems": 2,
+        "description": "95 % block-bootstrap interval of the test Spearman.",
+    }
     condition = {
         "type": "object",
         "required": ["type", "status"],
@@ -80,6 +87,22 @@ def _status_schema() -> dict[str, Any]:
             "bestScoreShort": number,
             "testScoreLong": number,
             "testScoreShort": number,
+            "verdictLong": {
+                "type": "string",
+                "nullable": True,
+                "description": "Significant or NotSignificant: the LONG model's test "
+                "Spearman against a placebo, at significanceLevel.",
+            },
+            "verdictShort": {
+                "type": "string",
+                "nullable": True,
+                "description": "The same for the SHORT model.",
+            },
+            "significanceLevel": number,
+            "testPValueLong": number,
+            "testPValueShort": number,
+            "testCiLong": interval,
+            "testCiShort": interval,
             "modelVersion": string,
             "jobName": string,
             "rowId": {"type": "integer", "nullable": True},
@@ -110,9 +133,14 @@ def _printer_columns() -> list[dict[str, Any]]:
         column("Trial", ".status.trial", "string"),
         column("Best LONG", ".status.bestScoreLong", "number", format="float"),
         column("Best SHORT", ".status.bestScoreShort", "number", format="float"),
+        column("Verdict LONG", ".status.verdictLong", "string"),
+        column("Verdict SHORT", ".status.verdictShort", "string"),
         column("Version", ".status.modelVersion", "string"),
         column("Timeframe", ".spec.timeframe", "string", priority=1),
         column("Job", ".status.jobName", "string", priority=1),
+        column("Test LONG", ".status.testScoreLong", "number", format="float", priority=1),
+        column("Test SHORT", ".status.testScoreShort", "number", format="float", priority=1),
+        column("Level", ".status.significanceLevel", "number", format="float", priority=1),
         column("Age", ".metadata.creationTimestamp", "date"),
     ]
 

@@ -36,6 +36,7 @@ from tjtrainer.progress import (
     claim_run_dir,
     request_cancel,
     run_dir_for,
+    verdict_lines,
 )
 
 CANCEL_POLL_SECONDS = 1.0
@@ -205,6 +206,8 @@ def run_row(
         run_dir=run_dir,
         seed=row.seed,
         parallelism=row.parallelism,
+        cv_folds=row.cv_folds,
+        embargo=row.embargo,
     )
     bar = _ProgressBar(2 * row.n_trials, enabled=show_progress)
     watcher = _CancelWatcher(
@@ -248,5 +251,6 @@ def _summary(progress: RunProgress) -> str:
         f"SHORT {_score(progress.best_score_short)}\n"
         f"  held-out test Spearman  LONG {_score(progress.test_score_long)}  "
         f"SHORT {_score(progress.test_score_short)}\n"
-        f"  model version {progress.model_version} in {progress.models_dir}"
+        + "".join(f"{line}\n" for line in verdict_lines(progress))
+        + f"  model version {progress.model_version} in {progress.models_dir}"
     )

@@ -12,6 +12,11 @@ row to the next one). Such a table is rebuilt from the table below and its rows 
 their ids. PostgreSQL's serial ids never go back anyway.
 
 Version 4: the lease of a running row (``lease_owner``, ``heartbeat_at``).
+
+Version 5: the walk-forward folds asked for (``cv_folds``, ``embargo``) and each model's
+honest verdict on its test tail (``verdict_long/short``, ``significance_level``,
+``test_p_long/short``, the interval ``test_ci_low/high_long/short``, and ``evaluation``:
+the whole verdict and backtest as JSON).
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 # Columns added after the seed's table carry the schema version that added them.
 V2 = {"since": 2}
 V4 = {"since": 4}
+V5 = {"since": 5}
 
 training_jobs = Table(
     "training_jobs",
@@ -77,6 +83,19 @@ training_jobs = Table(
     # process died) and a worker resumes or fails it.
     Column("lease_owner", Text, info=V4),
     Column("heartbeat_at", Text, info=V4),
+    # Version 5: the walk-forward folds of the spec, and the verdict on each model.
+    Column("cv_folds", Integer, server_default=text("3"), info=V5),
+    Column("embargo", Integer, server_default=text("16"), info=V5),
+    Column("verdict_long", Text, info=V5),
+    Column("verdict_short", Text, info=V5),
+    Column("significance_level", Float, info=V5),
+    Column("test_p_long", Float, info=V5),
+    Column("test_p_short", Float, info=V5),
+    Column("test_ci_low_long", Float, info=V5),
+    Column("test_ci_high_long", Float, info=V5),
+    Column("test_ci_low_short", Float, info=V5),
+    Column("test_ci_high_short", Float, info=V5),
+    Column("evaluation", Text, info=V5),
     sqlite_autoincrement=True,
 )
 # The version whose table on SQLite has AUTOINCREMENT ids (older tables are rebuilt).

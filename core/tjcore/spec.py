@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from tjtrainer.paths import LABEL
+from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
 
 GROUP = "mltraining.dev"
 VERSION = "v1alpha1"
@@ -171,6 +172,24 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
         minimum=1,
         maximum=16,
     ),
+    SpecField(
+        "cvFolds",
+        "integer",
+        "Purged, embargoed walk-forward folds of the search part; a trial's value is their "
+        "mean Spearman.",
+        default=DEFAULT_FOLDS,
+        minimum=1,
+        maximum=MAX_FOLDS,
+    ),
+    SpecField(
+        "embargo",
+        "integer",
+        "Rows kept out after the purge gap (the label horizon) at every boundary between "
+        "rows a model learns from and rows it is judged on.",
+        default=DEFAULT_EMBARGO,
+        minimum=0,
+        maximum=MAX_EMBARGO,
+    ),
     SpecField("image", "string", "Trainer image; empty means the operator's default."),
     SpecField(
         "resources",
@@ -229,6 +248,8 @@ class TrainingJobSpec:
     cancel: bool = False
     seed: int = 42
     parallelism: int = 1
+    cvFolds: int = DEFAULT_FOLDS
+    embargo: int = DEFAULT_EMBARGO
     image: str | None = None
     resources: dict[str, Any] | None = None
     activeDeadlineSeconds: int = 86400

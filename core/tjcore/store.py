@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from tjcore.schema import migrate, training_jobs
 from tjcore.spec import TrainingJobSpec
 from tjtrainer.progress import RunProgress, RunState, utc_now
+from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 BUSY_TIMEOUT_MS = 30_000
 FINAL_STATUSES = tuple(s.value for s in RunState if s.is_final)
@@ -64,6 +65,18 @@ class JobRow:
     uid: str | None
     lease_owner: str | None = None
     heartbeat_at: str | None = None
+    cv_folds: int = DEFAULT_FOLDS
+    embargo: int = DEFAULT_EMBARGO
+    verdict_long: str | None = None
+    verdict_short: str | None = None
+    significance_level: float | None = None
+    test_p_long: float | None = None
+    test_p_short: float | None = None
+    test_ci_low_long: float | None = None
+    test_ci_high_long: float | None = None
+    test_ci_low_short: float | None = None
+    test_ci_high_short: float | None = None
+    evaluation: dict[str, Any] | None = None
 
     @property
     def is_final(self) -> bool:
@@ -74,6 +87,7 @@ class JobRow:
         data: dict[str, Any] = dict(row)
         data["trial_log"] = json.loads(data["trial_log"]) if data.get("trial_log") else []
         data["cancel_requested"] = bool(data.get("cancel_requested"))
+        data["evaluation"] = _json_object(data.get("evaluation"))
         defaults = {
             "n_trials": 30,
             "train_ratio": 0.8,
@@ -83,12 +97,46 @@ class JobRow:
             "total_trials": 0,
             "seed": 42,
             "parallelism": 1,
+            "cv_folds": DEFAULT_FOLDS,
+            "embargo": DEFAULT_EMBARGO,
         }
         for key, value in defaults.items():
             if data.get(key) is None:
                 data[key] = value
         values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
         return cls(**values)
+
+
+def _json_object(text: Any) -> dict[str, Any] | None:
+    """A JSON object from the table, or ``None`` (absent or unreadable: never an error)."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def evaluation_columns(evaluation: dict[str, Any] | None) -> dict[str, Any]:
+    """The verdict columns of a run's ``evaluation`` (see tjtrainer.evaluation)."""
+    if not evaluation:
+        return {}
+    values: dict[str, Any] = {
+        "significance_level": evaluation.get("level"),
+        "evaluation": json.dumps(evaluation, allow_nan=False),
+    }
+    for model in ("LONG", "SHORT"):
+        side = model.lower()
+        found = evaluation.get(model) or {}
+        low, high = (found.get("ci") or [None, None])[:2]
+        values |= {
+            f"verdict_{side}": found.get("verdict"),
+            f"test_p_{side}": found.get("p_value"),
+            f"test_ci_low_{side}": low,
+            f"test_ci_high_{side}": high,
+        }
+    return values
 
 
 def progress_columns(progress: RunProgress) -> dict[str, Any]:
@@ -108,6 +156,7 @@ def progress_columns(progress: RunProgress) -> dict[str, Any]:
         "model_version": progress.model_version,
         "started_at": progress.started_at,
     }
+    values |= evaluation_columns(progress.evaluation)
     if progress.state.is_final:
         values["completed_at"] = progress.finished_at or utc_now()
         values["error"] = progress.error
@@ -269,6 +318,8 @@ class JobStore:
         train_ratio: float,
         seed: int = 42,
         parallelism: int = 1,
+        cv_folds: int = DEFAULT_FOLDS,
+        embargo: int = DEFAULT_EMBARGO,
         source: str,
         namespace: str | None = None,
         name: str | None = None,
@@ -285,6 +336,8 @@ class JobStore:
             "train_ratio": train_ratio,
             "seed": seed,
             "parallelism": parallelism,
+            "cv_folds": cv_folds,
+            "embargo": embargo,
             "status": RunState.PENDING.value,
             "total_trials": 2 * n_trials,
             "requested_at": utc_now(),
@@ -324,6 +377,8 @@ class JobStore:
             train_ratio=spec.trainRatio,
             seed=spec.seed,
             parallelism=spec.parallelism,
+            cv_folds=spec.cvFolds,
+            embargo=spec.embargo,
             source=source,
             namespace=namespace,
             name=name,

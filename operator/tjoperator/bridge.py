@@ -43,6 +43,8 @@ def _create(store: JobStore, namespace: str, row: JobRow) -> bool:
         train_ratio=row.train_ratio,
         seed=row.seed,
         parallelism=row.parallelism,
+        cv_folds=row.cv_folds,
+        embargo=row.embargo,
     )
     if kube.create_trainingjob(body):
         log.info("row %d became TrainingJob %s/%s", row.id, namespace, name)

@@ -111,6 +111,8 @@ def _is_the_bridges(row: JobRow, namespace: str, name: str, spec: TrainingJobSpe
         train_ratio=row.train_ratio,
         seed=row.seed,
         parallelism=row.parallelism,
+        cv_folds=row.cv_folds,
+        embargo=row.embargo,
     )
     try:
         expected = validate_spec(bridge_made["spec"])

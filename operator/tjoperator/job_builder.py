@@ -8,6 +8,7 @@ from typing import Any
 
 from tjcore.spec import API_VERSION, KIND, TrainingJobSpec
 from tjoperator.config import OperatorConfig
+from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 LABEL_TRAININGJOB = "mltraining.dev/trainingjob"
 ANNOTATION_ROW_ID = "mltraining.dev/row-id"
@@ -49,6 +50,10 @@ def trainer_args(spec: TrainingJobSpec, run_dir: str, data_root: str) -> list[st
         str(spec.seed),
         "--parallelism",
         str(spec.parallelism),
+        "--cv-folds",
+        str(spec.cvFolds),
+        "--embargo",
+        str(spec.embargo),
         "--run-dir",
         run_dir,
         "--data-root",
@@ -166,6 +171,8 @@ def build_trainingjob_for_row(
     train_ratio: float,
     seed: int,
     parallelism: int,
+    cv_folds: int = DEFAULT_FOLDS,
+    embargo: int = DEFAULT_EMBARGO,
 ) -> dict[str, Any]:
     """The TrainingJob the table bridge creates for a row the UI inserted."""
     return {
@@ -183,6 +190,8 @@ def build_trainingjob_for_row(
             "trainRatio": train_ratio,
             "seed": seed,
             "parallelism": parallelism,
+            "cvFolds": cv_folds,
+            "embargo": embargo,
         },
     }
 

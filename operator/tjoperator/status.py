@@ -364,6 +364,23 @@ def _recent_trials(progress: RunProgress) -> list[dict[str, Any]]:
     ]
 
 
+def _verdict_status(progress: RunProgress) -> dict[str, Any]:
+    """Each model's verdict on its test tail (tjtrainer.evaluation), once there is one."""
+    evaluation = progress.evaluation or {}
+    if not evaluation:
+        return {}
+    out: dict[str, Any] = {"significanceLevel": evaluation.get("level")}
+    for model, suffix in (("LONG", "Long"), ("SHORT", "Short")):
+        found = evaluation.get(model) or {}
+        ci = found.get("ci") or []
+        out |= {
+            f"verdict{suffix}": found.get("verdict"),
+            f"testPValue{suffix}": _rounded(found.get("p_value")),
+            f"testCi{suffix}": [_rounded(v) for v in ci] if len(ci) == 2 else None,
+        }
+    return out
+
+
 def build_status(
     obs: Observation,
     verdict: Verdict,
@@ -397,6 +414,7 @@ def build_status(
             "bestScoreShort": _rounded(progress.best_score_short),
             "testScoreLong": _rounded(progress.test_score_long),
             "testScoreShort": _rounded(progress.test_score_short),
+            **_verdict_status(progress),
             "modelVersion": progress.model_version,
             "startedAt": progress.started_at,
             "recentTrials": _recent_trials(progress),

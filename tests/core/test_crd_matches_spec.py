@@ -31,4 +31,26 @@ def test_schema_limits_follow_the_spec_table() -> None:
     assert props["trainRatio"]["minimum"] == 0.5 and props["trainRatio"]["maximum"] == 0.95
     assert props["timeframe"]["enum"] == ["15m", "1h"]
     columns = [c["name"] for c in version["additionalPrinterColumns"] if "priority" not in c]
-    assert columns == ["Phase", "Progress", "Trial", "Best LONG", "Best SHORT", "Version", "Age"]
+    assert columns == [
+        "Phase",
+        "Progress",
+        "Trial",
+        "Best LONG",
+        "Best SHORT",
+        "Verdict LONG",
+        "Verdict SHORT",
+        "Version",
+        "Age",
+    ]
+    assert props["cvFolds"] == {
+        "type": "integer",
+        "description": props["cvFolds"]["description"],
+        "minimum": 1,
+        "maximum": 10,
+        "default": 3,
+    }
+    assert props["embargo"]["minimum"] == 0 and props["embargo"]["default"] == 16
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    for key in ("verdictLong", "verdictShort", "significanceLevel", "testPValueLong"):
+        assert key in status
+    assert status["testCiLong"]["items"] == {"type": "number"}

@@ -78,6 +78,7 @@ def test_only_completed_versions_with_test_scores_are_compared(store: JobStore) 
             "completed": frame.loc[0, "completed"],
             "model": "LONG",
             "test_spearman": 0.03,
+            "verdict": None,  # a run without a verdict (before release 5)
         }
     ]
 

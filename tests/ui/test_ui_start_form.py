@@ -19,7 +19,8 @@ def _app() -> AppTest:
 def test_starting_a_job_inserts_a_pending_row_and_shows_it(store: JobStore) -> None:
     at = _app().run()
     at.sidebar.radio[0].set_value("1h")
-    trials, ratio, seed, parallelism = at.sidebar.number_input
+    trials, ratio, seed, parallelism, folds, embargo = at.sidebar.number_input
+    assert (folds.value, embargo.value) == (3, 16)  # the spec's defaults
     trials.set_value(12)
     ratio.set_value(0.7)
     seed.set_value(7)

@@ -21,7 +21,7 @@ from typing import Any
 
 from tjtrainer.config import TIMEFRAMES, TrainConfig
 from tjtrainer.errors import TrainingError
-from tjtrainer.progress import RunProgress
+from tjtrainer.progress import RunProgress, verdict_lines
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
 
 DEFAULT_DATA_ROOT = "./shared-data"
@@ -277,27 +277,6 @@ class _TrialPrinter:
                 flush=True,
             )
         self.seen = len(progress.trials)
-
-
-def verdict_lines(progress: RunProgress) -> list[str]:
-    """One line per model: its verdict, interval, p-value and backtest (see evaluation)."""
-    evaluation = progress.evaluation or {}
-    level = evaluation.get("level")
-    lines = []
-    for model in ("LONG", "SHORT"):
-        found = evaluation.get(model)
-        if not found:
-            continue
-        low, high = found["ci"]
-        trades = found["backtest"]
-        lines.append(
-            f"  {model}: {found['verdict']} at {level:g} (test Spearman "
-            f"{found['test_spearman']:+.4f}, 95 % CI [{low:+.4f}, {high:+.4f}], placebo p = "
-            f"{found['p_value']:.3f}); backtest {trades['trades']} trades, net "
-            f"{100 * trades['net_return']:+.2f} %, Sharpe {trades['sharpe']:+.2f}, hit rate "
-            f"{100 * trades['hit_rate']:.0f} %, {trades['turnover_per_day']:.1f} trades/day"
-        )
-    return lines
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -215,3 +215,24 @@ def claim_run_dir(run_dir: Path, owner: str) -> bool:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(owner_file, (owner + "\n").encode("utf-8"))
     return removed
+
+
+def verdict_lines(progress: RunProgress) -> list[str]:
+    """One line per model: its verdict, interval, p-value and backtest (see evaluation)."""
+    evaluation = progress.evaluation or {}
+    level = evaluation.get("level")
+    lines = []
+    for model in ("LONG", "SHORT"):
+        found = evaluation.get(model)
+        if not found:
+            continue
+        low, high = found["ci"]
+        trades = found["backtest"]
+        lines.append(
+            f"  {model}: {found['verdict']} at {level:g} (test Spearman "
+            f"{found['test_spearman']:+.4f}, 95 % CI [{low:+.4f}, {high:+.4f}], placebo p = "
+            f"{found['p_value']:.3f}); backtest {trades['trades']} trades, net "
+            f"{100 * trades['net_return']:+.2f} %, Sharpe {trades['sharpe']:+.2f}, hit rate "
+            f"{100 * trades['hit_rate']:.0f} %, {trades['turnover_per_day']:.1f} trades/day"
+        )
+    return lines

@@ -46,6 +46,23 @@ def trial_chart(trials: pd.DataFrame, *, n_trials: int) -> alt.LayerChart:
     return alt.LayerChart(layer=[points, best], height=320)
 
 
+def equity_chart(equity: pd.DataFrame) -> alt.LayerChart:
+    """The backtest's cumulative net log return on the test tail, one step line per model;
+    a rule marks zero."""
+    base = alt.Chart(equity).encode(
+        x=alt.X("time:T", title="test tail (UTC)"),
+        y=alt.Y("equity:Q", title="cumulative net log return"),
+        color=alt.Color("model:N", scale=MODEL_SCALE, title="model"),
+        tooltip=[
+            alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"),
+            alt.Tooltip("model:N"),
+            alt.Tooltip("equity:Q", format="+.4f"),
+        ],
+    )
+    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="#999999").encode(y="zero:Q")
+    return alt.LayerChart(layer=[zero, base.mark_line(interpolate="step-after")], height=260)
+
+
 def comparison_chart(versions: pd.DataFrame) -> alt.LayerChart:
     """Held-out test Spearman of each completed model version, LONG and SHORT, oldest
     version on the left; a rule marks zero (no skill)."""
@@ -64,6 +81,7 @@ def comparison_chart(versions: pd.DataFrame) -> alt.LayerChart:
             alt.Tooltip("timeframe:N"),
             alt.Tooltip("model:N"),
             alt.Tooltip("test_spearman:Q", title="test Spearman", format="+.4f"),
+            alt.Tooltip("verdict:N"),
             alt.Tooltip("completed:N"),
         ],
     )

@@ -25,6 +25,8 @@ HISTORY_COLUMNS = (
     "best SHORT",
     "test LONG",
     "test SHORT",
+    "verdict LONG",
+    "verdict SHORT",
     "version",
     "requested",
 )
@@ -40,7 +42,20 @@ TRIAL_COLUMNS = (
     "finished_at",
 )
 
-COMPARISON_COLUMNS = ("version", "timeframe", "completed", "model", "test_spearman")
+COMPARISON_COLUMNS = ("version", "timeframe", "completed", "model", "test_spearman", "verdict")
+VERDICT_COLUMNS = (
+    "model",
+    "verdict",
+    "test Spearman",
+    "CI low",
+    "CI high",
+    "p-value",
+    "trades",
+    "net return",
+    "Sharpe",
+    "hit rate",
+    "trades/day",
+)
 
 
 def job_duration_s(row: JobRow, *, now: datetime | None = None) -> float | None:
@@ -74,6 +89,8 @@ def history_frame(rows: Iterable[JobRow], *, now: datetime | None = None) -> pd.
             "best SHORT": row.best_score_short,
             "test LONG": row.test_score_long,
             "test SHORT": row.test_score_short,
+            "verdict LONG": row.verdict_long,
+            "verdict SHORT": row.verdict_short,
             "version": row.model_version,
             "requested": short_time(row.requested_at),
         }
@@ -136,7 +153,9 @@ def comparison_frame(rows: Iterable[JobRow]) -> pd.DataFrame:
     for row in rows:
         if row.status != "completed" or not row.model_version:
             continue
-        for model, value in zip(MODELS, (row.test_score_long, row.test_score_short), strict=True):
+        scores = (row.test_score_long, row.test_score_short)
+        verdicts = (row.verdict_long, row.verdict_short)
+        for model, value, verdict in zip(MODELS, scores, verdicts, strict=True):
             if value is None:
                 continue
             records.append(
@@ -146,9 +165,64 @@ def comparison_frame(rows: Iterable[JobRow]) -> pd.DataFrame:
                     "completed": short_time(row.completed_at),
                     "model": model,
                     "test_spearman": float(value),
+                    "verdict": verdict,
                 }
             )
     frame = pd.DataFrame.from_records(records, columns=list(COMPARISON_COLUMNS))
     return frame.sort_values(["completed", "version", "model"], kind="stable").reset_index(
         drop=True
     )
+
+
+def verdict_text(verdict: str | None, p_value: float | None, level: float | None) -> str:
+    """``Significant (p = 0.003 < 0.05)``; an em dash when there is no verdict."""
+    if not verdict:
+        return "—"
+    if p_value is None or level is None:
+        return verdict
+    sign = "<" if p_value < level else "≥"
+    return f"{verdict} (p = {p_value:.3f} {sign} {level:g})"
+
+
+def verdict_frame(evaluation: Mapping[str, Any] | None) -> pd.DataFrame:
+    """One line per model: its verdict on the test tail and its backtest."""
+    records = []
+    for model in MODELS:
+        found = (evaluation or {}).get(model)
+        if not isinstance(found, Mapping):
+            continue
+        ci = list(found.get("ci") or [None, None])[:2]
+        trades = found.get("backtest") or {}
+        records.append(
+            {
+                "model": model,
+                "verdict": found.get("verdict"),
+                "test Spearman": found.get("test_spearman"),
+                "CI low": ci[0],
+                "CI high": ci[1],
+                "p-value": found.get("p_value"),
+                "trades": trades.get("trades"),
+                "net return": trades.get("net_return"),
+                "Sharpe": trades.get("sharpe"),
+                "hit rate": trades.get("hit_rate"),
+                "trades/day": trades.get("turnover_per_day"),
+            }
+        )
+    return pd.DataFrame.from_records(records, columns=list(VERDICT_COLUMNS))
+
+
+def equity_frame(metadata: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The backtest's equity curves of both models (``time``, ``model``, ``equity``: the
+    cumulative net log return), from a version's metadata; empty when it has none."""
+    records = []
+    models = (metadata or {}).get("models")
+    for model in MODELS:
+        found = models.get(model) if isinstance(models, Mapping) else None
+        trades = found.get("backtest") if isinstance(found, Mapping) else None
+        for point in (trades or {}).get("equity") or []:
+            if isinstance(point, Sequence) and len(point) == 2:
+                records.append({"time": point[0], "model": model, "equity": point[1]})
+    frame = pd.DataFrame.from_records(records, columns=["time", "model", "equity"])
+    frame["time"] = pd.to_datetime(frame["time"], utc=True, errors="coerce")
+    frame["equity"] = pd.to_numeric(frame["equity"], errors="coerce")
+    return frame.dropna()

@@ -1,5 +1,6 @@
-"""The "Start Training" form: the seed's timeframe, trials and train ratio (plus seed
-and parallelism), validated exactly as the TrainingJob CRD validates a spec."""
+"""The "Start Training" form: the seed's timeframe, trials and train ratio (plus seed,
+parallelism and the walk-forward folds), validated exactly as the TrainingJob CRD
+validates a spec."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ LABELS = {
     "trainRatio": "Train ratio",
     "seed": "Seed",
     "parallelism": "Parallel trials",
+    "cvFolds": "Walk-forward folds",
+    "embargo": "Embargo (rows)",
 }
 FORM_KEY = "start_form"
 
@@ -82,6 +85,12 @@ def render_start_form(database_url: str) -> int | None:
                 help=_help("parallelism"),
                 **_limits("parallelism", int),
             )
+            cv_folds = st.number_input(
+                LABELS["cvFolds"], step=1, help=_help("cvFolds"), **_limits("cvFolds", int)
+            )
+            embargo = st.number_input(
+                LABELS["embargo"], step=1, help=_help("embargo"), **_limits("embargo", int)
+            )
         submitted = st.form_submit_button("Start Training", type="primary", width="stretch")
     if not submitted:
         return None
@@ -93,6 +102,8 @@ def render_start_form(database_url: str) -> int | None:
                 "trainRatio": train_ratio,
                 "seed": seed,
                 "parallelism": parallelism,
+                "cvFolds": cv_folds,
+                "embargo": embargo,
             }
         )
     except SpecError as err:

@@ -43,6 +43,8 @@ def render_history(rows: Sequence[JobRow], on_open: Callable[[int], None]) -> No
             "best SHORT": st.column_config.NumberColumn(format="%+.4f"),
             "test LONG": st.column_config.NumberColumn(format="%+.4f"),
             "test SHORT": st.column_config.NumberColumn(format="%+.4f"),
+            "verdict LONG": "verdict LONG",
+            "verdict SHORT": "verdict SHORT",
             "requested": "requested (UTC)",
         },
     )

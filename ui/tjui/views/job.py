@@ -160,6 +160,45 @@ def _progress(row: JobRow) -> None:
         test[3].metric(
             "Test SHORT", score(row.test_score_short), help="Spearman on the held-out tail"
         )
+    if row.verdict_long or row.verdict_short:
+        _verdicts(row)
+
+
+def _verdicts(row: JobRow) -> None:
+    """Each model's verdict on its test tail, and what trading it would have done."""
+    cells = st.columns(2)
+    for cell, model, verdict, p_value in (
+        (cells[0], "LONG", row.verdict_long, row.test_p_long),
+        (cells[1], "SHORT", row.verdict_short, row.test_p_short),
+    ):
+        cell.metric(
+            f"Verdict {model}",
+            verdict or "—",
+            help="Test Spearman against placebos (the labels rotated against the "
+            "predictions) and a block-bootstrap interval: Significant when p is below the "
+            "level and the interval above zero.",
+        )
+        cell.caption(data.verdict_text(verdict, p_value, row.significance_level))
+    frame = data.verdict_frame(row.evaluation)
+    if not frame.empty:
+        st.dataframe(
+            frame,
+            hide_index=True,
+            column_config={
+                "test Spearman": st.column_config.NumberColumn(format="%+.4f"),
+                "CI low": st.column_config.NumberColumn("95 % CI low", format="%+.4f"),
+                "CI high": st.column_config.NumberColumn("95 % CI high", format="%+.4f"),
+                "p-value": st.column_config.NumberColumn(format="%.3f"),
+                "net return": st.column_config.NumberColumn(format="%+.4f"),
+                "Sharpe": st.column_config.NumberColumn(format="%+.2f"),
+                "hit rate": st.column_config.NumberColumn(format="%.2f"),
+                "trades/day": st.column_config.NumberColumn(format="%.1f"),
+            },
+        )
+        st.caption(
+            "Backtest of the test tail, net of costs: a trade when the prediction is in the "
+            "top fifth of the last validation block's, one at a time, held for the horizon."
+        )
 
 
 def _models(row: JobRow, models_dir: Path) -> None:
@@ -182,6 +221,10 @@ def _models(row: JobRow, models_dir: Path) -> None:
             ],
             hide_index=True,
         )
+    equity = data.equity_frame(found.metadata)
+    if not equity.empty:
+        st.altair_chart(charts.equity_chart(equity), width="stretch")
+        st.caption("Equity curve of the backtest on the held-out test tail, per model.")
     if found.metadata is not None and found.metadata_path is not None:
         with st.expander(f"Metadata ({found.metadata_path.name})"):
             st.json(found.metadata, expanded=2)
