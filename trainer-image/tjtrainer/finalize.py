@@ -84,7 +84,7 @@ def finish_models(
             fit,
             stop_block,
             RankTarget(matrices.labels(model, splits.final.early_stop)),
-            seed=trial_seed(config.seed, model, best.number),
+            seed=trial_seed(config.seed, model, int(best.user_attrs.get("slot", best.number))),
             nthread=nthread,
             timings=timings,
         )

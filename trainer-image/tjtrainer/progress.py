@@ -82,6 +82,9 @@ class TrialRecord:
     # their standard deviation; ``spearman`` is their mean.
     fold_scores: list[float] | None = None
     spread: float | None = None
+    # The trial's place in its model's search (tjtrainer.sampling): what its sampling,
+    # pruning and XGBoost seed depend on; the same in every run with the same seed.
+    slot: int | None = None
 
 
 @dataclass

@@ -46,6 +46,7 @@ def trial_record(
         error=trial.user_attrs.get("error"),
         fold_scores=[float(v) for v in folds] if folds else None,
         spread=round(float(np.std(folds)), 6) if folds else None,
+        slot=slot if isinstance(slot := trial.user_attrs.get("slot"), int) else None,
     )
 
 

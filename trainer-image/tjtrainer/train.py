@@ -36,8 +36,16 @@ from tjtrainer.progress import (
     write_progress,
 )
 from tjtrainer.recorder import Recorder, snapshot
-from tjtrainer.records import TrialBook
+from tjtrainer.records import FINISHED, TrialBook
 from tjtrainer.runlock import RunFolderLock
+from tjtrainer.sampling import (
+    SLOT_ATTR,
+    PruningReference,
+    Slots,
+    SlotSampler,
+    reporter,
+    slots_of,
+)
 from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
 from tjtrainer.splits import MAX_EMBARGO, MAX_FOLDS, Splits, make_splits
 from tjtrainer.studies import DurableStudies, mirror_study
@@ -46,7 +54,6 @@ OnProgress = Callable[[RunProgress], None]
 log = logging.getLogger("tjtrainer")
 
 MAX_FAILURES_IN_A_ROW = 3
-PRUNER_STARTUP_TRIALS = 5
 
 
 def validate_config(config: TrainConfig) -> None:
@@ -185,8 +192,10 @@ class _Run:
         self.timings = timings
         self.lock = threading.Lock()
         self.book = TrialBook(progress, config.n_trials)
-        self.in_flight = 0
         self.cancelled = False
+        self.samplers: dict[str, SlotSampler] = {}
+        self.slots: dict[str, Slots] = {}
+        self.slot_of: dict[str, dict[int, int]] = {}
         self.studies: DurableStudies | None = None
         self.recorder: Recorder | None = None
         self.mirrors: dict[str, optuna.Study] = {}
@@ -267,17 +276,25 @@ class _Run:
                 self.progress.completed_trials,
                 stale,
             )
-        parallel = self.config.parallelism > 1
-        for index, model in enumerate(MODELS):
+        for model in MODELS:
+            trials = self.studies.trials(model)
+            self.samplers[model] = SlotSampler(self.config.seed, model)
             self.mirrors[model] = mirror_study(
-                self.studies.trials(model),
-                sampler=optuna.samplers.TPESampler(
-                    seed=self.config.seed + index, multivariate=True, constant_liar=parallel
-                ),
-                pruner=optuna.pruners.MedianPruner(
-                    n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=0
-                ),
+                trials,
+                sampler=self.samplers[model],
+                pruner=optuna.pruners.NopPruner(),
                 name=model,
+            )
+            self.slot_of[model] = slots_of(trials)
+            by_number = {t.number: t for t in trials}
+            self.slots[model] = Slots(
+                n_trials=self.config.n_trials,
+                lag=self.config.parallelism,
+                done={
+                    slot: by_number[number].state in FINISHED
+                    for number, slot in self.slot_of[model].items()
+                },
+                condition=threading.Condition(self.lock),
             )
         self.progress.state = RunState.RUNNING
         self.progress.error = None
@@ -339,6 +356,7 @@ class _Run:
     def _worker(self, model: str, study: optuna.Study, folds: list[FoldInput]) -> None:
         assert self.recorder is not None
         nthread = self._nthread()
+        slots, sampler, slot_of = self.slots[model], self.samplers[model], self.slot_of[model]
         # With one trial at a time, a finished trial is handed to the recorder once the
         # next trial has been sampled: the recorder's SQLite work then runs while XGBoost
         # trains (holding no GIL) instead of competing with the sampler between trials.
@@ -348,37 +366,62 @@ class _Run:
         try:
             while True:
                 with self.lock:
-                    if self._should_stop(model):
+                    slot = self._next_slot(model)
+                    if slot is None:
                         break
+                    visible = slots.visible(slot, slot_of)
+                    sampler.prepare(slot, visible)
                     trial = study.ask(SEARCH_SPACE)
+                    trial.set_user_attr(SLOT_ATTR, slot)
+                    reference = PruningReference.of(
+                        [t for t in study.get_trials(deepcopy=False) if t.number in visible]
+                    )
+                    slots.in_flight.add(slot)
                     if pending is not None:
                         self.recorder.trial_finished(model, *pending)
                         pending = None
                     self.recorder.trial_started(
                         model, trial.number, trial.params, trial.distributions
                     )
-                    self.in_flight += 1
-                outcome = self._fit(model, trial, folds, nthread)
+                outcome = self._fit(model, trial, slot, reference, folds, nthread)
                 with self.lock:
-                    self.in_flight -= 1
                     finished = self._record(study, trial, outcome)
+                    slots.in_flight.discard(slot)
+                    slots.done[slot] = finished.state in FINISHED
+                    slot_of[finished.number] = slot
                     self.book.add(model, finished)
                     pending = (finished, snapshot(self.progress))
                     if not defer:
                         self.recorder.trial_finished(model, *pending)
                         pending = None
+                    slots.condition.notify_all()
         finally:
             if pending is not None:
                 with self.lock:
                     self.recorder.trial_finished(model, *pending)
+            with self.lock:
+                slots.condition.notify_all()
         if self.book.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             last = self.progress.trials[-1]
             raise TrainingError(
                 f"{MAX_FAILURES_IN_A_ROW} {model} trials in a row failed; last error: {last.error}"
             )
 
-    def _should_stop(self, model: str) -> bool:
-        """Whether ``model``'s search is over; called with the lock held."""
+    def _next_slot(self, model: str) -> int | None:
+        """The slot to ask next, waiting while it depends on trials in flight; ``None``
+        when the search of ``model`` is over. Called with the lock held."""
+        slots = self.slots[model]
+        while not self._should_stop():
+            action, slot = slots.decide()
+            if action == "ask":
+                return slot
+            if action == "stop":
+                return None
+            slots.condition.wait(timeout=1.0)  # and look at the cancel marker again
+        return None
+
+    def _should_stop(self) -> bool:
+        """Whether the search must end now (an error, a cancel); lock held."""
         assert self.recorder is not None
         if self.recorder.error is not None or self.cancelled:
             return True
@@ -387,12 +430,14 @@ class _Run:
         if cancel_requested(self.config.run_dir):
             self.cancelled = True
             return True
-        return self.book.finished[model] + self.in_flight >= self.config.n_trials
+        return False
 
     def _fit(
         self,
         model: str,
         trial: optuna.Trial,
+        slot: int,
+        reference: PruningReference,
         folds: list[FoldInput],
         nthread: int,
     ) -> TrialFit | str:
@@ -401,9 +446,9 @@ class _Run:
             return fit_trial(
                 trial.params,
                 folds,
-                seed=trial_seed(self.config.seed, model, trial.number),
+                seed=trial_seed(self.config.seed, model, slot),
                 nthread=nthread,
-                report=_reporter(trial),
+                report=reporter(trial, reference),
                 timings=self.timings,
             )
         except Exception as exc:
@@ -426,11 +471,3 @@ class _Run:
             else:
                 study.tell(trial, outcome.score)
         return study._storage.get_trial(trial._trial_id)
-
-
-def _reporter(trial: optuna.Trial) -> Callable[[float, int], bool]:
-    def report(value: float, step: int) -> bool:
-        trial.report(value, step)
-        return trial.should_prune()
-
-    return report

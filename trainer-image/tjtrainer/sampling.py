@@ -1,0 +1,219 @@
+"""Reproducible sampling: every trial's parameters and pruning decisions are a function of
+the run's seed, the model and the trial's *slot*, never of timing.
+
+A slot is a trial's place in the search of its model: 0, 1, 2, ... in the order trials
+are asked. A trial killed with its process (left RUNNING in ``study.db``, then marked FAIL
+without an error) gives its slot back: the next process asks that slot again, and so
+samples what the killed trial had. A trial that failed with an error keeps its slot
+(asking the same again would fail again).
+
+- **Seeding by slot**: before a trial is sampled, the TPE sampler's random states are
+  reseeded from ``(seed, model, slot)`` through a :class:`numpy.random.SeedSequence`, so
+  neighbouring seeds share nothing (before, TPE was seeded ``seed`` for LONG and
+  ``seed + 1`` for SHORT: seed ``s + 1``'s LONG search replayed seed ``s``'s SHORT one).
+- **A fixed history**: with ``p`` trials at once, slot ``k`` is sampled from the finished
+  trials of slots ``0 .. k - p`` only, and waits until they are all finished; the trials
+  in between, running or not, are hidden from the sampler. Which trials it learns from
+  is then the same in every run, whatever finished first, and across a resume.
+- **Pruning from the same history**: the median a trial is pruned against is taken, when
+  the trial is asked, from the completed trials among those it was sampled from.
+- **Which slots exist**: slot ``k`` is tried only while fewer than ``nTrials`` of the slots
+  before it succeeded (failed trials do not count), decided as soon as it is certain.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, TPESampler
+from optuna.samplers._lazy_random_state import LazyRandomState
+from optuna.trial import FrozenTrial, TrialState
+
+SLOT_ATTR = "slot"
+PRUNER_STARTUP_TRIALS = 5
+
+
+def slot_seed(seed: int, model: str, slot: int) -> int:
+    """The sampler's seed for ``slot`` of ``model`` in a run seeded ``seed``."""
+    entropy = [int(seed) & 0xFFFFFFFF, 0 if model == "LONG" else 1, int(slot), 0x5EED]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def is_killed(trial: FrozenTrial) -> bool:
+    """A trial whose process died under it: FAIL without an error of its own."""
+    return trial.state == TrialState.FAIL and "error" not in trial.user_attrs
+
+
+def slots_of(trials: Sequence[FrozenTrial]) -> dict[int, int]:
+    """Trial number -> slot of every finished (or failed with an error) trial. Trials
+    recorded before slots were (no ``slot`` attribute) take their place in number order."""
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for trial in sorted(trials, key=lambda t: t.number):
+        if is_killed(trial) or trial.state == TrialState.RUNNING:
+            continue
+        slot = trial.user_attrs.get(SLOT_ATTR)
+        if not isinstance(slot, int) or slot in used:
+            slot = min(set(range(len(used) + 1)) - used)
+        out[trial.number] = slot
+        used.add(slot)
+    return out
+
+
+class _HistoryView:
+    """The study as the sampler may see it for one trial: only the trials of ``visible``
+    (by number). Everything else is the study's."""
+
+    def __init__(self, study: optuna.Study, visible: frozenset[int]) -> None:
+        self._study = study
+        self._visible = visible
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Any = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return [t for t in trials if t.number in self._visible]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+class SlotSampler(BaseSampler):
+    """Multivariate TPE whose random state and history are fixed per trial by
+    :meth:`prepare` (called, under the run's lock, right before each ``study.ask``)."""
+
+    def __init__(self, seed: int, model: str) -> None:
+        self.seed = seed
+        self.model = model
+        self._inner = TPESampler(multivariate=True, seed=slot_seed(seed, model, 0))
+        self._visible: frozenset[int] = frozenset()
+
+    def prepare(self, slot: int, visible: frozenset[int]) -> None:
+        """The next trial is ``slot``, sampled from the trials numbered ``visible``."""
+        state = slot_seed(self.seed, self.model, slot)
+        self._inner._rng = LazyRandomState(state)
+        self._inner._random_sampler._rng = LazyRandomState(state)
+        self._visible = visible
+
+    def _view(self, study: optuna.Study) -> Any:
+        return _HistoryView(study, self._visible)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._inner.infer_relative_search_space(self._view(study), trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._inner.sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._inner.sample_independent(
+            self._view(study), trial, param_name, param_distribution
+        )
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._inner.before_trial(self._view(study), trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+
+@dataclass(frozen=True)
+class PruningReference:
+    """What a trial may be pruned against: the completed trials it was sampled from."""
+
+    completed: int
+    medians: dict[int, float]
+
+    @classmethod
+    def of(cls, trials: Sequence[FrozenTrial]) -> PruningReference:
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        steps: dict[int, list[float]] = {}
+        for trial in complete:
+            for step, value in trial.intermediate_values.items():
+                steps.setdefault(step, []).append(float(value))
+        return cls(len(complete), {s: float(np.median(v)) for s, v in steps.items()})
+
+    def prunes(self, value: float, step: int) -> bool:
+        """Below the median of the reference after as many folds (once it has enough)."""
+        if self.completed < PRUNER_STARTUP_TRIALS or step not in self.medians:
+            return False
+        return value < self.medians[step]
+
+
+@dataclass
+class Slots:
+    """Which slot of one model's search to ask next, and when (see the module's text).
+
+    ``done`` maps the slots already finished to whether they succeeded (completed or
+    pruned; a failure with an error is ``False``).
+    """
+
+    n_trials: int
+    lag: int
+    done: dict[int, bool] = field(default_factory=dict)
+    in_flight: set[int] = field(default_factory=set)
+    condition: threading.Condition = field(default_factory=threading.Condition)
+
+    def _candidate(self) -> int:
+        slot = 0
+        while slot in self.done or slot in self.in_flight:
+            slot += 1
+        return slot
+
+    def decide(self) -> tuple[str, int]:
+        """``("ask", k)``, ``("wait", k)`` or ``("stop", k)`` for the next slot ``k``."""
+        k = self._candidate()
+        succeeded = sum(1 for s, ok in self.done.items() if s < k and ok)
+        unknown = sum(1 for s in self.in_flight if s < k)
+        if succeeded >= self.n_trials:
+            return "stop", k
+        if succeeded + unknown >= self.n_trials:
+            return "wait", k  # the trials in flight decide whether k is needed
+        if any(s <= k - self.lag for s in self.in_flight):
+            return "wait", k  # k's history is not finished yet
+        return "ask", k
+
+    def visible(self, k: int, slot_of: dict[int, int]) -> frozenset[int]:
+        """The trial numbers slot ``k`` is sampled from."""
+        return frozenset(n for n, s in slot_of.items() if s <= k - self.lag)
+
+
+def reporter(trial: optuna.Trial, reference: PruningReference) -> Callable[[float, int], bool]:
+    """The fold-by-fold report of a trial: kept with the trial, pruned by ``reference``."""
+
+    def report(value: float, step: int) -> bool:
+        trial.report(value, step)
+        return reference.prunes(value, step)
+
+    return report
