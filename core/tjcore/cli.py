@@ -32,6 +32,7 @@ FLAG_OF_FIELD = {
     "parallelism": "--parallelism",
     "cvFolds": "--cv-folds",
     "embargo": "--embargo",
+    "promotion": "--promotion",
 }
 
 
@@ -107,13 +108,22 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
             spec.seed,
             spec.cvFolds,
             spec.embargo,
+            spec.promotion,
         )
-        found = (row.timeframe, row.n_trials, row.train_ratio, row.seed, row.cv_folds, row.embargo)
+        found = (
+            row.timeframe,
+            row.n_trials,
+            row.train_ratio,
+            row.seed,
+            row.cv_folds,
+            row.embargo,
+            row.promotion,
+        )
         if wanted != found:
             return _fail(
                 f"TrainingJob {manifest.namespace}/{manifest.name} ran before with another spec "
-                f"(timeframe, nTrials, trainRatio, seed, cvFolds, embargo = {found}); give this "
-                "one another metadata.name"
+                f"(timeframe, nTrials, trainRatio, seed, cvFolds, embargo, promotion = {found}); "
+                "give this one another metadata.name"
             )
         if row.status == "completed":
             print(
@@ -157,6 +167,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 "parallelism": args.parallelism,
                 "cvFolds": args.cv_folds,
                 "embargo": args.embargo,
+                "promotion": args.promotion,
             }
         )
     except SpecError as err:
@@ -315,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument(
         "--embargo", type=int, default=DEFAULT_EMBARGO, help=f"embargo rows ({DEFAULT_EMBARGO})"
+    )
+    submit.add_argument(
+        "--promotion",
+        default="always",
+        help="always, ifSignificant or ifBetterThanLatest (always)",
     )
     submit.set_defaults(func=cmd_submit)
 

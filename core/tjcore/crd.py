@@ -103,6 +103,12 @@ def _status_schema() -> dict[str, Any]:
             "testPValueShort": number,
             "testCiLong": interval,
             "testCiShort": interval,
+            "promoted": {
+                "type": "boolean",
+                "nullable": True,
+                "description": "Whether the version became *_latest under spec.promotion.",
+            },
+            "promotionReason": string,
             "modelVersion": string,
             "jobName": string,
             "rowId": {"type": "integer", "nullable": True},
@@ -141,6 +147,7 @@ def _printer_columns() -> list[dict[str, Any]]:
         column("Test LONG", ".status.testScoreLong", "number", format="float", priority=1),
         column("Test SHORT", ".status.testScoreShort", "number", format="float", priority=1),
         column("Level", ".status.significanceLevel", "number", format="float", priority=1),
+        column("Promoted", ".status.promoted", "boolean", priority=1),
         column("Age", ".metadata.creationTimestamp", "date"),
     ]
 

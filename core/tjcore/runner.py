@@ -208,6 +208,7 @@ def run_row(
         parallelism=row.parallelism,
         cv_folds=row.cv_folds,
         embargo=row.embargo,
+        promotion=row.promotion,
     )
     bar = _ProgressBar(2 * row.n_trials, enabled=show_progress)
     watcher = _CancelWatcher(
@@ -247,10 +248,11 @@ def _summary(progress: RunProgress) -> str:
         )
     return (
         f"completed {progress.completed_trials}/{progress.total_trials} trials\n"
-        f"  validation Spearman  LONG {_score(progress.best_score_long)}  "
+        f"  walk-forward Spearman  LONG {_score(progress.best_score_long)}  "
         f"SHORT {_score(progress.best_score_short)}\n"
         f"  held-out test Spearman  LONG {_score(progress.test_score_long)}  "
         f"SHORT {_score(progress.test_score_short)}\n"
         + "".join(f"{line}\n" for line in verdict_lines(progress))
+        + (f"  {progress.promotion_reason}\n" if progress.promotion_reason else "")
         + f"  model version {progress.model_version} in {progress.models_dir}"
     )

@@ -17,6 +17,9 @@ Version 5: the walk-forward folds asked for (``cv_folds``, ``embargo``) and each
 honest verdict on its test tail (``verdict_long/short``, ``significance_level``,
 ``test_p_long/short``, the interval ``test_ci_low/high_long/short``, and ``evaluation``:
 the whole verdict and backtest as JSON).
+
+Version 6: the promotion policy of the spec (``promotion``) and what it decided
+(``promoted``, ``promotion_reason``).
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 # Columns added after the seed's table carry the schema version that added them.
 V2 = {"since": 2}
 V4 = {"since": 4}
 V5 = {"since": 5}
+V6 = {"since": 6}
 
 training_jobs = Table(
     "training_jobs",
@@ -96,6 +100,10 @@ training_jobs = Table(
     Column("test_ci_low_short", Float, info=V5),
     Column("test_ci_high_short", Float, info=V5),
     Column("evaluation", Text, info=V5),
+    # Version 6: the promotion policy, and whether the version became *_latest.
+    Column("promotion", Text, server_default=text("'always'"), info=V6),
+    Column("promoted", Integer, info=V6),
+    Column("promotion_reason", Text, info=V6),
     sqlite_autoincrement=True,
 )
 # The version whose table on SQLite has AUTOINCREMENT ids (older tables are rebuilt).

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tjtrainer.config import PROMOTIONS
 from tjtrainer.paths import LABEL
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
 
@@ -190,6 +191,15 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
         minimum=0,
         maximum=MAX_EMBARGO,
     ),
+    SpecField(
+        "promotion",
+        "string",
+        "When a new model version becomes *_latest: always; ifSignificant (both models' "
+        "verdicts Significant); ifBetterThanLatest (mean test Spearman above the latest's). "
+        "A version not promoted is kept as a version.",
+        default="always",
+        enum=PROMOTIONS,
+    ),
     SpecField("image", "string", "Trainer image; empty means the operator's default."),
     SpecField(
         "resources",
@@ -250,6 +260,7 @@ class TrainingJobSpec:
     parallelism: int = 1
     cvFolds: int = DEFAULT_FOLDS
     embargo: int = DEFAULT_EMBARGO
+    promotion: str = "always"
     image: str | None = None
     resources: dict[str, Any] | None = None
     activeDeadlineSeconds: int = 86400

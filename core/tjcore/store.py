@@ -77,6 +77,9 @@ class JobRow:
     test_ci_low_short: float | None = None
     test_ci_high_short: float | None = None
     evaluation: dict[str, Any] | None = None
+    promotion: str = "always"
+    promoted: bool | None = None
+    promotion_reason: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -88,6 +91,8 @@ class JobRow:
         data["trial_log"] = json.loads(data["trial_log"]) if data.get("trial_log") else []
         data["cancel_requested"] = bool(data.get("cancel_requested"))
         data["evaluation"] = _json_object(data.get("evaluation"))
+        if data.get("promoted") is not None:
+            data["promoted"] = bool(data["promoted"])
         defaults = {
             "n_trials": 30,
             "train_ratio": 0.8,
@@ -99,6 +104,7 @@ class JobRow:
             "parallelism": 1,
             "cv_folds": DEFAULT_FOLDS,
             "embargo": DEFAULT_EMBARGO,
+            "promotion": "always",
         }
         for key, value in defaults.items():
             if data.get(key) is None:
@@ -157,6 +163,11 @@ def progress_columns(progress: RunProgress) -> dict[str, Any]:
         "started_at": progress.started_at,
     }
     values |= evaluation_columns(progress.evaluation)
+    if progress.promoted is not None:
+        values |= {
+            "promoted": int(progress.promoted),
+            "promotion_reason": progress.promotion_reason,
+        }
     if progress.state.is_final:
         values["completed_at"] = progress.finished_at or utc_now()
         values["error"] = progress.error
@@ -320,6 +331,7 @@ class JobStore:
         parallelism: int = 1,
         cv_folds: int = DEFAULT_FOLDS,
         embargo: int = DEFAULT_EMBARGO,
+        promotion: str = "always",
         source: str,
         namespace: str | None = None,
         name: str | None = None,
@@ -338,6 +350,7 @@ class JobStore:
             "parallelism": parallelism,
             "cv_folds": cv_folds,
             "embargo": embargo,
+            "promotion": promotion,
             "status": RunState.PENDING.value,
             "total_trials": 2 * n_trials,
             "requested_at": utc_now(),
@@ -379,6 +392,7 @@ class JobStore:
             parallelism=spec.parallelism,
             cv_folds=spec.cvFolds,
             embargo=spec.embargo,
+            promotion=spec.promotion,
             source=source,
             namespace=namespace,
             name=name,

@@ -45,6 +45,7 @@ def _create(store: JobStore, namespace: str, row: JobRow) -> bool:
         parallelism=row.parallelism,
         cv_folds=row.cv_folds,
         embargo=row.embargo,
+        promotion=row.promotion,
     )
     if kube.create_trainingjob(body):
         log.info("row %d became TrainingJob %s/%s", row.id, namespace, name)

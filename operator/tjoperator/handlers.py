@@ -113,6 +113,7 @@ def _is_the_bridges(row: JobRow, namespace: str, name: str, spec: TrainingJobSpe
         parallelism=row.parallelism,
         cv_folds=row.cv_folds,
         embargo=row.embargo,
+        promotion=row.promotion,
     )
     try:
         expected = validate_spec(bridge_made["spec"])

@@ -54,6 +54,8 @@ def trainer_args(spec: TrainingJobSpec, run_dir: str, data_root: str) -> list[st
         str(spec.cvFolds),
         "--embargo",
         str(spec.embargo),
+        "--promotion",
+        spec.promotion,
         "--run-dir",
         run_dir,
         "--data-root",
@@ -173,6 +175,7 @@ def build_trainingjob_for_row(
     parallelism: int,
     cv_folds: int = DEFAULT_FOLDS,
     embargo: int = DEFAULT_EMBARGO,
+    promotion: str = "always",
 ) -> dict[str, Any]:
     """The TrainingJob the table bridge creates for a row the UI inserted."""
     return {
@@ -192,6 +195,7 @@ def build_trainingjob_for_row(
             "parallelism": parallelism,
             "cvFolds": cv_folds,
             "embargo": embargo,
+            "promotion": promotion,
         },
     }
 

@@ -272,7 +272,10 @@ def judge(obs: Observation) -> Verdict:
     state = progress.state if progress else None
     if state == RunState.COMPLETED and progress is not None:
         return Verdict(
-            Phase.SUCCEEDED, "TrainingCompleted", f"models {progress.model_version} written"
+            Phase.SUCCEEDED,
+            "TrainingCompleted",
+            f"models {progress.model_version} written"
+            + (f"; {progress.promotion_reason}" if progress.promoted is False else ""),
         )
     if state == RunState.CANCELLED:
         return Verdict(
@@ -415,6 +418,11 @@ def build_status(
             "testScoreLong": _rounded(progress.test_score_long),
             "testScoreShort": _rounded(progress.test_score_short),
             **_verdict_status(progress),
+            **(
+                {"promoted": progress.promoted, "promotionReason": progress.promotion_reason}
+                if progress.promoted is not None
+                else {}
+            ),
             "modelVersion": progress.model_version,
             "startedAt": progress.started_at,
             "recentTrials": _recent_trials(progress),

@@ -118,3 +118,24 @@ def test_submit_and_the_worker_carry_the_folds(shared: Path) -> None:
     assert row.verdict_short in WORDS
     bad = tjctl(shared, "submit", "--timeframe", "15m", "--cv-folds", "11")
     assert bad.returncode == 1 and "--cv-folds: must be an integer from 1 to 10" in bad.stderr
+
+
+def test_the_promotion_policy_reaches_the_trainer_and_its_decision_the_row(
+    shared: Path, tmp_path: Path
+) -> None:
+    result = tjctl(
+        shared, "run", "-f", str(manifest(tmp_path, "picky", promotion="ifBetterThanLatest"))
+    )
+    assert result.returncode == 0, result.stderr
+    row = store_of(shared).get_by_name("default", "picky")
+    assert row is not None and row.promotion == "ifBetterThanLatest"
+    assert row.promoted is not None and row.promotion_reason is not None
+    assert row.promotion_reason.split()[0] in ("promoted", "not")
+    assert row.promotion_reason in result.stdout
+    latest = json.loads((shared / "models" / "metadata_15m_latest.json").read_text())
+    assert (latest["version"] == row.model_version) is row.promoted
+    bad = tjctl(shared, "run", "-f", str(manifest(tmp_path, "bad-policy", promotion="never")))
+    assert bad.returncode == 1
+    assert "spec.promotion: must be one of 'always', 'ifSignificant', 'ifBetterThanLatest'" in (
+        bad.stderr
+    )

@@ -1,5 +1,5 @@
-"""Schema version 5: the folds of a spec and each model's verdict, as table columns; a
-version-4 table gains them in place."""
+"""Schema versions 5 and 6: the folds and promotion policy of a spec, each model's verdict
+and the promotion decision, as table columns; a version-4 table gains them in place."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ V5_COLUMNS = (
     "test_ci_high_short",
     "evaluation",
 )
+V6_COLUMNS = ("promotion", "promoted", "promotion_reason")
 EVALUATION = {
     "level": 0.05,
     "LONG": {"verdict": "Significant", "test_spearman": 0.2, "ci": [0.1, 0.3], "p_value": 0.002},
@@ -60,17 +61,18 @@ def test_a_version_4_table_gains_the_columns_and_keeps_its_rows(tmp_path: Path) 
     job_id = store.submit(timeframe="1h", n_trials=5, train_ratio=0.7, source="old")
     store.close()
     with sqlite3.connect(path) as conn:  # make it the table release 4 had
-        for column in V5_COLUMNS:
+        for column in (*V5_COLUMNS, *V6_COLUMNS):
             conn.execute(f"ALTER TABLE training_jobs DROP COLUMN {column}")
         conn.execute("UPDATE training_jobs_schema SET version = 4")
     upgraded = JobStore(f"sqlite:///{path}")
     with sqlite3.connect(path) as conn:
         names = {r[1] for r in conn.execute("PRAGMA table_info(training_jobs)")}
         (version,) = conn.execute("SELECT version FROM training_jobs_schema").fetchone()
-    assert set(V5_COLUMNS) <= names and version == SCHEMA_VERSION == 5
+    assert set(V5_COLUMNS) | set(V6_COLUMNS) <= names and version == SCHEMA_VERSION == 6
     row = upgraded.get(job_id)
     assert row is not None and (row.timeframe, row.n_trials, row.source) == ("1h", 5, "old")
     assert (row.cv_folds, row.embargo, row.verdict_long) == (3, 16, None)
+    assert (row.promotion, row.promoted, row.promotion_reason) == ("always", None, None)
 
 
 def test_an_unreadable_evaluation_is_no_error(tmp_path: Path) -> None:

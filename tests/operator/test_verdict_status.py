@@ -89,3 +89,27 @@ def test_the_trainer_pod_is_asked_the_folds_of_the_spec() -> None:
     assert validate_spec(body["spec"]) == validate_spec(
         {"timeframe": "1h", "nTrials": 3, "seed": 1, "cvFolds": 5, "embargo": 0}
     )
+
+
+def test_a_version_not_promoted_says_why_in_the_status() -> None:
+    from tjoperator.status import judge
+
+    progress = RunProgress(
+        timeframe="15m",
+        n_trials=2,
+        total_trials=4,
+        state=RunState.COMPLETED,
+        model_version="15m_y",
+        promoted=False,
+        promotion_reason="not promoted (policy ifSignificant): LONG is NotSignificant (p = 0.4)",
+    )
+    verdict = judge(Observation(progress, {"succeeded": 1}))
+    assert verdict.phase == Phase.SUCCEEDED
+    assert verdict.message == (
+        "models 15m_y written; not promoted (policy ifSignificant): LONG is NotSignificant "
+        "(p = 0.4)"
+    )
+    status = build_status(
+        Observation(progress, {"succeeded": 1}), verdict, total_trials=4, previous={}, generation=1
+    )
+    assert status["promoted"] is False and status["promotionReason"].startswith("not promoted")

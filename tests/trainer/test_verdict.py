@@ -5,14 +5,12 @@ a backtest of the test tail net of costs."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from trainer_testlib import make_config, random_walk_candles
+from trainer_testlib import make_config, random_walk_dataset
 
-from tjtrainer.datasets import Frame, label_spec, make_frame, write_dataset
 from tjtrainer.evaluation import (
     NOT_SIGNIFICANT,
     SIGNIFICANT,
@@ -109,31 +107,15 @@ def test_backtest_by_hand() -> None:
 
 
 # -- on small real runs ---------------------------------------------------------------------
-def _random_walk_root(root: Path, *, planted: bool) -> Path:
-    """A random-walk dataset; with ``planted``, one more feature that knows a little of
-    each row's future (a noisy copy of label_long - label_short): skill by construction."""
-    frame = make_frame(random_walk_candles(3200, seed=21), label_spec(horizon=4))
-    if planted:
-        rows = frame.rows
-        edge = rows["label_long"] - rows["label_short"]
-        noise = np.random.default_rng(5).standard_normal(len(rows))
-        rows["planted"] = (edge / edge.std() + 2.0 * noise).astype("float32")
-        labels = ["label_long", "label_short"]
-        rows = rows[[c for c in rows.columns if c not in labels] + labels]
-        frame = Frame(rows=rows, labels=frame.labels, definition=frame.definition)
-    write_dataset(frame, root, timeframe="15m", horizon=4, cost_bps=10.0, source={"kind": "test"})
-    return root
-
-
 @pytest.fixture(scope="module")
 def random_walk_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    root = _random_walk_root(tmp_path_factory.mktemp("rw") / "shared", planted=False)
+    root = random_walk_dataset(tmp_path_factory.mktemp("rw") / "shared", planted=False)
     return root, run_training(make_config(root, "random-walk"))
 
 
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    root = _random_walk_root(tmp_path_factory.mktemp("planted") / "shared", planted=True)
+    root = random_walk_dataset(tmp_path_factory.mktemp("planted") / "shared", planted=True)
     return root, run_training(make_config(root, "planted"))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from tjtrainer.config import TrainConfig
+from tjtrainer.datasets import Frame, label_spec, make_frame, write_dataset
 from tjtrainer.progress import RunProgress, read_progress
 from tjtrainer.train import run_training
 
@@ -71,3 +72,19 @@ def random_walk_candles(n: int, seed: int, sigma: float = 0.0025) -> pd.DataFram
             "volume": np.exp(rng.normal(5.0, 0.3, n)),
         }
     )
+
+
+def random_walk_dataset(root: Path, *, planted: bool) -> Path:
+    """A random-walk dataset; with ``planted``, one more feature that knows a little of
+    each row's future (a noisy copy of label_long - label_short): skill by construction."""
+    frame = make_frame(random_walk_candles(3200, seed=21), label_spec(horizon=4))
+    if planted:
+        rows = frame.rows
+        edge = rows["label_long"] - rows["label_short"]
+        noise = np.random.default_rng(5).standard_normal(len(rows))
+        rows["planted"] = (edge / edge.std() + 2.0 * noise).astype("float32")
+        labels = ["label_long", "label_short"]
+        rows = rows[[c for c in rows.columns if c not in labels] + labels]
+        frame = Frame(rows=rows, labels=frame.labels, definition=frame.definition)
+    write_dataset(frame, root, timeframe="15m", horizon=4, cost_bps=10.0, source={"kind": "test"})
+    return root

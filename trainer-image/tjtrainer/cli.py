@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tjtrainer.config import TIMEFRAMES, TrainConfig
+from tjtrainer.config import PROMOTIONS, TIMEFRAMES, TrainConfig
 from tjtrainer.errors import TrainingError
 from tjtrainer.progress import RunProgress, verdict_lines
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
@@ -243,6 +243,12 @@ def add_train_parser(subparsers: Any) -> None:
         f"(default: {DEFAULT_EMBARGO})",
     )
     train.add_argument(
+        "--promotion",
+        choices=PROMOTIONS,
+        default="always",
+        help="when the new version becomes *_latest (default: always)",
+    )
+    train.add_argument(
         "--run-dir", type=Path, required=True, help="progress, study and cancel marker"
     )
     _add_data_root(train)
@@ -299,6 +305,7 @@ def _train(args: argparse.Namespace) -> int:
         parallelism=args.parallelism,
         cv_folds=args.cv_folds,
         embargo=args.embargo,
+        promotion=args.promotion,
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -325,6 +332,8 @@ def _train(args: argparse.Namespace) -> int:
         )
         for line in verdict_lines(progress):
             print(line, flush=True)
+        if progress.promotion_reason:
+            print(f"  {progress.promotion_reason}", flush=True)
     else:
         print(f"{progress.state} after {progress.completed_trials} trials", flush=True)
     return 0

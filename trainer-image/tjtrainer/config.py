@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TIMEFRAMES = ("15m", "1h")
+PROMOTIONS = ("always", "ifSignificant", "ifBetterThanLatest")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class TrainConfig:
             Spearman); see :mod:`tjtrainer.splits`.
         embargo: rows kept out after the purge gap at every boundary between rows a model
             learns from and rows it is judged on.
+        promotion: when the new version becomes ``*_latest``: ``always``,
+            ``ifSignificant`` (both models' verdicts Significant) or ``ifBetterThanLatest``
+            (mean test Spearman of the two models above the current latest's).
     """
 
     timeframe: str
@@ -36,6 +40,7 @@ class TrainConfig:
     parallelism: int = 1
     cv_folds: int = 3
     embargo: int = 16
+    promotion: str = "always"
 
     @property
     def dataset_dir(self) -> Path:

@@ -10,6 +10,7 @@ trial has seen: that is the honest score reported as ``test_score_long/short``.
 
 from __future__ import annotations
 
+import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,14 @@ from optuna.trial import FrozenTrial, TrialState
 from tjtrainer.config import TrainConfig
 from tjtrainer.datasets import Dataset, iso_utc
 from tjtrainer.errors import TrainingError
-from tjtrainer.evaluation import CONFIDENCE, SIGNIFICANCE_LEVEL, backtest, entry_threshold, judge
+from tjtrainer.evaluation import (
+    CONFIDENCE,
+    SIGNIFICANCE_LEVEL,
+    SIGNIFICANT,
+    backtest,
+    entry_threshold,
+    judge,
+)
 from tjtrainer.matrices import Matrices, label_scaling
 from tjtrainer.metrics import RankTarget, spearman
 from tjtrainer.models import save_models
@@ -47,6 +55,8 @@ class FinalModels:
     models_dir: Path
     test_scores: dict[str, float]
     evaluation: dict[str, Any]
+    promoted: bool = True
+    promotion_reason: str | None = None
 
 
 def best_trial(model: str, trials: list[FrozenTrial]) -> FrozenTrial:
@@ -107,20 +117,76 @@ def finish_models(
         summary[model]["label_scaling"] = label_scaling(matrices.labels(model, splits.final.fit))
     if cancel_requested(config.run_dir):
         return None
+    promoted, reason = promotion_decision(config, summary)
     metadata = _metadata(config, dataset, splits, progress, summary)
+    metadata["promotion"] = {"policy": config.promotion, "promoted": promoted, "reason": reason}
     saved = save_models(
         config.models_dir,
         timeframe=config.timeframe,
         boosters=boosters,
         scaler=matrices.scaler,
         metadata=metadata,
+        promote=promoted,
     )
     return FinalModels(
         version=saved.version,
         models_dir=config.models_dir,
         test_scores={m: summary[m]["test_spearman"] for m in MODELS},
         evaluation=evaluation_summary(summary),
+        promoted=promoted,
+        promotion_reason=reason,
     )
+
+
+def promotion_decision(config: TrainConfig, summary: dict[str, dict[str, Any]]) -> tuple[bool, str]:
+    """Whether the new version becomes ``*_latest`` under ``config.promotion``, and why."""
+    policy = config.promotion
+    if policy == "always":
+        return True, "promotion policy always"
+    if policy == "ifSignificant":
+        failing = [m for m in MODELS if summary[m]["verdict"]["verdict"] != SIGNIFICANT]
+        if failing:
+            words = ", ".join(
+                f"{m} is {summary[m]['verdict']['verdict']} (p = "
+                f"{summary[m]['verdict']['p_value']:.3f})"
+                for m in failing
+            )
+            return False, f"not promoted (policy ifSignificant): {words}"
+        return True, "promoted (policy ifSignificant): both models are Significant"
+    latest = _latest_metadata(config)
+    new = _mean_test(summary)
+    if latest is None:
+        return True, "promoted (policy ifBetterThanLatest): there is no latest version yet"
+    old = _mean_test(latest.get("models") or {})
+    if old is None or new is None or new > old:
+        return True, (
+            f"promoted (policy ifBetterThanLatest): mean test Spearman {_fmt(new)} beats "
+            f"{_fmt(old)} of {latest.get('version')}"
+        )
+    return False, (
+        f"not promoted (policy ifBetterThanLatest): mean test Spearman {_fmt(new)} does not "
+        f"beat {_fmt(old)} of the latest version {latest.get('version')}"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{value:+.4f}"
+
+
+def _mean_test(models: dict[str, Any]) -> float | None:
+    scores = [(models.get(m) or {}).get("test_spearman") for m in MODELS]
+    if any(not isinstance(s, int | float) for s in scores):
+        return None
+    return float(np.mean([float(s) for s in scores if s is not None]))
+
+
+def _latest_metadata(config: TrainConfig) -> dict[str, Any] | None:
+    path = config.models_dir / f"metadata_{config.timeframe}_latest.json"
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def evaluation_summary(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:

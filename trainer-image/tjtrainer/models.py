@@ -45,7 +45,7 @@ class SavedModels:
     version: str
     version_dir: Path
     metadata_path: Path
-    latest_metadata_path: Path
+    latest_metadata_path: Path | None  # None when the version was not promoted
 
 
 def version_file_names() -> dict[str, str]:
@@ -87,8 +87,10 @@ def save_models(
     boosters: dict[str, xgb.Booster],
     scaler: StandardScaler,
     metadata: dict[str, Any],
+    promote: bool = True,
 ) -> SavedModels:
-    """Write a new version of the models, then switch the ``*_latest`` files to it."""
+    """Write a new version of the models, then (with ``promote``) switch the ``*_latest``
+    files to it; a version not promoted stays a version of its own."""
     version, folder = _reserve_version(models_dir, timeframe)
     names = version_file_names()
     for model in MODELS:
@@ -114,6 +116,8 @@ def save_models(
     metadata_path = folder / "metadata.json"
     atomic_write_bytes(metadata_path, text)
 
+    if not promote:
+        return SavedModels(version, folder, metadata_path, None)
     for name in names.values():
         atomic_copy(folder / name, models_dir / latest_name(name, timeframe))
     latest_metadata = models_dir / f"metadata_{timeframe}_latest.json"

@@ -112,6 +112,9 @@ class RunProgress:
     # The honest verdict per model (tjtrainer.evaluation): {"level": 0.05, "LONG": {
     # "verdict", "test_spearman", "ci": [low, high], "p_value", "backtest": {...}}, ...}
     evaluation: dict[str, Any] | None = None
+    # Whether the version became *_latest under the run's promotion policy, and why.
+    promoted: bool | None = None
+    promotion_reason: str | None = None
     model_version: str | None = None
     models_dir: str | None = None
     error: str | None = None

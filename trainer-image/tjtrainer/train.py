@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
-from tjtrainer.config import TIMEFRAMES, TrainConfig
+from tjtrainer.config import PROMOTIONS, TIMEFRAMES, TrainConfig
 from tjtrainer.cpus import available_cpus
 from tjtrainer.datasets import Dataset, load_dataset
 from tjtrainer.errors import DatasetError, RunFolderBusyError, RunFolderError, TrainingError
@@ -72,6 +72,10 @@ def validate_config(config: TrainConfig) -> None:
         raise TrainingError(f"parallelism must be >= 1, got {config.parallelism}")
     if not 1 <= config.cv_folds <= MAX_FOLDS:
         raise TrainingError(f"cvFolds must be from 1 to {MAX_FOLDS}, got {config.cv_folds}")
+    if config.promotion not in PROMOTIONS:
+        raise TrainingError(
+            f"promotion must be one of {', '.join(PROMOTIONS)}, got {config.promotion!r}"
+        )
     if not 0 <= config.embargo <= MAX_EMBARGO:
         raise TrainingError(f"embargo must be from 0 to {MAX_EMBARGO}, got {config.embargo}")
 
@@ -245,6 +249,8 @@ class _Run:
             self.progress.test_score_long = final.test_scores["LONG"]
             self.progress.test_score_short = final.test_scores["SHORT"]
             self.progress.evaluation = final.evaluation
+            self.progress.promoted = final.promoted
+            self.progress.promotion_reason = final.promotion_reason
             return self._finish(RunState.COMPLETED)
         finally:
             self.recorder.close()

@@ -21,6 +21,7 @@ LABELS = {
     "parallelism": "Parallel trials",
     "cvFolds": "Walk-forward folds",
     "embargo": "Embargo (rows)",
+    "promotion": "Promotion",
 }
 FORM_KEY = "start_form"
 
@@ -91,6 +92,11 @@ def render_start_form(database_url: str) -> int | None:
             embargo = st.number_input(
                 LABELS["embargo"], step=1, help=_help("embargo"), **_limits("embargo", int)
             )
+            promotion = st.selectbox(
+                LABELS["promotion"],
+                FIELDS_BY_NAME["promotion"].enum or ("always",),
+                help=_help("promotion"),
+            )
         submitted = st.form_submit_button("Start Training", type="primary", width="stretch")
     if not submitted:
         return None
@@ -104,6 +110,7 @@ def render_start_form(database_url: str) -> int | None:
                 "parallelism": parallelism,
                 "cvFolds": cv_folds,
                 "embargo": embargo,
+                "promotion": promotion,
             }
         )
     except SpecError as err:

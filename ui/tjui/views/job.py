@@ -203,7 +203,10 @@ def _verdicts(row: JobRow) -> None:
 
 def _models(row: JobRow, models_dir: Path) -> None:
     assert row.model_version is not None
-    st.success(f"Model version `{row.model_version}`")
+    if row.promoted is False:
+        st.warning(f"Model version `{row.model_version}` was kept, but {row.promotion_reason}")
+    else:
+        st.success(f"Model version `{row.model_version}`")
     found = find_artifacts(models_dir, row.model_version, row.timeframe)
     if found.problem:
         st.caption(f"Model files: {found.problem}.")
