@@ -34,11 +34,10 @@ from tjtrainer.evaluation import (
     judge,
 )
 from tjtrainer.matrices import Matrices, label_scaling
-from tjtrainer.metrics import RankTarget, spearman
+from tjtrainer.metrics import spearman
 from tjtrainer.models import save_models
 from tjtrainer.progress import MODELS, RunProgress, cancel_requested, utc_now
 from tjtrainer.search import (
-    EVAL_EVERY,
     PATIENCE,
     SEARCH_SPACE,
     Timings,
@@ -89,11 +88,11 @@ def finish_models(
     for model in MODELS:
         best = bests[model]
         fit.set_label(matrices.training_labels(model, splits.final.fit))
+        stop_block.set_label(matrices.scaled_like(model, splits.final.early_stop, splits.final.fit))
         fitted = fit_early_stopped(
             best.params,
             fit,
             stop_block,
-            RankTarget(matrices.labels(model, splits.final.early_stop)),
             seed=trial_seed(config.seed, model, int(best.user_attrs.get("slot", best.number))),
             nthread=nthread,
             timings=timings,
@@ -299,7 +298,10 @@ def _metadata(
         "search": {
             "sampler": "optuna TPESampler(multivariate=True)",
             "pruner": "optuna MedianPruner on the running mean fold Spearman, after each fold",
-            "early_stopping": {"eval_every": EVAL_EVERY, "patience_rounds": PATIENCE},
+            "early_stopping": {
+                "metric": "rmse of the early-stopping block",
+                "patience_rounds": PATIENCE,
+            },
             "space": {k: repr(v) for k, v in SEARCH_SPACE.items()},
         },
         "models": summary,

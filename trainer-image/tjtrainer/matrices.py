@@ -64,11 +64,18 @@ class Matrices:
         """``model``'s labels of rows ``part``, standardised over those rows."""
         return standardised(self.labels(model, part))
 
+    def scaled_like(self, model: str, part: slice, reference: slice) -> np.ndarray:
+        """``model``'s labels of ``part`` in the standard units of the rows ``reference``."""
+        scaling = label_scaling(self.labels(model, reference))
+        std = scaling["std"] or 1.0
+        return (self.labels(model, part) - scaling["mean"]) / std
+
     def use_labels(self, model: str, timings: Timings) -> None:
         """Make the fold matrices carry ``model``'s (standardised) labels."""
         started = time.perf_counter()
-        for fold, data in zip(self.splits.folds, self.fits, strict=True):
+        for index, (fold, data) in enumerate(zip(self.splits.folds, self.fits, strict=True)):
             data.set_label(self.training_labels(model, fold.fit))
+            self.blocks[index].set_label(self.scaled_like(model, fold.early_stop, fold.fit))
         timings.add_xgboost(time.perf_counter() - started, "matrix")
 
     def fold_inputs(self, model: str) -> list[FoldInput]:
@@ -78,7 +85,6 @@ class Matrices:
             FoldInput(
                 fit=self.fits[i],
                 early_stop=self.blocks[i],
-                early_stop_target=targets[i],
                 score=self.blocks[i + 1],
                 score_target=targets[i + 1],
             )
