@@ -76,6 +76,17 @@ def test_apply_runs_to_succeeded_with_models_and_a_completed_row(
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Succeeded"]["status"] == "True"
     assert conditions["Running"]["status"] == "False"
+    # Each model's verdict on its test tail, in the status and as printer columns.
+    for side in ("Long", "Short"):
+        assert status[f"verdict{side}"] in ("Significant", "NotSignificant"), status
+        low, high = status[f"testCi{side}"]
+        assert low <= status[f"testScore{side}"] <= high
+        assert 0 < status[f"testPValue{side}"] <= 1
+    assert status["significanceLevel"] == 0.05 and status["promoted"] is True
+    header, line = env.kubectl("get", "trainingjobs", "small", "-n", namespace).stdout.splitlines()
+    assert "VERDICT LONG" in header and "VERDICT SHORT" in header
+    assert status["verdictLong"] in line.split() and status["verdictShort"] in line.split()
+    print(header, line, sep="\n")
 
     row = env.store.get_by_name(namespace, "small")
     assert row is not None and row.id == status["rowId"]
