@@ -157,3 +157,27 @@ def test_the_metadata_keeps_the_verdict_and_the_equity_curve(planted_run) -> Non
         assert len(trades["equity"]) == min(trades["trades"], 200)
         assert trades["equity"][-1][1] == pytest.approx(trades["net_return"])
         assert "enter when the prediction" in trades["rule"]
+
+
+def test_the_deflated_probability_corrects_for_the_trials_run() -> None:
+    from tjtrainer.evaluation import deflated_selection
+
+    rng = np.random.default_rng(9)
+    noise = list(rng.normal(0.0, 0.02, 60))  # 60 skill-less trials' walk-forward scores
+    best = max(noise)
+    lucky = deflated_selection(noise, [best - 0.005, best, best + 0.005], trials_run=60)
+    assert lucky["expected_best_without_skill"] == pytest.approx(0.02 * 2.32, rel=0.25)
+    assert lucky["deflated_probability"] < 0.9  # the best of 60 tries is what 60 tries give
+    one_try = deflated_selection(noise[:2], [best - 0.005, best, best + 0.005], trials_run=2)
+    assert one_try["deflated_probability"] > lucky["deflated_probability"]
+    skilled = deflated_selection(noise, [0.19, 0.2, 0.21], trials_run=60)
+    assert skilled["deflated_probability"] > 0.99
+
+
+def test_the_run_records_the_deflated_selection(planted_run) -> None:  # type: ignore[no-untyped-def]
+    root, progress = planted_run
+    metadata = json.loads((root / "models" / "metadata_15m_latest.json").read_text())
+    selection = metadata["models"]["LONG"]["selection"]
+    assert selection["trials"] == 3
+    assert 0 <= selection["deflated_probability"] <= 1
+    assert progress.evaluation["LONG"]["deflated_probability"] == selection["deflated_probability"]

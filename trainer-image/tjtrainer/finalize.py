@@ -30,6 +30,7 @@ from tjtrainer.evaluation import (
     SIGNIFICANCE_LEVEL,
     SIGNIFICANT,
     backtest,
+    deflated_selection,
     entry_threshold,
     judge,
 )
@@ -106,6 +107,16 @@ def finish_models(
             predicted, test_labels, horizon=splits.purge_gap, seed=trial_seed(config.seed, model, 0)
         )
         summary[model]["verdict"] = verdict.to_dict()
+        scores = [
+            float(t.value)
+            for t in studies[model]
+            if t.state == TrialState.COMPLETE and t.value is not None
+        ]
+        summary[model]["selection"] = deflated_selection(
+            scores,
+            list(best.user_attrs.get("fold_scores") or [best.value]),
+            sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in studies[model]),
+        )
         summary[model]["backtest"] = backtest(
             predicted,
             test_labels,
@@ -202,6 +213,8 @@ def evaluation_summary(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "test_spearman": verdict["test_spearman"],
             "ci": [verdict["ci_low"], verdict["ci_high"]],
             "p_value": verdict["p_value"],
+            "deflated_probability": summary[model]["selection"]["deflated_probability"],
+            "trials": summary[model]["selection"]["trials"],
             "backtest": trades,
         }
     return out

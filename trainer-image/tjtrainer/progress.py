@@ -240,5 +240,11 @@ def verdict_lines(progress: RunProgress) -> list[str]:
             f"{found['p_value']:.3f}); backtest {trades['trades']} trades, net "
             f"{100 * trades['net_return']:+.2f} %, Sharpe {trades['sharpe']:+.2f}, hit rate "
             f"{100 * trades['hit_rate']:.0f} %, {trades['turnover_per_day']:.1f} trades/day"
+            + (
+                f"; deflated probability of its walk-forward score over {found['trials']} "
+                f"trials {found['deflated_probability']:.2f}"
+                if "deflated_probability" in found
+                else ""
+            )
         )
     return lines

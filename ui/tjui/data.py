@@ -55,6 +55,7 @@ VERDICT_COLUMNS = (
     "Sharpe",
     "hit rate",
     "trades/day",
+    "deflated",
 )
 
 
@@ -206,6 +207,7 @@ def verdict_frame(evaluation: Mapping[str, Any] | None) -> pd.DataFrame:
                 "Sharpe": trades.get("sharpe"),
                 "hit rate": trades.get("hit_rate"),
                 "trades/day": trades.get("turnover_per_day"),
+                "deflated": found.get("deflated_probability"),
             }
         )
     return pd.DataFrame.from_records(records, columns=list(VERDICT_COLUMNS))

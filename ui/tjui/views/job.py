@@ -193,6 +193,12 @@ def _verdicts(row: JobRow) -> None:
                 "Sharpe": st.column_config.NumberColumn(format="%+.2f"),
                 "hit rate": st.column_config.NumberColumn(format="%.2f"),
                 "trades/day": st.column_config.NumberColumn(format="%.1f"),
+                "deflated": st.column_config.NumberColumn(
+                    "deflated prob.",
+                    format="%.2f",
+                    help="Deflated Sharpe Ratio's correction of the best walk-forward score "
+                    "for the number of trials run: near 1, more than selection explains.",
+                ),
             },
         )
         st.caption(
