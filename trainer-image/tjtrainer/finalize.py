@@ -152,7 +152,7 @@ def promotion_decision(config: TrainConfig, summary: dict[str, dict[str, Any]]) 
     """Whether the new version becomes ``*_latest`` under ``config.promotion``, and why."""
     policy = config.promotion
     if policy == "always":
-        return True, "promotion policy always"
+        return True, "promoted (policy always)"
     if policy == "ifSignificant":
         failing = [m for m in MODELS if summary[m]["verdict"]["verdict"] != SIGNIFICANT]
         if failing:
