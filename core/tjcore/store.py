@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tjcore.schema import migrate, training_jobs
 from tjcore.spec import TrainingJobSpec
+from tjcore.sqlite_fs import check_sqlite_location
 from tjtrainer.progress import RunProgress, RunState, utc_now
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
@@ -177,6 +178,8 @@ def progress_columns(progress: RunProgress) -> dict[str, Any]:
 def _sqlite_engine(url: str, *, readonly: bool) -> Engine:
     parsed = make_url(url)
     database = parsed.database or ""
+    if database and database != ":memory:":
+        check_sqlite_location(Path(database))  # never WAL on a network filesystem
     if database and database != ":memory:" and not readonly:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     if readonly:
