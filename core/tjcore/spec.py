@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tjtrainer.config import PROMOTIONS
+from tjtrainer.config import MAX_PARALLELISM, PROMOTIONS
 from tjtrainer.paths import LABEL
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
 
@@ -171,7 +171,7 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
         "Optuna trials evaluated at once in the trainer.",
         default=1,
         minimum=1,
-        maximum=16,
+        maximum=MAX_PARALLELISM,
     ),
     SpecField(
         "cvFolds",

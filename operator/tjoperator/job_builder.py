@@ -8,14 +8,12 @@ from typing import Any
 
 from tjcore.spec import API_VERSION, KIND, TrainingJobSpec
 from tjoperator.config import OperatorConfig
+from tjtrainer.exitcodes import PERMANENT_EXIT_CODES
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 LABEL_TRAININGJOB = "mltraining.dev/trainingjob"
 ANNOTATION_ROW_ID = "mltraining.dev/row-id"
 TRAINER_CONTAINER = "trainer"
-# Exit code of the trainer for a failure that a retry cannot fix (bad dataset, bad
-# arguments): the Job fails at once instead of burning its backoffLimit.
-PERMANENT_FAILURE_EXIT_CODES = [1, 2]
 RUN_AS_USER = 10001
 
 
@@ -66,6 +64,26 @@ def trainer_args(spec: TrainingJobSpec, run_dir: str, data_root: str) -> list[st
 def _quantities_as_strings(resources: dict[str, Any]) -> dict[str, dict[str, str]]:
     """Resource quantities as the Job's schema types them: ``cpu: 2`` becomes ``"2"``."""
     return {key: {name: str(amount) for name, amount in q.items()} for key, q in resources.items()}
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    """How the Job counts a failed trainer pod (the contract of tjtrainer.exitcodes): a
+    pod evicted or drained (condition DisruptionTarget) is not counted against
+    ``backoffLimit``; a permanent exit fails the Job at once; any other exit is retried
+    up to ``backoffLimit`` times, and each retry resumes the study."""
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": TRAINER_CONTAINER,
+                    "operator": "In",
+                    "values": list(PERMANENT_EXIT_CODES),
+                },
+            },
+        ]
+    }
 
 
 def build_job(
@@ -146,18 +164,7 @@ def build_job(
             "backoffLimit": spec.backoffLimit,
             "activeDeadlineSeconds": spec.activeDeadlineSeconds,
             "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {
-                            "containerName": TRAINER_CONTAINER,
-                            "operator": "In",
-                            "values": PERMANENT_FAILURE_EXIT_CODES,
-                        },
-                    }
-                ]
-            },
+            "podFailurePolicy": pod_failure_policy(),
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }

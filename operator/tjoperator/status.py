@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tjtrainer.exitcodes import is_permanent
 from tjtrainer.progress import RunProgress, RunState, utc_now
 
 RECENT_TRIALS = 5
@@ -25,7 +26,7 @@ POD_FAILURE_REASONS = frozenset(
     {"OOMKilled", "ImageNotFound", "InvalidImageName", "ImagePullBackOff"}
 )
 # Non-final verdicts that deserve a Warning Event (once, when they appear).
-WARNING_REASONS = frozenset({"ImagePullBackOff"})
+WARNING_REASONS = frozenset({"ImagePullBackOff", "Retrying"})
 
 
 class Phase(StrEnum):
@@ -198,6 +199,39 @@ def termination_message(pods: tuple[dict[str, Any], ...] | list[dict[str, Any]])
     return lines[-1] if lines else messages[-1][1]
 
 
+def trainer_exit_code(pods: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> int | None:
+    """The exit code of the container that ended last among the pods, ``None`` if none
+    has ended (or the pods were not looked at since)."""
+    ended: list[tuple[str, int]] = []
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if isinstance(terminated.get("exitCode"), int):
+                ended.append((str(terminated.get("finishedAt") or ""), terminated["exitCode"]))
+    return max(ended)[1] if ended else None
+
+
+def _retrying(obs: Observation, progress: RunProgress) -> Verdict:
+    """The trainer failed but its Job has not: a transient exit is being retried (the
+    retry resumes the study), or the pod's exit code is not known yet."""
+    code = trainer_exit_code(obs.pods)
+    error = progress.error or "the trainer failed"
+    pods = (obs.job or {}).get("failed") or 0
+    if code is None:
+        return Verdict(
+            Phase.RUNNING,
+            "TrainerExited",
+            f"{error}; waiting for the Job: it retries a transient failure (the retry "
+            "resumes the study) and fails at once on a permanent one",
+        )
+    return Verdict(
+        Phase.RUNNING,
+        "Retrying",
+        f"{error} (exit code {code}, transient); the Job retries it within its backoffLimit "
+        f"and the retry resumes the study ({pods} failed pod(s) so far)",
+    )
+
+
 IMAGE_FIX = "set spec.image / the chart's trainer.image"
 
 
@@ -284,10 +318,18 @@ def judge(obs: Observation) -> Verdict:
             "stopped after the current trial on request; no model was replaced",
         )
     trouble = pod_trouble(obs.pods)
-    # The trainer's own error (it exited 1 and said why) wins over what the pods show.
+    # The trainer's own error (it exited and said why) wins over what the pods show.
     if trouble is not None and trouble.fatal and state != RunState.FAILED:
         return _trouble_verdict(trouble, obs)
     failed = _job_condition(obs.job, "Failed")
+    if (
+        state == RunState.FAILED
+        and progress is not None
+        and obs.job is not None
+        and not failed
+        and not is_permanent(trainer_exit_code(obs.pods))
+    ):
+        return _retrying(obs, progress)
     if state == RunState.FAILED or failed:
         error = (progress.error if progress and progress.error else None) or obs.trainer_message
         reason = (failed or {}).get("reason") or "TrainerFailed"

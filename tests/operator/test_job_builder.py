@@ -14,6 +14,7 @@ from tjoperator.job_builder import (
     job_name,
     row_trainingjob_name,
 )
+from tjtrainer.exitcodes import EXIT_BAD_ARGUMENTS, EXIT_PERMANENT, EXIT_TRANSIENT
 
 CONFIG = OperatorConfig(trainer_image="trainer:1", pvc_claim="shared-claim", shared_mount="/data")
 
@@ -87,8 +88,17 @@ def test_pod_meets_the_restricted_pod_security_standard() -> None:
 
 def test_permanent_trainer_failures_fail_the_job_at_once() -> None:
     rules = build()["spec"]["podFailurePolicy"]["rules"]
-    assert rules[0]["action"] == "FailJob"
-    assert rules[0]["onExitCodes"]["values"] == [1, 2]
+    fail = [rule for rule in rules if rule["action"] == "FailJob"]
+    assert len(fail) == 1
+    assert fail[0]["onExitCodes"]["values"] == [EXIT_BAD_ARGUMENTS, EXIT_PERMANENT]
+    # Transient exits (75, Python's own 1, a kill's 137/143) go through backoffLimit.
+    for code in (EXIT_TRANSIENT, 1, 137, 143):
+        assert code not in fail[0]["onExitCodes"]["values"]
+
+
+def test_evictions_and_drains_do_not_count_against_backoff_limit() -> None:
+    rules = build()["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
 
 
 def test_a_table_row_becomes_a_named_trainingjob() -> None:

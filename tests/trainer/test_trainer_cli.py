@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tjtrainer.cli import add_dataset_parser, main
+from tjtrainer.exitcodes import EXIT_PERMANENT
 from tjtrainer.progress import RunState, read_progress
 from tjtrainer.synth import synth_candles
 
@@ -87,7 +88,8 @@ def test_dataset_parser_mounts_into_another_cli(tmp_path: Path) -> None:
         (["--train-ratio", "0.3"], "--train-ratio must be in [0.5, 0.95], got 0.3"),
         (["--train-ratio", "x"], "--train-ratio must be a number"),
         (["--timeframe", "5m"], "invalid choice: '5m'"),
-        (["--parallelism", "0"], "--parallelism must be in [1, 64]"),
+        (["--parallelism", "0"], "--parallelism must be in [1, 16]"),
+        (["--parallelism", "17"], "--parallelism must be in [1, 16], got 17"),
     ],
 )
 def test_bad_train_arguments_exit_2(
@@ -105,7 +107,7 @@ def test_bad_train_arguments_exit_2(
     assert not (tmp_path / "run").exists()
 
 
-def test_failed_train_exits_1_error_last_on_stderr_and_in_termination_log(
+def test_failed_train_exits_permanent_error_last_on_stderr_and_in_termination_log(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     termination = tmp_path / "termination-log"
@@ -114,7 +116,7 @@ def test_failed_train_exits_1_error_last_on_stderr_and_in_termination_log(
                  "--data-root", str(tmp_path / "nothing-here"),
                  "--termination-log", str(termination)])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1
+    assert code == EXIT_PERMANENT
     assert err[-1].startswith("error: no dataset for timeframe 15m")
     assert "tjctl dataset synth --timeframe 15m" in err[-1]
     assert termination.read_text().strip() == err[-1].removeprefix("error: ")

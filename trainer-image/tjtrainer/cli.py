@@ -1,8 +1,10 @@
 """Command line of the trainer: ``python -m tjtrainer {dataset synth|dataset build|train}``.
 
 :func:`add_dataset_parser` is also mounted by ``tjctl`` (``tjctl dataset …``). Exit codes:
-0 done (for ``train``: completed or cancelled), 1 failed (the reason is the last line on
-stderr and, for ``train``, the Kubernetes termination message), 2 bad arguments.
+``dataset``: 0 done, 1 failed, 2 bad arguments. ``train``: the contract of
+:mod:`tjtrainer.exitcodes` (0 done or cancelled, 2 bad arguments, 3 a permanent failure,
+75 a transient one). A failure's reason is the last line on stderr and, for ``train``,
+the Kubernetes termination message.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tjtrainer.config import PROMOTIONS, TIMEFRAMES, TrainConfig
+from tjtrainer.config import MAX_PARALLELISM, PROMOTIONS, TIMEFRAMES, TrainConfig
 from tjtrainer.errors import TrainingError
+from tjtrainer.exitcodes import EXIT_OK, exit_code_for
 from tjtrainer.progress import RunProgress, verdict_lines
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
 
@@ -228,7 +231,9 @@ def add_train_parser(subparsers: Any) -> None:
     train.add_argument("--n-trials", type=_bounded_int("--n-trials", 1, 10_000), default=30)
     train.add_argument("--train-ratio", type=_train_ratio, default=0.8)
     train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--parallelism", type=_bounded_int("--parallelism", 1, 64), default=1)
+    train.add_argument(
+        "--parallelism", type=_bounded_int("--parallelism", 1, MAX_PARALLELISM), default=1
+    )
     train.add_argument(
         "--cv-folds",
         type=_bounded_int("--cv-folds", 1, MAX_FOLDS),
@@ -318,11 +323,15 @@ def _train(args: argparse.Namespace) -> int:
     )
     try:
         progress = run_training(config, on_progress=_TrialPrinter())
-    except TrainingError as exc:
-        message = str(exc)
+    except Exception as exc:  # TrainingError, or anything it did not wrap: one line each
+        message = (
+            str(exc)
+            if isinstance(exc, TrainingError)
+            else f"unexpected {type(exc).__name__}: {exc}"
+        )
         _write_termination_message(args.termination_log, message)
         print(f"error: {message}", file=sys.stderr, flush=True)
-        return 1
+        return exit_code_for(exc)
     if progress.state == "completed":
         print(
             f"completed: model version {progress.model_version} in {progress.models_dir}; "
@@ -336,7 +345,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"  {progress.promotion_reason}", flush=True)
     else:
         print(f"{progress.state} after {progress.completed_trials} trials", flush=True)
-    return 0
+    return EXIT_OK
 
 
 def _write_termination_message(explicit: str | None, message: str) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 TIMEFRAMES = ("15m", "1h")
 PROMOTIONS = ("always", "ifSignificant", "ifBetterThanLatest")
+# Trials evaluated at once; the CRD's bound (tjcore.spec) and the trainer's flag read it.
+MAX_PARALLELISM = 16
 
 
 @dataclass(frozen=True)

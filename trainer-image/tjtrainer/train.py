@@ -23,7 +23,13 @@ from threadpoolctl import threadpool_limits
 from tjtrainer.config import PROMOTIONS, TIMEFRAMES, TrainConfig
 from tjtrainer.cpus import available_cpus
 from tjtrainer.datasets import Dataset, load_dataset
-from tjtrainer.errors import DatasetError, RunFolderBusyError, RunFolderError, TrainingError
+from tjtrainer.errors import (
+    DatasetError,
+    RunFolderBusyError,
+    RunFolderError,
+    TrainingError,
+    TransientError,
+)
 from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.progress import (
@@ -127,11 +133,11 @@ def run_training(
             except Exception as exc:
                 message = f"unexpected {type(exc).__name__}: {exc}"
                 run.fail(message)
-                raise TrainingError(message) from exc
+                raise TransientError(message) from exc
     except RunFolderBusyError:
         raise
     except OSError as exc:
-        raise TrainingError(f"cannot use run folder {config.run_dir}: {exc}") from exc
+        raise TransientError(f"cannot use run folder {config.run_dir}: {exc}") from exc
 
 
 def _fingerprint(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
