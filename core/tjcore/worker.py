@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import signal
-import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -124,25 +124,24 @@ def serve(
     lease_seconds: float = 60.0,
 ) -> int:
     """Run pending jobs until stopped; with ``once``, until no pending row is left."""
-    stop = threading.Event()
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
+        # Only raise: a handler that takes a lock (Event.set) deadlocks when the signal
+        # lands while the main thread holds that lock.
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        while not stop.is_set():
+        while True:
             outcome = run_next(
                 store, data_root=data_root, show_progress=show_progress, lease_seconds=lease_seconds
             )
             if outcome is None:
                 if once:
                     return 0
-                stop.wait(interval)
+                time.sleep(interval)
     except KeyboardInterrupt:
         log.info("worker stopped; its job, if any, is pending again and will resume")
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0
