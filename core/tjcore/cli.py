@@ -7,8 +7,11 @@ when a subcommand runs, so ``tjctl --help`` and ``tjctl jobs`` stay fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tjcore.settings import Settings, SettingsError, redact_text, redact_url
@@ -36,9 +40,49 @@ FLAG_OF_FIELD = {
 }
 
 
+# The largest id or count SQLite's INTEGER holds.
+MAX_INT = 2**63 - 1
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
+
+
+def _read_only(path: Path) -> bool:
+    """Whether the nearest existing folder of ``path`` is on a read-only filesystem."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _explain(err: SQLAlchemyError | OSError) -> str:
+    """One line about a database or file error that reached the command line."""
+    from tjcore.runner import failure_message
+
+    settings = Settings.from_env()
+    database = make_url(settings.database_url).database
+    places = [Path(database)] if settings.database_url.startswith("sqlite") and database else []
+    places.append(settings.shared_data_path)
+    filename = getattr(err, "filename", None)
+    if isinstance(err, OSError) and err.errno == errno.EROFS and filename:
+        places.insert(0, Path(filename))
+    for place in places:
+        if _read_only(place):
+            return (
+                f"{place} is on a read-only filesystem, and tjctl writes the training_jobs "
+                "table and the run folders there; mount it read-write or point "
+                "SHARED_DATA_PATH (or DATABASE_URL) at a writable place"
+            )
+    message = failure_message(err, where=settings.shared_data_path)
+    if isinstance(err, SQLAlchemyError):
+        message = (
+            f"cannot use the training_jobs table at {redact_url(settings.database_url)}: {message}"
+        )
+    return redact_text(message, settings.database_url)
 
 
 def _store(*, readonly: bool = False) -> JobStore:
@@ -48,7 +92,6 @@ def _store(*, readonly: bool = False) -> JobStore:
 def cmd_run(args: argparse.Namespace) -> int:
     """``tjctl run``: SIGTERM stops it as Ctrl-C does (the row ends ``failed`` and the
     same command resumes); a full disk or a broken table is one ``error:`` line."""
-    from tjcore.runner import failure_message
 
     settings = Settings.from_env()
     terminated: list[int] = []
@@ -67,14 +110,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         _fail("interrupted; run the same command again to resume")
         return 130
     except (SQLAlchemyError, OSError) as err:
-        message = failure_message(err, where=settings.shared_data_path)
-        return _fail(redact_text(message, settings.database_url))
+        return _fail(_explain(err))
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
-    from tjcore.runner import new_run_uid, run_row
+    from tjcore.runner import new_run_uid, run_row, running_elsewhere
 
     try:
         manifest = load_manifest(Path(args.file), default_namespace=args.namespace)
@@ -125,6 +167,11 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
                 f"(timeframe, nTrials, trainRatio, seed, cvFolds, embargo, promotion = {found}); "
                 "give this one another metadata.name"
             )
+        busy = running_elsewhere(
+            row, data_root=settings.shared_data_path, lease_seconds=settings.lease_seconds
+        )
+        if busy:
+            return _fail(busy)
         if row.status == "completed":
             print(
                 f"TrainingJob {manifest.namespace}/{manifest.name} completed already "
@@ -206,7 +253,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     lines = [header] + [
         (
             str(r.id),
-            r.status,
+            f"{r.status} (damaged)" if r.damaged else r.status,
             r.timeframe,
             f"{r.current_trial}/{r.total_trials}",
             f"{r.progress_pct:.0f}%",
@@ -247,21 +294,16 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from tjcore.runner import failure_message
     from tjcore.worker import serve
 
     settings = Settings.from_env()
     interval = args.interval if args.interval is not None else settings.poll_interval
-    if interval <= 0:
-        return _fail(f"--interval must be > 0 seconds, got {interval}")
+    if not math.isfinite(interval) or interval <= 0:
+        return _fail(f"--interval must be a finite number of seconds > 0, got {interval}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     where = redact_url(settings.database_url)
     logging.getLogger(__name__).info("worker polling %s every %.1f s", where, interval)
-    try:
-        store = JobStore(settings.database_url)
-    except (SQLAlchemyError, ImportError, ValueError) as err:
-        reason = redact_text(f"{type(err).__name__}: {err}".splitlines()[0], settings.database_url)
-        return _fail(f"cannot open the training_jobs table at {where}: {reason}")
+    store = JobStore(settings.database_url)  # main() explains a failure in one line
     try:
         return serve(
             store,
@@ -272,8 +314,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             lease_seconds=settings.lease_seconds,
         )
     except (SQLAlchemyError, OSError) as err:
-        message = failure_message(err, where=settings.shared_data_path)
-        return _fail(redact_text(message, settings.database_url))
+        return _fail(_explain(err))
 
 
 def cmd_crd(_args: argparse.Namespace) -> int:
@@ -292,6 +333,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INT}, got {text}")
     return value
 
 
@@ -395,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except SettingsError as err:
         return _fail(str(err))
+    except (SQLAlchemyError, OSError) as err:
+        return _fail(_explain(err))
     return code
 
 

@@ -50,7 +50,8 @@ class Settings:
     - ``SHARED_DATA_PATH``: the shared folder (datasets/, models/, runs/, the SQLite file);
       default ``./shared-data``.
     - ``DATABASE_URL``: a SQLAlchemy URL for the ``training_jobs`` table; default the
-      SQLite file ``$SHARED_DATA_PATH/training_jobs.db``.
+      SQLite file ``$SHARED_DATA_PATH/training_jobs.db``. Refused: a URL SQLAlchemy cannot
+      read, one whose driver is not installed, an in-memory SQLite database.
     - ``TRAINING_POLL_INTERVAL``: seconds between the local worker's looks for pending rows.
     - ``TRAINING_LEASE_SECONDS``: how long a local runner's running row stays its own
       without a heartbeat (it renews every third of that); then a worker resumes it (the
@@ -65,23 +66,62 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        shared = Path(env.get("SHARED_DATA_PATH") or DEFAULT_SHARED_DATA_PATH).resolve()
+        shared = _folder(env.get("SHARED_DATA_PATH") or DEFAULT_SHARED_DATA_PATH)
         url = env.get("DATABASE_URL") or f"sqlite:///{shared / DB_FILE_NAME}"
-        raw_interval = env.get("TRAINING_POLL_INTERVAL", "5")
-        try:
-            interval = float(raw_interval)
-        except ValueError:
-            raise SettingsError(
-                f"TRAINING_POLL_INTERVAL must be a number of seconds, got {raw_interval!r}"
-            ) from None
-        if interval <= 0:
-            raise SettingsError(f"TRAINING_POLL_INTERVAL must be > 0, got {interval}")
+        check_database_url(url)
         return cls(
             shared_data_path=shared,
             database_url=url,
-            poll_interval=interval,
+            poll_interval=_seconds(env, "TRAINING_POLL_INTERVAL", "5"),
             lease_seconds=_seconds(env, "TRAINING_LEASE_SECONDS", "60"),
         )
+
+
+def _folder(raw: str) -> Path:
+    """SHARED_DATA_PATH resolved; refused if it (or the nearest part of it that exists) is
+    not a folder."""
+    path = Path(raw).resolve()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SettingsError(
+            f"SHARED_DATA_PATH={raw} cannot be the shared folder: {existing} is not a folder; "
+            "set SHARED_DATA_PATH to a folder (it is created if missing)"
+        )
+    return path
+
+
+def check_database_url(url: str) -> None:
+    """Raise :class:`SettingsError` unless ``url`` names a database every process can share
+    and whose driver is installed."""
+    shown = redact_text(url, url)
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except ArgumentError:
+        raise SettingsError(
+            f"DATABASE_URL={shown} is not a database URL SQLAlchemy knows; use "
+            "sqlite:////absolute/path/training_jobs.db or postgresql://user:password@host/db, "
+            "or leave it unset for the SQLite file in SHARED_DATA_PATH"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            raise SettingsError(
+                f"DATABASE_URL={shown} is an in-memory SQLite database: the UI, the operator "
+                "and each worker would see their own empty table; give a file "
+                "(sqlite:////absolute/path/training_jobs.db) or leave DATABASE_URL unset"
+            )
+        return
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        raise SettingsError(
+            f"DATABASE_URL={shown} needs the Python driver {err.name or dialect.driver!r}, "
+            "which is not installed; install it in this environment (for PostgreSQL: "
+            "pip install 'psycopg[binary]') or use another URL"
+        ) from None
 
 
 def _seconds(env: Mapping[str, str], name: str, default: str) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tjcore import strict_yaml
 from tjtrainer.config import MAX_PARALLELISM, PROMOTIONS
 from tjtrainer.paths import LABEL
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
@@ -412,12 +413,23 @@ def validate_manifest(doc: Any, *, default_namespace: str = "default") -> Traini
 
 def load_manifest(path: Path, *, default_namespace: str = "default") -> TrainingJobManifest:
     """Read and validate a TrainingJob manifest file (exactly one document)."""
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder; -f takes one manifest file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+            "save the manifest as UTF-8"
+        ) from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read it ({err.strerror or err})") from None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in strict_yaml.load_all(text) if d is not None]
+    except strict_yaml.DuplicateKeyError as err:
+        raise SpecError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
     if len(docs) != 1:
