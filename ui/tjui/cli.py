@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
+from types import FrameType
 
 from tjui import APP_PATH
 
 DEFAULT_PORT = 8501
 DEFAULT_ADDRESS = "127.0.0.1"
+STOP_GRACE_SECONDS = 10.0
 
 
 def _port(text: str) -> int:
@@ -42,14 +45,44 @@ def streamlit_command(*, port: int, address: str) -> list[str]:
     ]
 
 
+class _Terminated(Exception):
+    """SIGTERM reached ``tjctl ui``."""
+
+
+def _on_term(_signum: int, _frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    """End the Streamlit server (SIGTERM, then SIGKILL after a grace period)."""
+    if server.poll() is not None:
+        return
+    server.terminate()
+    try:
+        server.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
-    """Run the UI until interrupted; Streamlit's exit code."""
+    """Run the UI until interrupted (Ctrl-C or SIGTERM, which also stop the Streamlit
+    server); Streamlit's exit code."""
     command = streamlit_command(port=args.port, address=args.address)
     print(f"UI on http://{args.address}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    server: subprocess.Popen[bytes] | None = None
+    previous = signal.signal(signal.SIGTERM, _on_term)
     try:
-        return subprocess.call(command)
+        server = subprocess.Popen(command)
+        return server.wait()
     except KeyboardInterrupt:
         return 130
+    except _Terminated:
+        return 128 + signal.SIGTERM
+    finally:
+        if server is not None:
+            _stop(server)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
