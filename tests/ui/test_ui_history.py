@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from tjcore.store import JobStore
 from tjtrainer.progress import RunState
+from tjui.formatting import NONE_TEXT
 
 
 def _app() -> AppTest:
@@ -102,3 +103,17 @@ def test_a_fresh_shared_folder_says_no_jobs_yet(shared_dir: Path) -> None:
     assert not at.error
     assert any("No training jobs yet" in i.value for i in at.info)
     assert (shared_dir / "training_jobs.db").exists()
+
+
+def test_missing_scores_and_verdicts_read_as_a_dash(store: JobStore) -> None:
+    running = add_job(store, running_progress(n_trials=10, done=1))
+
+    at = _app().run()
+
+    table = at.dataframe[-1]
+    line = table.value.loc[table.value["id"] == running]
+    missing = [
+        c for c in ("best SHORT", "test LONG", "verdict LONG", "version") if line[c].isna().all()
+    ]
+    assert missing == ["best SHORT", "test LONG", "verdict LONG", "version"]
+    assert table.proto.placeholder == NONE_TEXT == "—"  # what the grid shows for them

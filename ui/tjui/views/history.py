@@ -9,6 +9,7 @@ import streamlit as st
 
 from tjcore.store import JobRow
 from tjui import charts, data
+from tjui.formatting import NONE_TEXT
 
 TABLE_KEY = "history_table"
 
@@ -34,6 +35,7 @@ def render_history(rows: Sequence[JobRow], on_open: Callable[[int], None]) -> No
         key=TABLE_KEY,
         on_select=opened,
         selection_mode="single-row",
+        placeholder=NONE_TEXT,  # a missing score or verdict reads as elsewhere in the UI
         column_config={
             "id": st.column_config.NumberColumn("job", format="%d"),
             "progress": st.column_config.ProgressColumn(
