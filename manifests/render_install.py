@@ -43,6 +43,7 @@ FILES = {
     "RoleBinding": "10-rbac.yaml",
     "PersistentVolumeClaim": "20-shared-pvc.yaml",
     "Deployment": "30-operator.yaml",
+    "NetworkPolicy": "40-network-policy.yaml",
 }
 UI_FILE = "ui/ui.yaml"
 

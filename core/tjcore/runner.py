@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +39,7 @@ from tjtrainer.progress import (
     run_dir_for,
     verdict_lines,
 )
+from tjtrainer.runlock import run_folder_busy
 
 CANCEL_POLL_SECONDS = 1.0
 INTERRUPTED = "interrupted; run the same command again to resume from the last finished trial"
@@ -163,6 +165,55 @@ def _record_failure(store: JobStore, job_id: int, message: str) -> None:
         log.warning("job %d: could not record its failure in the table: %s", job_id, one_line(err))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _heartbeat_age(row: JobRow) -> float | None:
+    try:
+        beat = datetime.strptime(row.heartbeat_at or "", "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return None
+    return (datetime.now(UTC) - beat.replace(tzinfo=UTC)).total_seconds()
+
+
+def running_elsewhere(row: JobRow, *, data_root: Path, lease_seconds: float) -> str | None:
+    """Why ``row`` must not be run here now (another live process or the operator runs
+    it), or ``None``. A row whose runner died (its lease ran out, or its process on this
+    host is gone and the run folder is free) may be run again: that resumes it."""
+    if row.status != RunState.RUNNING.value:
+        return None
+    what = f"TrainingJob {row.namespace}/{row.name} is running already as job {row.id}"
+    if not row.lease_owner:
+        if row.source == "tjctl-run":
+            return None  # a release without leases ran it; nothing to ask
+        return (
+            f"{what}, run by the TrainingJob operator; cancel it there (kubectl, or "
+            f"`tjctl cancel {row.id}`) or give this run another metadata.name"
+        )
+    held = (
+        f"{what} (by {row.lease_owner}); wait for it to end or stop it first "
+        f"(`tjctl cancel {row.id}`)"
+    )
+    try:
+        if run_folder_busy(run_dir_for(data_root, row.namespace or "", row.name or "")):
+            return held
+    except UnsafePathError:
+        return None
+    host, _, rest = row.lease_owner.partition("/")
+    pid = rest.split("/", 1)[0]
+    if host == socket.gethostname() and pid.isdigit():
+        return held if _pid_alive(int(pid)) else None
+    age = _heartbeat_age(row)
+    return held if age is not None and age < lease_seconds else None
+
+
 def run_row(
     store: JobStore,
     row: JobRow,
@@ -177,6 +228,13 @@ def run_row(
     from tjtrainer.train import run_training
 
     assert row.namespace and row.name, "a row needs its TrainingJob name before it runs"
+    if row.spec_damage:
+        message = (
+            f"refused to run job {row.id}: its row is damaged ({row.spec_damage}); "
+            "submit the job again"
+        )
+        _record_failure(store, row.id, message)
+        return RunOutcome(RunState.FAILED, message)
     try:
         run_dir = run_dir_for(data_root, row.namespace, row.name)
     except UnsafePathError as err:

@@ -20,6 +20,9 @@ the whole verdict and backtest as JSON).
 
 Version 6: the promotion policy of the spec (``promotion``) and what it decided
 (``promoted``, ``promotion_reason``).
+
+Version 7: whether a row's cancel request has reached its TrainingJob
+(``cancel_forwarded``), so the table bridge sends it once, not at every start.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = MetaData()
 # Columns added after the seed's table carry the schema version that added them.
@@ -48,6 +51,7 @@ V2 = {"since": 2}
 V4 = {"since": 4}
 V5 = {"since": 5}
 V6 = {"since": 6}
+V7 = {"since": 7}
 
 training_jobs = Table(
     "training_jobs",
@@ -104,6 +108,8 @@ training_jobs = Table(
     Column("promotion", Text, server_default=text("'always'"), info=V6),
     Column("promoted", Integer, info=V6),
     Column("promotion_reason", Text, info=V6),
+    # Version 7: the table bridge forwarded the row's cancel request to its TrainingJob.
+    Column("cancel_forwarded", Integer, server_default=text("0"), info=V7),
     sqlite_autoincrement=True,
 )
 # The version whose table on SQLite has AUTOINCREMENT ids (older tables are rebuilt).

@@ -10,8 +10,9 @@ Every reader and writer (local runner, worker, operator, UI, ``tjctl``) goes thr
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from tjcore.messages import bounded_message
 from tjcore.schema import migrate, training_jobs
 from tjcore.spec import TrainingJobSpec
 from tjcore.sqlite_fs import check_sqlite_location
@@ -81,19 +83,37 @@ class JobRow:
     promotion: str = "always"
     promoted: bool | None = None
     promotion_reason: str | None = None
+    cancel_forwarded: bool = False
+    # What could not be read from the row ("column: why"), if anything: the row is shown
+    # as damaged instead of breaking every reader of the table.
+    damaged: tuple[str, ...] = ()
 
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    def damage_of(self, columns: Iterable[str]) -> str | None:
+        """What is wrong with ``columns`` of this row, or ``None`` if they read well."""
+        wanted = set(columns)
+        found = [d for d in self.damaged if d.split(":", 1)[0] in wanted]
+        return "; ".join(found) or None
+
+    @property
+    def spec_damage(self) -> str | None:
+        """What is wrong with the columns a run is made from (it must not run on guesses)."""
+        return self.damage_of(SPEC_COLUMNS)
+
     @classmethod
     def from_mapping(cls, row: Any) -> JobRow:
         data: dict[str, Any] = dict(row)
-        data["trial_log"] = json.loads(data["trial_log"]) if data.get("trial_log") else []
+        damaged = _coerce_columns(data)
+        data["trial_log"] = _trial_log(data.get("trial_log"), damaged)
         data["cancel_requested"] = bool(data.get("cancel_requested"))
+        data["cancel_forwarded"] = bool(data.get("cancel_forwarded"))
         data["evaluation"] = _json_object(data.get("evaluation"))
         if data.get("promoted") is not None:
             data["promoted"] = bool(data["promoted"])
+        data["damaged"] = tuple(damaged)
         defaults = {
             "n_trials": 30,
             "train_ratio": 0.8,
@@ -112,6 +132,97 @@ class JobRow:
                 data[key] = value
         values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
         return cls(**values)
+
+
+# Columns by the Python type a row gives them; SQLite stores whatever it is given, so a
+# row written by hand (or by a broken writer) may hold anything.
+INT_COLUMNS = (
+    "id",
+    "n_trials",
+    "current_trial",
+    "total_trials",
+    "seed",
+    "parallelism",
+    "cv_folds",
+    "embargo",
+)
+FLOAT_COLUMNS = (
+    "train_ratio",
+    "progress_pct",
+    "best_score_long",
+    "best_score_short",
+    "test_score_long",
+    "test_score_short",
+    "significance_level",
+    "test_p_long",
+    "test_p_short",
+    "test_ci_low_long",
+    "test_ci_high_long",
+    "test_ci_low_short",
+    "test_ci_high_short",
+)
+# The columns a run is made from.
+SPEC_COLUMNS = (
+    "timeframe",
+    "n_trials",
+    "train_ratio",
+    "seed",
+    "parallelism",
+    "cv_folds",
+    "embargo",
+    "promotion",
+)
+TEXT_COLUMNS = ("timeframe", "status", "promotion", "namespace", "name", "model_version")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _coerce_columns(data: dict[str, Any]) -> list[str]:
+    """Give the typed columns of ``data`` their types in place; a value that is not of its
+    type is dropped (the default applies) and named in the list returned."""
+    damaged: list[str] = []
+    for names, kind in ((INT_COLUMNS, int), (FLOAT_COLUMNS, float)):
+        for name in names:
+            value = data.get(name)
+            if value is None or (type(value) is kind):
+                continue
+            try:
+                if isinstance(value, bytes | bool):
+                    raise ValueError
+                number = float(value)
+                if kind is int:
+                    if not number.is_integer():
+                        raise ValueError
+                    data[name] = int(number)
+                else:
+                    data[name] = number if math.isfinite(number) else None
+            except (TypeError, ValueError, OverflowError):
+                damaged.append(f"{name}: not a number ({_shown(value)})")
+                data[name] = None
+    for name in TEXT_COLUMNS:
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            damaged.append(f"{name}: not text ({_shown(value)})")
+            data[name] = None if name != "timeframe" else "?"
+    return damaged
+
+
+def _trial_log(text: Any, damaged: list[str]) -> list[dict[str, Any]]:
+    """The trial log from its JSON text; unreadable text is named in ``damaged``."""
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as err:
+        damaged.append(f"trial_log: not JSON ({err})")
+        return []
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        damaged.append("trial_log: not a list of trials")
+        return []
+    return value
 
 
 def _json_object(text: Any) -> dict[str, Any] | None:
@@ -311,14 +422,32 @@ class JobStore:
         with self._read() as conn:
             return [JobRow.from_mapping(r) for r in conn.execute(query).mappings()]
 
-    def cancel_requests(self) -> list[JobRow]:
-        """Rows with a cancel request whose TrainingJob may still run (named rows that
-        have not completed or failed)."""
+    def cancel_requests(self, *, namespace: str) -> list[JobRow]:
+        """Rows of ``namespace`` with a cancel request not yet forwarded to their
+        TrainingJob, which may still run (named rows that have not completed or failed)."""
         c = training_jobs.c
         query = select(training_jobs).where(
             c.cancel_requested == 1,
+            c.namespace == namespace,
             c.name.is_not(None),
             c.status.not_in([RunState.COMPLETED.value, RunState.FAILED.value]),
+            c.cancel_forwarded.is_(None) | (c.cancel_forwarded == 0),
+        )
+        with self._read() as conn:
+            return [JobRow.from_mapping(r) for r in conn.execute(query).mappings()]
+
+    def unfinished_with_uid(self, *, namespace: str) -> list[JobRow]:
+        """Rows of ``namespace`` bound to a Kubernetes object (a uid) that have not ended:
+        the table bridge checks that their TrainingJob still exists."""
+        c = training_jobs.c
+        query = (
+            select(training_jobs)
+            .where(
+                c.namespace == namespace,
+                c.uid.is_not(None),
+                c.status.in_([RunState.PENDING.value, RunState.RUNNING.value]),
+            )
+            .order_by(c.id)
         )
         with self._read() as conn:
             return [JobRow.from_mapping(r) for r in conn.execute(query).mappings()]
@@ -440,8 +569,10 @@ class JobStore:
             return False
 
     def update_job(self, job_id: int, **values: Any) -> None:
-        """Set columns of one row (``updated_at`` is set too)."""
+        """Set columns of one row (``updated_at`` is set too; ``error`` is bounded)."""
         values["updated_at"] = utc_now()
+        if "error" in values:
+            values["error"] = bounded_message(values["error"])
         stmt = update(training_jobs).where(training_jobs.c.id == job_id).values(**values)
         self.write(lambda conn: conn.execute(stmt))
 
@@ -523,13 +654,22 @@ class JobStore:
         before it started). With ``only_if``, only while the row is in that state (a
         pending row the user cancelled meanwhile stays cancelled). Returns whether the
         row was changed."""
-        values = {"status": status.value, "error": error, "completed_at": utc_now()}
+        values = {
+            "status": status.value,
+            "error": bounded_message(error),
+            "completed_at": utc_now(),
+        }
         c = training_jobs.c
         stmt = update(training_jobs).where(c.id == job_id)
         if only_if is not None:
             stmt = stmt.where(c.status == only_if.value)
         stmt = stmt.values(**values, updated_at=utc_now())
         return bool(self.write(lambda conn: conn.execute(stmt).rowcount))
+
+    def mark_cancel_forwarded(self, job_id: int) -> None:
+        """The row's cancel request reached its TrainingJob (or found it gone): it is not
+        sent again, not even after an operator restart."""
+        self.update_job(job_id, cancel_forwarded=1)
 
     def request_cancel(self, job_id: int) -> JobRow:
         """Ask for a job to stop after its current trial, as the UI's Cancel button does.

@@ -10,7 +10,10 @@ Development and test scaffolding. The rules, also in docs/DEV_CLUSTER.md:
   downwardAPI) to a folder of the pod that is removed with the pod.
 - Because the process runs on this host, each mountPath (and the container's
   terminationMessagePath) used as a path prefix in command, args, env values and
-  workingDir is rewritten to the local folder (or file).
+  workingDir is rewritten to the local folder (or file). A ``subPath`` mount maps to
+  that folder of the volume; where mountPath ends in the subPath, the parent path
+  (``/shared`` of ``/shared/models`` from subPath ``models``) maps to the volume's root,
+  so a path argument naming the folder the mounts meet in works as in a real pod.
 """
 
 from __future__ import annotations
@@ -206,13 +209,27 @@ def build_launch(
         )
     volumes = {v["name"]: v for v in pod.get("spec", {}).get("volumes") or []}
     mounts: dict[str, Path] = {}
+    implied: dict[str, Path] = {}
     for mount in container.get("volumeMounts") or []:
         if mount["name"] not in volumes:
             raise LaunchError(f"volumeMount {mount['name']!r} names no volume of the pod")
         folder = volume_folder(volumes[mount["name"]], volumes_root, pod_dir)
-        if mount.get("subPath"):
-            folder = folder / mount["subPath"]
+        sub_path = (mount.get("subPath") or "").strip("/")
+        if sub_path:
+            if ".." in sub_path.split("/"):
+                raise LaunchError(f"volumeMount {mount['name']!r}: subPath {sub_path!r} has '..'")
+            folder = folder / sub_path
+            # A mountPath ending in its subPath (/shared/models from subPath models):
+            # the parent (/shared) means the volume's root, as a path argument such as
+            # --data-root /shared does in a real pod, where the mounts meet under it.
+            path = mount["mountPath"].rstrip("/")
+            if path.endswith("/" + sub_path):
+                implied.setdefault(
+                    path[: -len(sub_path) - 1] or "/", folder.parents[sub_path.count("/")]
+                )
         mounts[mount["mountPath"]] = folder
+    for path, folder in implied.items():
+        mounts.setdefault(path, folder)
     term_path = container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH
     termination_file = pod_dir / f"{name}.termination-log"
     rewrite = path_rewriter({**mounts, term_path: termination_file})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -27,6 +28,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     handlers.configure(config)
+    prepare_shared_folders(config.shared_data_path)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -46,6 +48,20 @@ def cmd_operator(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+SHARED_FOLDERS = ("datasets", "models", "runs")
+
+
+def prepare_shared_folders(root: Path) -> None:
+    """Make the shared volume's folders that trainer pods mount by ``subPath``, as the
+    operator's user (the pods' user): a folder the kubelet makes for a missing
+    ``subPath`` belongs to root, and the trainer could not write it."""
+    for folder in SHARED_FOLDERS:
+        try:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            logging.getLogger("tjoperator").warning("cannot make %s: %s", root / folder, err)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

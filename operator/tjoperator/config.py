@@ -23,6 +23,9 @@ class OperatorConfig:
         shared_data_path: the operator's own mount of the shared volume (reads runs/).
         database_url: the ``training_jobs`` table.
         trainer_image: image of the trainer pods unless ``spec.image`` says otherwise.
+        allowed_images: further images a ``spec.image`` may name (the operator's policy;
+            the trainer image is always allowed); a TrainingJob naming any other fails
+            with reason InvalidSpec.
         trainer_pull_policy: the trainer pods' ``imagePullPolicy`` (``Never`` where the
             images are loaded into the nodes by hand).
         pvc_claim: the shared PersistentVolumeClaim mounted into trainer pods.
@@ -42,6 +45,7 @@ class OperatorConfig:
     shared_data_path: Path = Path("./shared-data")
     database_url: str = ""
     trainer_image: str = DEFAULT_TRAINER_IMAGE
+    allowed_images: tuple[str, ...] = ()
     trainer_pull_policy: str = "IfNotPresent"
     pvc_claim: str = DEFAULT_PVC
     shared_mount: str = DEFAULT_MOUNT
@@ -72,6 +76,12 @@ class OperatorConfig:
             "pvc_claim": env.get("TJ_SHARED_PVC", DEFAULT_PVC),
             "shared_mount": env.get("TJ_SHARED_MOUNT", DEFAULT_MOUNT),
         }
+        if env.get("TJ_ALLOWED_TRAINER_IMAGES"):
+            values["allowed_images"] = tuple(
+                image.strip()
+                for image in env["TJ_ALLOWED_TRAINER_IMAGES"].split(",")
+                if image.strip()
+            )
         if env.get("TJ_WATCH_NAMESPACES"):
             values["namespaces"] = tuple(
                 ns.strip() for ns in env["TJ_WATCH_NAMESPACES"].split(",") if ns.strip()
@@ -104,6 +114,11 @@ class OperatorConfig:
                 "--bridge-namespace to a watched one"
             )
         return config
+
+    @property
+    def trainer_images(self) -> tuple[str, ...]:
+        """The images a trainer pod may run: the trainer image, then the allowed ones."""
+        return tuple(dict.fromkeys((self.trainer_image, *self.allowed_images)))
 
 
 def _resources(text: str) -> dict[str, dict[str, str]]:

@@ -1,8 +1,14 @@
 """kopf handlers of the TrainingJob operator.
 
 - create/resume: the training_jobs row (adopted or inserted) and one Job (409 is fine);
-- a daemon per running TrainingJob: progress → CR status and table row, cancel grace;
-- spec.cancel: the cancel marker; delete: the Job goes and a running row is cancelled;
+  ``JobCreated`` is posted until the status names the Job, so a restart right after the
+  Job was made still posts it. A cancel found at resume of a run that has started takes
+  the normal path (the marker, the grace, then the Job's deletion);
+- a daemon per running TrainingJob: progress → CR status and table row, cancel grace, a
+  Job deleted under it made again; it is the only writer of ``status.phase`` (the create
+  handler hands it the verdicts it decides before any trainer runs);
+- spec.cancel: the cancel marker; delete: the Job goes, its pods are waited for, and a
+  running row is cancelled with the trainer's final progress;
 - startup: API credentials, the table, and the table bridge.
 """
 
@@ -16,6 +22,7 @@ from typing import Any
 
 import kopf
 
+from tjcore.messages import bounded_message
 from tjcore.settings import redact_text, redact_url
 from tjcore.spec import GROUP, PLURAL, VERSION, SpecError, TrainingJobSpec, validate_spec
 from tjcore.store import JobRow, JobStore
@@ -28,15 +35,24 @@ from tjoperator.job_builder import (
     build_trainingjob_for_row,
     job_name,
 )
-from tjoperator.status import Observation, Phase, Verdict, build_status
-from tjoperator.tracking import Tracker, observe, publish, row_values
-from tjtrainer.progress import RunState, claim_run_dir, request_cancel, run_dir_for
+from tjoperator.status import Observation, Phase, Verdict
+from tjoperator.tracking import Tracker, observe, publish, row_values, settle, wait_for_pods
+from tjtrainer.progress import (
+    OWNER_FILE,
+    claim_run_dir,
+    read_progress,
+    request_cancel,
+    run_dir_for,
+)
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
 # Answers to creating the Job that the same Job gets again however often it is sent (an
 # invalid pod spec); other errors (quota, 5xx) are retried.
 JOB_REFUSED_FOR_GOOD = frozenset({400, 422})
+# The memo key under which the create handler hands the daemon an early verdict.
+EARLY_VERDICT = "early_verdict"
+EVENT_COMPONENT = "trainingjob-operator"
 
 
 class Runtime:
@@ -78,9 +94,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
                 reason.splitlines()[0],
             )
     if Runtime.store is not None and config.bridge_namespace:
-        memo.bridge_task = asyncio.create_task(
-            bridge.run(Runtime.store, config.bridge_namespace, config.namespaces)
-        )
+        memo.bridge_task = asyncio.create_task(bridge.run(Runtime.store, config.bridge_namespace))
 
 
 @kopf.on.cleanup()
@@ -162,6 +176,25 @@ def _claim_run_dir(run_dir: Path, uid: str) -> None:
         log.info("%s: removed the run folder of an earlier object of the same name", run_dir)
 
 
+def _event(body: kopf.Body, *, warning: bool, reason: str, message: str) -> None:
+    """Post an Event (queued by kopf); its message is bounded."""
+    kopf.event(
+        body,
+        type="Warning" if warning else "Normal",
+        reason=reason,
+        message=bounded_message(message) or "",
+    )
+
+
+def _run_started(run_dir: Path, uid: str) -> bool:
+    """Whether this object's trainer has written progress (its run folder is its own)."""
+    try:
+        owned = (run_dir / OWNER_FILE).read_text().strip() == uid
+        return owned and read_progress(run_dir) is not None
+    except (OSError, ValueError):
+        return False
+
+
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 async def ensure_job(
@@ -172,35 +205,38 @@ async def ensure_job(
     uid: str,
     status: kopf.Status,
     annotations: kopf.Annotations,
-    meta: kopf.Meta,
+    memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """Give the TrainingJob its row and its Job; harmless to repeat."""
+    """Give the TrainingJob its row and its Job; harmless to repeat. A verdict reached
+    before any trainer runs goes to the daemon, the one writer of the phase."""
     namespace = _namespaced(namespace)
     if str(status.get("phase", "")) in {p.value for p in Phase if p.is_final}:
         return
     config = Runtime.config
-    generation = meta.get("generation")
     try:
         parsed = validate_spec(dict(spec))
     except SpecError as err:
-        await _finish_early(
-            body, namespace, name, None, Phase.FAILED, "InvalidSpec", str(err), generation
-        )
+        memo[EARLY_VERDICT] = Verdict(Phase.FAILED, "InvalidSpec", str(err))
         return
     run_dir = run_dir_for(config.shared_data_path, namespace, name)
     await asyncio.to_thread(_claim_run_dir, run_dir, uid)
     row_id = await asyncio.to_thread(_ensure_row, namespace, name, uid, dict(annotations), parsed)
+    jname = job_name(name)
     if parsed.cancel:
-        await _finish_early(
-            body,
-            namespace,
-            name,
-            row_id,
-            Phase.CANCELLED,
-            "CancelRequested",
-            "cancelled before it started",
-            generation,
+        started = await asyncio.to_thread(_run_started, run_dir, uid) or await kube.call(
+            lambda: kube.job_exists(namespace, jname)
+        )
+        if not started:
+            memo[EARLY_VERDICT] = Verdict(
+                Phase.CANCELLED, "CancelRequested", "cancelled before it started"
+            )
+            return
+        # Cancelled while no operator ran: the trainer stops after its trial, and the
+        # daemon enforces the grace as for any cancel.
+        await asyncio.to_thread(request_cancel, run_dir)
+        await kube.call(
+            lambda: kube.patch_status(namespace, name, {"jobName": jname, "rowId": row_id})
         )
         return
     job = build_job(name=name, namespace=namespace, uid=uid, spec=parsed, config=config)
@@ -210,38 +246,35 @@ async def ensure_job(
         if err.status not in JOB_REFUSED_FOR_GOOD:
             raise  # kopf retries the handler
         message = f"the API refused the trainer Job: {kube.api_message(err)}"
-        await _finish_early(
-            body, namespace, name, row_id, Phase.FAILED, "JobRefused", message, generation
-        )
+        memo[EARLY_VERDICT] = Verdict(Phase.FAILED, "JobRefused", message)
         return
-    if created:
-        kopf.info(body, reason="JobCreated", message=f"created Job {job_name(name)}")
+    if not status.get("jobName"):
+        # Posted before the status names the Job, and at once (not queued): an operator
+        # killed in between posts it again after its restart.
+        said = f"created Job {jname}" if created else f"Job {jname} exists (made before a restart)"
+        involved = {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        }
+        await kube.call(
+            lambda: kube.create_event(
+                involved,
+                type="Normal",
+                reason="JobCreated",
+                message=said,
+                component=EVENT_COMPONENT,
+            )
+        )
+    elif created:
+        message = (
+            f"Job {jname} was gone (deleted while the operator was not running); created it "
+            "again, the trainer resumes from its last finished trial"
+        )
+        log.warning("%s/%s: JobDeleted: %s", namespace, name, message)
+        _event(body, warning=True, reason="JobDeleted", message=message)
     # The daemon owns the phase; this handler only says which Job and row are the run's.
-    await kube.call(
-        lambda: kube.patch_status(namespace, name, {"jobName": job_name(name), "rowId": row_id})
-    )
-
-
-async def _finish_early(
-    body: kopf.Body,
-    namespace: str,
-    name: str,
-    row_id: int | None,
-    phase: Phase,
-    reason: str,
-    message: str,
-    generation: int | None,
-) -> None:
-    verdict = Verdict(phase, reason, message)
-    obs = Observation(progress=None, job=None)
-    status = build_status(obs, verdict, total_trials=0, previous={}, generation=generation)
-    status |= {"rowId": row_id}
-    await kube.call(lambda: kube.patch_status(namespace, name, status))
-    if Runtime.store is not None and row_id is not None:
-        await asyncio.to_thread(Runtime.store.update_job, row_id, **row_values(obs, verdict))
-    kopf.event(
-        body, type="Warning" if phase == Phase.FAILED else "Normal", reason=reason, message=message
-    )
+    await kube.call(lambda: kube.patch_status(namespace, name, {"jobName": jname, "rowId": row_id}))
 
 
 def _is_active(status: kopf.Status, **_: Any) -> bool:
@@ -262,6 +295,7 @@ async def track_progress(
     name: str,
     namespace: str | None,
     stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
     """Follow the run until it ends: every trial reaches the CR status and the row."""
@@ -269,9 +303,16 @@ async def track_progress(
     job_statuses: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs["job_statuses"]
     config = Runtime.config
     spec = body.get("spec", {})
+    uid = body["metadata"]["uid"]
     total = 2 * int(spec.get("nTrials", 30))
+    try:
+        manifest: dict[str, Any] | None = build_job(
+            name=name, namespace=namespace, uid=uid, spec=validate_spec(dict(spec)), config=config
+        )
+    except SpecError:
+        manifest = None  # the create handler fails it
     tracker = Tracker(
-        uid=body["metadata"]["uid"],
+        uid=uid,
         namespace=namespace,
         name=name,
         job_name=job_name(name),
@@ -279,34 +320,43 @@ async def track_progress(
         row_id=(body.get("status") or {}).get("rowId"),
         total_trials=total,
         last_status=dict(body.get("status") or {}),
+        job_manifest=manifest,
     )
     while not stopped:
+        current = body.get("status") or {}
         if tracker.row_id is None:
-            tracker.row_id = (body.get("status") or {}).get("rowId")
+            tracker.row_id = current.get("rowId")
+        tracker.job_expected = tracker.job_expected or bool(current.get("jobName"))
         job_status = next(iter(job_statuses.get((namespace, tracker.job_name), [])), None)
         cancel = bool(body.get("spec", {}).get("cancel"))
+        generation = body.get("metadata", {}).get("generation")
+        early: Verdict | None = memo.get(EARLY_VERDICT)
         try:
-            obs = await observe(
-                tracker,
-                job_status,
-                cancel=cancel,
-                grace=config.cancel_grace_seconds,
-                image_pull_timeout=config.image_pull_timeout_seconds,
-            )
+            if early is not None:
+                obs = Observation(progress=None, job=None)
+            else:
+                obs = await observe(
+                    tracker,
+                    job_status,
+                    cancel=cancel,
+                    grace=config.cancel_grace_seconds,
+                    image_pull_timeout=config.image_pull_timeout_seconds,
+                )
+                obs = await settle(tracker, obs)
             changed = await publish(
-                tracker,
-                obs,
-                store=Runtime.store,
-                generation=body.get("metadata", {}).get("generation"),
+                tracker, obs, store=Runtime.store, generation=generation, verdict=early
             )
         except kube.ApiException as err:
             log.warning("%s/%s: API error %s while tracking; retrying", namespace, name, err.status)
             await asyncio.sleep(2)
             continue
+        while tracker.notices:
+            kind, reason, message = tracker.notices.pop(0)
+            _event(body, warning=kind == "Warning", reason=reason, message=message)
         if changed is not None:
-            kopf.event(
+            _event(
                 body,
-                type="Warning" if changed.warning else "Normal",
+                warning=changed.warning,
                 reason=changed.reason,
                 message=f"{changed.phase}: {changed.message}",
             )
@@ -325,17 +375,30 @@ async def on_cancel(name: str, namespace: str | None, body: kopf.Body, **_: Any)
 
 
 @kopf.on.delete(*RESOURCE)
-async def on_delete(name: str, namespace: str | None, status: kopf.Status, **_: Any) -> None:
-    """Delete the Job (its pods go with it) and end a running row as cancelled."""
+async def on_delete(
+    name: str, namespace: str | None, uid: str, status: kopf.Status, **_: Any
+) -> None:
+    """Delete the Job (its pods go with it) and end a running row as cancelled, with the
+    progress the trainer left once its pods are gone."""
     namespace = _namespaced(namespace)
     run_dir = run_dir_for(Runtime.config.shared_data_path, namespace, name)
     await asyncio.to_thread(request_cancel, run_dir)
     await kube.call(lambda: kube.delete_job(namespace, job_name(name)))
-    row_id = status.get("rowId")
     store = Runtime.store
-    if store is not None and row_id is not None:
-        row = await asyncio.to_thread(store.get, int(row_id))
-        if row is not None and not row.is_final:
-            await asyncio.to_thread(
-                store.finish, row.id, RunState.CANCELLED, error="the TrainingJob was deleted"
-            )
+    if store is None:
+        return
+    row_id = status.get("rowId")
+    # A TrainingJob deleted before its rowId reached the status still has its row.
+    row = await asyncio.to_thread(store.get, int(row_id)) if row_id is not None else None
+    if row is None:
+        row = await asyncio.to_thread(store.get_by_uid, uid)
+    if row is None or row.is_final:
+        return
+    await wait_for_pods(namespace, name)
+    progress = None
+    if await asyncio.to_thread(_run_started, run_dir, uid):
+        progress = await asyncio.to_thread(read_progress, run_dir)
+    verdict = Verdict(Phase.CANCELLED, "Deleted", "the TrainingJob was deleted")
+    values = row_values(Observation(progress, None), verdict)
+    values["error"] = "the TrainingJob was deleted"
+    await asyncio.to_thread(store.update_job, row.id, **values)

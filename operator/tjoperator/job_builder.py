@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from tjcore.spec import API_VERSION, KIND, TrainingJobSpec
+from tjcore.spec import API_VERSION, KIND, SpecError, TrainingJobSpec
 from tjoperator.config import OperatorConfig
 from tjtrainer.exitcodes import PERMANENT_EXIT_CODES
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
@@ -66,6 +66,44 @@ def _quantities_as_strings(resources: dict[str, Any]) -> dict[str, dict[str, str
     return {key: {name: str(amount) for name, amount in q.items()} for key, q in resources.items()}
 
 
+def trainer_image(spec: TrainingJobSpec, config: OperatorConfig) -> str:
+    """The image of the trainer pods: ``spec.image`` if the operator allows it.
+
+    Raises:
+        SpecError: ``spec.image`` names an image outside ``config.trainer_images``.
+    """
+    if not spec.image:
+        return config.trainer_image
+    if spec.image not in config.trainer_images:
+        raise SpecError(
+            f"spec.image: {spec.image!r} is not an allowed trainer image; allowed: "
+            f"{', '.join(config.trainer_images)} (leave spec.image empty for the default, "
+            "or ask the operator's admin to add it: chart value trainer.allowedImages, "
+            "TJ_ALLOWED_TRAINER_IMAGES)"
+        )
+    return spec.image
+
+
+def trainer_mounts(config: OperatorConfig, namespace: str, name: str) -> list[dict[str, Any]]:
+    """Only what the trainer needs of the shared volume: its own run folder, ``datasets/``
+    read-only and ``models/``; never the table, other runs' folders or the volume's
+    root. The operator makes these folders (as the pods' user) before the pod starts:
+    a folder the kubelet makes for a ``subPath`` belongs to root."""
+    mount = config.shared_mount
+    run = f"runs/{namespace}/{name}"
+    return [
+        {"name": "shared", "mountPath": f"{mount}/{run}", "subPath": run},
+        {
+            "name": "shared",
+            "mountPath": f"{mount}/datasets",
+            "subPath": "datasets",
+            "readOnly": True,
+        },
+        {"name": "shared", "mountPath": f"{mount}/models", "subPath": "models"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+
+
 def pod_failure_policy() -> dict[str, Any]:
     """How the Job counts a failed trainer pod (the contract of tjtrainer.exitcodes): a
     pod evicted or drained (condition DisruptionTarget) is not counted against
@@ -91,13 +129,17 @@ def build_job(
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs the trainer of TrainingJob ``namespace/name``.
 
-    The pod meets the "restricted" Pod Security Standard; the shared PVC is mounted at
-    ``config.shared_mount``; the owner reference makes the Job go with its TrainingJob.
+    The pod meets the "restricted" Pod Security Standard; parts of the shared PVC are
+    mounted under ``config.shared_mount`` (:func:`trainer_mounts`); the owner reference
+    makes the Job go with its TrainingJob.
+
+    Raises:
+        SpecError: ``spec.image`` is not an allowed trainer image.
     """
     labels = labels_for(name)
     container = {
         "name": TRAINER_CONTAINER,
-        "image": spec.image or config.trainer_image,
+        "image": trainer_image(spec, config),
         "imagePullPolicy": config.trainer_pull_policy,
         "command": ["python", "-m", "tjtrainer"],
         "args": trainer_args(spec, run_dir_in_pod(config, namespace, name), config.shared_mount),
@@ -113,10 +155,7 @@ def build_job(
             {"name": "HOME", "value": "/tmp"},
         ],
         "resources": _quantities_as_strings(spec.resources or config.default_resources),
-        "volumeMounts": [
-            {"name": "shared", "mountPath": config.shared_mount},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": trainer_mounts(config, namespace, name),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -1,9 +1,11 @@
 """The only module that talks to the Kubernetes API (besides kopf itself).
 
-Synchronous ``kubernetes`` client calls, each wrapped for the event loop by
-:func:`call`. Errors follow the API conventions: 409 on create means "exists already",
-404 on delete means "gone already", 429 and 5xx are retried with back-off, other 4xx
-are raised at once.
+Synchronous ``kubernetes`` client calls, one request each. Errors follow the API
+conventions: 409 on create means "exists already", 404 on delete means "gone already",
+429 and 5xx are retried with a capped, jittered back-off (``Retry-After`` honoured up to
+the cap), other 4xx are raised at once. Handlers retry through :func:`call`, which waits
+between attempts with ``asyncio.sleep`` (never in a thread of the shared executor); the
+table bridge, in a thread of its own, through :func:`retrying`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,14 +25,19 @@ __all__ = [
     "ApiException",
     "api_message",
     "call",
+    "create_event",
     "create_job",
     "create_trainingjob",
     "delete_job",
+    "job_exists",
     "job_pod_selector",
     "list_pods",
     "load_config",
     "patch_status",
     "request_cancel",
+    "retry_delay",
+    "retrying",
+    "trainingjob_uids",
 ]
 
 from tjcore.spec import GROUP, PLURAL, VERSION
@@ -37,6 +45,9 @@ from tjcore.spec import GROUP, PLURAL, VERSION
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 RETRIES = 5
+# The longest wait between two attempts, whatever Retry-After says.
+RETRY_CAP_SECONDS = 10.0
+RETRY_BASE_SECONDS = 0.2
 
 
 def api_message(err: ApiException) -> str:
@@ -57,24 +68,55 @@ def load_config() -> None:
         config.load_kube_config()
 
 
-def _retrying(work: Callable[[], T]) -> T:
+def retry_delay(attempt: int, retry_after: str | None = None) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: the server's ``Retry-After`` when
+    it gives one, else an exponential back-off with jitter (half fixed, half random, so
+    many callers do not retry in step), never more than :data:`RETRY_CAP_SECONDS`."""
+    if retry_after:
+        try:
+            return min(RETRY_CAP_SECONDS, max(0.0, float(retry_after)))
+        except ValueError:
+            pass  # an HTTP date: use the back-off
+    ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _retry_wait(err: ApiException, attempt: int) -> float | None:
+    """How long to wait before retrying after ``err``; ``None``: do not retry."""
+    transient = err.status == 429 or (err.status or 0) >= 500
+    if not transient or attempt == RETRIES - 1:
+        return None
+    delay = retry_delay(attempt, (err.headers or {}).get("Retry-After"))
+    log.warning("API answered %s; retrying in %.1f s", err.status, delay)
+    return delay
+
+
+def retrying(work: Callable[[], T]) -> T:
+    """Run a blocking call with the transient-error retries, sleeping in this thread (for
+    the table bridge's own thread, never the event loop's shared executor)."""
     for attempt in range(RETRIES):
         try:
             return work()
         except ApiException as err:
-            transient = err.status == 429 or (err.status or 0) >= 500
-            if not transient or attempt == RETRIES - 1:
+            delay = _retry_wait(err, attempt)
+            if delay is None:
                 raise
-            retry_after = (err.headers or {}).get("Retry-After")
-            delay = float(retry_after) if retry_after else 0.2 * 2**attempt
-            log.warning("API answered %s; retrying in %.1f s", err.status, delay)
-            time.sleep(delay)
+        time.sleep(delay)
     raise AssertionError("unreachable")
 
 
 async def call(work: Callable[[], T]) -> T:
-    """Run a blocking client call (with transient-error retries) off the event loop."""
-    return await asyncio.to_thread(_retrying, work)
+    """Run a blocking client call off the event loop, with the transient-error retries;
+    the waits between attempts are ``asyncio.sleep``, so no executor thread is held."""
+    for attempt in range(RETRIES):
+        try:
+            return await asyncio.to_thread(work)
+        except ApiException as err:
+            delay = _retry_wait(err, attempt)
+            if delay is None:
+                raise
+        await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def create_job(body: dict[str, Any]) -> bool:
@@ -83,7 +125,7 @@ def create_job(body: dict[str, Any]) -> bool:
     api = client.BatchV1Api()
     try:
         # The client accepts a plain dict body; its stubs only name the model class.
-        _retrying(lambda: api.create_namespaced_job(namespace, body))  # type: ignore[arg-type]
+        api.create_namespaced_job(namespace, body)  # type: ignore[arg-type]
     except ApiException as err:
         if err.status == 409:
             return False
@@ -95,7 +137,7 @@ def delete_job(namespace: str, name: str) -> bool:
     """Delete a Job and (through the garbage collector) its pods; ``False`` if gone."""
     options = client.V1DeleteOptions(propagation_policy="Background")
     try:
-        _retrying(lambda: client.BatchV1Api().delete_namespaced_job(name, namespace, body=options))
+        client.BatchV1Api().delete_namespaced_job(name, namespace, body=options)
     except ApiException as err:
         if err.status == 404:
             return False
@@ -107,8 +149,8 @@ def job_pod_selector(namespace: str, name: str) -> str | None:
     """The label selector of the Job's own pods (its ``controller-uid``, so not the pods
     of an earlier Job of the same name); ``None`` if the Job is gone."""
     try:
-        response: Any = _retrying(
-            lambda: client.BatchV1Api().read_namespaced_job(name, namespace, _preload_content=False)
+        response: Any = client.BatchV1Api().read_namespaced_job(
+            name, namespace, _preload_content=False
         )
     except ApiException as err:
         if err.status == 404:
@@ -121,45 +163,102 @@ def job_pod_selector(namespace: str, name: str) -> str | None:
 
 def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     """The pods matching ``selector``, as the API returns them (camelCase JSON)."""
-    response: Any = _retrying(
-        lambda: client.CoreV1Api().list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False
-        )
+    response: Any = client.CoreV1Api().list_namespaced_pod(
+        namespace, label_selector=selector, _preload_content=False
     )
     return list(json.loads(response.data).get("items") or [])
 
 
 def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    _retrying(
-        lambda: client.CustomObjectsApi().patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
-        )
+    client.CustomObjectsApi().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": status}
     )
 
 
-def create_trainingjob(body: dict[str, Any]) -> bool:
-    """Create a TrainingJob; ``False`` if it exists already."""
+def create_trainingjob(body: dict[str, Any]) -> str | None:
+    """Create a TrainingJob; returns its uid, or ``None`` if one of that name exists
+    already (409)."""
     namespace = body["metadata"]["namespace"]
     try:
-        _retrying(
-            lambda: client.CustomObjectsApi().create_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, body
-            )
+        created: Any = client.CustomObjectsApi().create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body
         )
     except ApiException as err:
         if err.status == 409:
+            return None
+        raise
+    return str(created["metadata"]["uid"])
+
+
+def read_trainingjob(namespace: str, name: str) -> dict[str, Any] | None:
+    """The TrainingJob as the API returns it; ``None`` if there is none."""
+    try:
+        found: Any = client.CustomObjectsApi().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return dict(found)
+
+
+def trainingjob_uids(namespace: str) -> set[str]:
+    """The uids of every TrainingJob of ``namespace`` (one list call)."""
+    found: Any = client.CustomObjectsApi().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL
+    )
+    return {str(item["metadata"]["uid"]) for item in found.get("items") or []}
+
+
+def job_exists(namespace: str, name: str) -> bool:
+    """Whether the Job ``namespace/name`` exists (one read, not the watch's index)."""
+    try:
+        client.BatchV1Api().read_namespaced_job(name, namespace, _preload_content=False)
+    except ApiException as err:
+        if err.status == 404:
             return False
         raise
     return True
 
 
+def list_trainingjob_pods(namespace: str, trainingjob: str, label: str) -> list[dict[str, Any]]:
+    """Every pod of any Job of TrainingJob ``trainingjob`` (by its ``label``)."""
+    return list_pods(namespace, f"{label}={trainingjob}")
+
+
+def create_event(
+    involved: dict[str, Any], *, type: str, reason: str, message: str, component: str
+) -> None:
+    """Post an Event about ``involved`` (a TrainingJob body) now, not queued: used where
+    the Event must be known to be out before the operator goes on."""
+    meta = involved["metadata"]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    event = {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion", f"{GROUP}/{VERSION}"),
+            "kind": involved.get("kind", "TrainingJob"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": type,
+        "reason": reason,
+        "message": message,
+        "source": {"component": component},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    client.CoreV1Api().create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+
+
 def request_cancel(namespace: str, name: str) -> bool:
     """Set ``spec.cancel: true``; ``False`` if the TrainingJob is gone."""
     try:
-        _retrying(
-            lambda: client.CustomObjectsApi().patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, {"spec": {"cancel": True}}
-            )
+        client.CustomObjectsApi().patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"cancel": True}}
         )
     except ApiException as err:
         if err.status == 404:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from tjcore.messages import bounded_message
 from tjtrainer.exitcodes import is_permanent
 from tjtrainer.progress import RunProgress, RunState, utc_now
 
@@ -77,6 +78,9 @@ class Observation:
     # How long the trainer pod has been failing to pull its image, and how long it may.
     image_pull_seconds: float = 0.0
     image_pull_timeout: float = DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS
+    # The Job was deleted by someone else after a cancel was asked (so it is not made
+    # again): no trainer runs any more.
+    job_gone_on_cancel: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,10 @@ class Verdict:
     phase: Phase
     reason: str
     message: str
+
+    def __post_init__(self) -> None:
+        # The message goes to the CR status, its conditions, the Event and the row.
+        object.__setattr__(self, "message", bounded_message(self.message) or "")
 
     @property
     def warning(self) -> bool:
@@ -338,6 +346,13 @@ def judge(obs: Observation) -> Verdict:
         if reason == "DeadlineExceeded":
             error = f"activeDeadlineSeconds exceeded; {error or (failed or {}).get('message')}"
         return Verdict(Phase.FAILED, reason, error or (failed or {}).get("message") or reason)
+    if obs.job_gone_on_cancel:
+        return Verdict(
+            Phase.CANCELLED,
+            "JobDeleted",
+            "cancelled: its Job was deleted after the cancel was asked, so no trainer runs; "
+            "finished trials are kept and no model was replaced",
+        )
     if obs.job_deleted_for_cancel:
         return Verdict(
             Phase.CANCELLED,

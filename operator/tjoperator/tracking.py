@@ -1,6 +1,13 @@
 """Following one TrainingJob while it runs: read its progress file, its Job and (when
 the Job's counts say something may be wrong) its pods, derive the status, and write it
-to the CR and the table row within a poll interval."""
+to the CR and the table row within a poll interval.
+
+A Job deleted by someone else while the run goes on is made again once its pods are
+gone (the trainer resumes the study), with a Warning Event ``JobDeleted``; after a cancel
+it is not, and the run ends ``Cancelled``. Before a final phase that was decided from
+outside the trainer (a cancel's grace ran out, a pod failure, a deleted Job) the daemon
+waits for the trainer's pods to go and reads the progress file once more, so the row's
+trial log is the one the trainer left."""
 
 from __future__ import annotations
 
@@ -8,12 +15,13 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tjcore.store import JobStore, progress_columns
 from tjoperator import kube
+from tjoperator.job_builder import LABEL_TRAININGJOB
 from tjoperator.status import (
     DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS,
     POD_FAILURE_REASONS,
@@ -39,6 +47,10 @@ log = logging.getLogger(__name__)
 # How often the pods of a Job are listed while one of them is not ready (starting, or
 # stuck on its image); the progress file is read far more often, the API is spared.
 POD_CHECK_SECONDS = 2.0
+# How often a Job missing from the watch's index is looked up directly.
+JOB_CHECK_SECONDS = 2.0
+# How long a final status waits for the trainer's pods to go (and write their last trial).
+SETTLE_SECONDS = 60.0
 
 
 @dataclass
@@ -65,6 +77,12 @@ class Tracker:
     image_pull_since: float | None = None  # when a failing pull was first seen
     job_deleted_for_failure: bool = False
     last_reason: str | None = None  # of the last published verdict
+    job_manifest: dict[str, Any] | None = None  # the Job to make again if it is deleted
+    job_expected: bool = False  # the Job was made (seen, or named in the status)
+    job_checked_at: float = -math.inf
+    job_gone_on_cancel: bool = False
+    # Events to post (type, reason, message), drained by the daemon.
+    notices: list[tuple[str, str, str]] = field(default_factory=list)
 
     def read_progress(self) -> None:
         """Re-read ``progress.json`` when it changed since the last look; nothing is read
@@ -129,6 +147,92 @@ async def _look_at_pods(tracker: Tracker, job_status: dict[str, Any] | None, now
         tracker.image_pull_since = None
 
 
+def _active(pods: list[dict[str, Any]]) -> bool:
+    return any((p.get("status") or {}).get("phase") in ("Pending", "Running", None) for p in pods)
+
+
+async def _trainer_pods_active(tracker: Tracker) -> bool:
+    """Whether a pod of any Job of this TrainingJob is still pending or running."""
+    pods = await kube.call(
+        lambda: kube.list_trainingjob_pods(tracker.namespace, tracker.name, LABEL_TRAININGJOB)
+    )
+    return _active(pods)
+
+
+async def _check_job_gone(
+    tracker: Tracker, job_status: dict[str, Any] | None, cancel: bool
+) -> None:
+    """Notice a Job that someone deleted under a running TrainingJob: make it again once
+    its pods are gone (the trainer resumes), or, after a cancel, end the run."""
+    if job_status is not None:
+        tracker.job_expected = True
+        return
+    deleted_by_us = tracker.job_deleted_for_cancel or tracker.job_deleted_for_failure
+    finished = tracker.progress is not None and tracker.progress.state.is_final
+    now = time.monotonic()
+    if (
+        not tracker.job_expected
+        or deleted_by_us
+        or finished
+        or tracker.job_gone_on_cancel
+        or now - tracker.job_checked_at < JOB_CHECK_SECONDS
+    ):
+        return
+    tracker.job_checked_at = now
+    if await kube.call(lambda: kube.job_exists(tracker.namespace, tracker.job_name)):
+        return  # the watch has not caught up yet
+    where = tracker.progress.completed_trials if tracker.progress else 0
+    total = tracker.progress.total_trials if tracker.progress else tracker.total_trials
+    if cancel:
+        tracker.job_gone_on_cancel = True
+        log.warning(
+            "%s/%s: JobDeleted: Job %s is gone after the cancel; the run ends",
+            tracker.namespace,
+            tracker.name,
+            tracker.job_name,
+        )
+        return
+    if tracker.job_manifest is None or await _trainer_pods_active(tracker):
+        return  # its old pods are still stopping: make it again when they are gone
+    manifest = tracker.job_manifest
+    if not await kube.call(lambda: kube.create_job(manifest)):
+        return
+    message = (
+        f"Job {tracker.job_name} was deleted while the run was at {where}/{total} trials; "
+        "created it again, the trainer resumes from its last finished trial (cancel or "
+        "delete the TrainingJob to stop the run)"
+    )
+    log.warning("%s/%s: JobDeleted: %s", tracker.namespace, tracker.name, message)
+    tracker.notices.append(("Warning", "JobDeleted", message))
+    tracker.pod_selector, tracker.pods, tracker.failed_pods_seen = None, (), 0
+    tracker.trainer_message, tracker.image_pull_since = None, None
+
+
+async def wait_for_pods(namespace: str, name: str, timeout: float = SETTLE_SECONDS) -> None:
+    """Wait (at most ``timeout``) until no pod of TrainingJob ``namespace/name`` is
+    pending or running any more."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = await kube.call(
+            lambda: kube.list_trainingjob_pods(namespace, name, LABEL_TRAININGJOB)
+        )
+        if not _active(pods):
+            return
+        await asyncio.sleep(1.0)
+
+
+async def settle(tracker: Tracker, obs: Observation) -> Observation:
+    """Before a final verdict that the trainer did not write itself: wait (at most
+    :data:`SETTLE_SECONDS`) for its pods to go, then read its progress once more."""
+    verdict = judge(obs)
+    if not verdict.phase.is_final or (obs.progress is not None and obs.progress.state.is_final):
+        return obs
+    await wait_for_pods(tracker.namespace, tracker.name)
+    tracker.progress_mtime = -1.0
+    await asyncio.to_thread(tracker.read_progress)
+    return replace(obs, progress=tracker.progress)
+
+
 def _job_finished(job_status: dict[str, Any] | None) -> bool:
     return any(
         c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
@@ -147,6 +251,7 @@ async def observe(
     """Look at the run once; handles the cancel marker and grace period on the way, and
     deletes the Job when a trainer pod shows that the run cannot succeed."""
     await asyncio.to_thread(tracker.read_progress)
+    await _check_job_gone(tracker, job_status, cancel)
     if cancel:
         if tracker.cancel_since is None:
             tracker.cancel_since = time.monotonic()
@@ -177,6 +282,7 @@ async def observe(
             pods=tracker.pods,
             image_pull_seconds=0.0 if since is None else now - since,
             image_pull_timeout=image_pull_timeout,
+            job_gone_on_cancel=tracker.job_gone_on_cancel,
         )
 
     obs = observation()
@@ -219,12 +325,19 @@ def row_values(obs: Observation, verdict: Verdict) -> dict[str, Any]:
 
 
 async def publish(
-    tracker: Tracker, obs: Observation, *, store: JobStore | None, generation: int | None
+    tracker: Tracker,
+    obs: Observation,
+    *,
+    store: JobStore | None,
+    generation: int | None,
+    verdict: Verdict | None = None,
 ) -> Verdict | None:
-    """Write the status and the row if anything changed; returns the verdict when it
-    deserves an Event (the phase changed, or a warning such as ImagePullBackOff
-    appeared), else ``None``."""
-    verdict = judge(obs)
+    """Write the status and the row if anything changed (the only writer of the phase);
+    returns the verdict when it deserves an Event (the phase changed, or a warning such
+    as ImagePullBackOff appeared), else ``None``. ``verdict`` is one the create handler
+    decided before any trainer ran (an invalid spec, a refused Job, a cancel before the
+    start); otherwise it is judged from ``obs``."""
+    verdict = verdict or judge(obs)
     if tracker.row_id is None and store is not None and verdict.phase != Phase.PENDING:
         # The create handler makes the row and then names it in the status; a run that
         # ends (or starts) before that reaches this daemon still updates its row.

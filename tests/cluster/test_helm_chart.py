@@ -15,6 +15,8 @@ import yaml
 
 from tjdevcluster.procs import free_ports
 from tjdevcluster.testing import wait_for
+from tjoperator.config import OperatorConfig
+from tjoperator.job_builder import labels_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "trainingjob-operator"
@@ -234,6 +236,77 @@ def test_values_reach_the_operator_environment(cluster: Any) -> None:
     assert container["command"] == ["tjctl", "operator"]
 
 
+def test_allowed_trainer_images_reach_the_operator_and_default_to_the_trainer_image(
+    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def operator_config(**values: Any) -> OperatorConfig:
+        docs = template(cluster, "ns1", **values)
+        deployment = next(
+            d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == FULLNAME
+        )
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        for variable in env:
+            if "value" in variable:
+                monkeypatch.setenv(variable["name"], variable["value"])
+        monkeypatch.setenv("SHARED_DATA_PATH", str(tmp_path))
+        return OperatorConfig.from_env()
+
+    assert operator_config().trainer_images == ("trainingjob-trainer:0.1.0",)
+    more = operator_config(**{"trainer.allowedImages": ["r.example/t:2", "r.example/t:3"]})
+    assert more.trainer_images == ("trainingjob-trainer:0.1.0", "r.example/t:2", "r.example/t:3")
+
+
+def test_the_ui_service_is_cluster_ip_and_network_policies_confine_each_pod(
+    cluster: Any,
+) -> None:
+    docs = template(cluster, "ns1", watchNamespaces=["ns1", "ns2"])
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert service["spec"]["type"] == "ClusterIP"
+    policies = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): d["spec"]
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+    }
+    pods = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["metadata"]
+        for d in docs
+        if d["kind"] == "Deployment"
+    }
+
+    def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+        return policy["podSelector"]["matchLabels"].items() <= labels.items()
+
+    ui = policies[("ns1", f"{FULLNAME}-ui")]
+    assert selects(ui, pods["ui"]["labels"]) and not selects(ui, pods["operator"]["labels"])
+    assert ui["policyTypes"] == ["Ingress"]
+    [rule] = ui["ingress"]
+    access = {"mltraining.dev/ui-access": "true"}
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": access}},
+        {"namespaceSelector": {"matchLabels": access}},
+    ]
+    assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}]
+    operator = policies[("ns1", f"{FULLNAME}-operator")]
+    assert selects(operator, pods["operator"]["labels"])
+    assert operator["policyTypes"] == ["Ingress"] and not operator.get("ingress")
+    # Trainer pods, as the operator labels them, in every watched namespace.
+    trainer_labels = labels_for("some-run")
+    for namespace in ("ns1", "ns2"):
+        trainers = policies[(namespace, f"{FULLNAME}-trainers")]
+        assert selects(trainers, trainer_labels)
+        assert trainers["policyTypes"] == ["Ingress", "Egress"]
+        assert not trainers.get("ingress") and not trainers.get("egress")
+    custom = template(
+        cluster, **{"networkPolicy.uiAccessLabel": "team", "networkPolicy.uiAccessValue": "ml"}
+    )
+    ui = next(
+        d for d in custom if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-ui")
+    )
+    assert ui["spec"]["ingress"][0]["from"][0] == {"podSelector": {"matchLabels": {"team": "ml"}}}
+    off = template(cluster, **{"networkPolicy.enabled": False})
+    assert not [d for d in off if d["kind"] == "NetworkPolicy"]
+
+
 def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> None:
     for values, message in (
         # values.schema.json
@@ -243,6 +316,8 @@ def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> N
         ({"trainer.image.tag": 1}, "at '/trainer/image/tag'"),
         ({"trainer.image.pullPolicy": "Sometimes"}, "at '/trainer/image/pullPolicy'"),
         ({"operator.imagePullTimeoutSeconds": 0}, "at '/operator/imagePullTimeoutSeconds'"),
+        ({"trainer.allowedImages": ["a:1,b:2"]}, "at '/trainer/allowedImages/0'"),
+        ({"networkPolicy.uiAccessLabel": "no spaces"}, "at '/networkPolicy/uiAccessLabel'"),
         # the templates' own checks
         ({"watchNamespaces": ["a"], "bridge.namespace": "b"}, 'bridge.namespace "b"'),
     ):
@@ -268,6 +343,7 @@ def test_install_in_a_restricted_namespace_admits_every_object_and_runs_the_pods
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "NetworkPolicy",
         "PersistentVolumeClaim",
         "Role",
         "RoleBinding",

@@ -54,6 +54,7 @@ def test_server_side_dry_run_accepts_the_manifests_and_the_examples(cluster: Any
             "clusterrolebinding.rbac.authorization.k8s.io",
             "deployment.apps",
             "namespace",
+            "networkpolicy.networking.k8s.io",
             "persistentvolumeclaim",
             "role.rbac.authorization.k8s.io",
             "rolebinding.rbac.authorization.k8s.io",

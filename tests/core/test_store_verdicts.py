@@ -61,14 +61,14 @@ def test_a_version_4_table_gains_the_columns_and_keeps_its_rows(tmp_path: Path) 
     job_id = store.submit(timeframe="1h", n_trials=5, train_ratio=0.7, source="old")
     store.close()
     with sqlite3.connect(path) as conn:  # make it the table release 4 had
-        for column in (*V5_COLUMNS, *V6_COLUMNS):
+        for column in (*V5_COLUMNS, *V6_COLUMNS, "cancel_forwarded"):
             conn.execute(f"ALTER TABLE training_jobs DROP COLUMN {column}")
         conn.execute("UPDATE training_jobs_schema SET version = 4")
     upgraded = JobStore(f"sqlite:///{path}")
     with sqlite3.connect(path) as conn:
         names = {r[1] for r in conn.execute("PRAGMA table_info(training_jobs)")}
         (version,) = conn.execute("SELECT version FROM training_jobs_schema").fetchone()
-    assert set(V5_COLUMNS) | set(V6_COLUMNS) <= names and version == SCHEMA_VERSION == 6
+    assert set(V5_COLUMNS) | set(V6_COLUMNS) <= names and version == SCHEMA_VERSION
     row = upgraded.get(job_id)
     assert row is not None and (row.timeframe, row.n_trials, row.source) == ("1h", 5, "old")
     assert (row.cv_folds, row.embargo, row.verdict_long) == (3, 16, None)

@@ -6,17 +6,23 @@ import re
 
 import pytest
 
-from tjcore.spec import validate_spec
+from tjcore.spec import SpecError, validate_spec
 from tjoperator.config import OperatorConfig
 from tjoperator.job_builder import (
     build_job,
     build_trainingjob_for_row,
     job_name,
     row_trainingjob_name,
+    trainer_image,
 )
 from tjtrainer.exitcodes import EXIT_BAD_ARGUMENTS, EXIT_PERMANENT, EXIT_TRANSIENT
 
-CONFIG = OperatorConfig(trainer_image="trainer:1", pvc_claim="shared-claim", shared_mount="/data")
+CONFIG = OperatorConfig(
+    trainer_image="trainer:1",
+    allowed_images=("custom:2",),
+    pvc_claim="shared-claim",
+    shared_mount="/data",
+)
 
 
 def build(**spec: object) -> dict:
@@ -156,3 +162,30 @@ def test_integer_quantities_reach_the_job_as_strings() -> None:
         "requests": {"cpu": "2", "memory": "1Gi"},
         "limits": {"cpu": "3"},
     }
+
+
+def test_an_image_outside_the_allow_list_is_refused_naming_the_allowed_ones() -> None:
+    with pytest.raises(SpecError) as refused:
+        build(image="attacker/anything:latest")
+    message = str(refused.value)
+    assert message.startswith("spec.image: 'attacker/anything:latest' is not an allowed")
+    assert "allowed: trainer:1, custom:2" in message
+    assert "trainer.allowedImages" in message
+    only_default = OperatorConfig(trainer_image="trainer:1")
+    assert only_default.trainer_images == ("trainer:1",)
+    with pytest.raises(SpecError, match="allowed: trainer:1 "):
+        trainer_image(validate_spec({"timeframe": "15m", "image": "custom:2"}), only_default)
+    assert trainer_image(validate_spec({"timeframe": "15m", "image": "trainer:1"}), only_default)
+
+
+def test_the_trainer_mounts_only_its_run_folder_the_datasets_read_only_and_the_models() -> None:
+    container = build()["spec"]["template"]["spec"]["containers"][0]
+    shared = [m for m in container["volumeMounts"] if m["name"] == "shared"]
+    assert shared == [
+        {"name": "shared", "mountPath": "/data/runs/ml/tj-a", "subPath": "runs/ml/tj-a"},
+        {"name": "shared", "mountPath": "/data/datasets", "subPath": "datasets", "readOnly": True},
+        {"name": "shared", "mountPath": "/data/models", "subPath": "models"},
+    ]
+    args = container["args"]
+    assert args[args.index("--run-dir") + 1] == "/data/runs/ml/tj-a"
+    assert args[args.index("--data-root") + 1] == "/data"

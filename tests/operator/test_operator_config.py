@@ -17,3 +17,13 @@ def test_no_bridge_works_with_watched_namespaces(
     assert config.bridge_namespace is None and config.namespaces == ("team-a",)
     with pytest.raises(ValueError, match="bridge namespace 'default' is not watched"):
         OperatorConfig.from_env(namespaces=("team-a",))
+
+
+def test_allowed_trainer_images_default_to_the_trainer_image_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHARED_DATA_PATH", str(tmp_path))
+    monkeypatch.setenv("TJ_TRAINER_IMAGE", "registry.example/trainer:1")
+    assert OperatorConfig.from_env().trainer_images == ("registry.example/trainer:1",)
+    monkeypatch.setenv("TJ_ALLOWED_TRAINER_IMAGES", " trainer:2 , registry.example/trainer:1,")
+    assert OperatorConfig.from_env().trainer_images == ("registry.example/trainer:1", "trainer:2")

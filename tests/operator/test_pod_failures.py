@@ -261,6 +261,7 @@ class FakeApi:
         self.statuses: list[dict[str, Any]] = []
         monkeypatch.setattr(kube, "job_pod_selector", self.job_pod_selector)
         monkeypatch.setattr(kube, "list_pods", self.list_pods)
+        monkeypatch.setattr(kube, "list_trainingjob_pods", self.list_trainingjob_pods)
         monkeypatch.setattr(kube, "delete_job", self.delete_job)
         monkeypatch.setattr(kube, "patch_status", self.patch_status)
 
@@ -271,6 +272,10 @@ class FakeApi:
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         assert selector == "batch.kubernetes.io/controller-uid=c0ffee"
         self.pod_lists += 1
+        return [dict(p) for p in self.pods] if self.job_exists else []
+
+    def list_trainingjob_pods(self, namespace: str, name: str, label: str) -> list[dict[str, Any]]:
+        """The pods of every Job of the TrainingJob (the settle step waits for them)."""
         return [dict(p) for p in self.pods] if self.job_exists else []
 
     def delete_job(self, namespace: str, name: str) -> bool:
@@ -472,6 +477,7 @@ def run_daemon(
             name="small",
             namespace="ns",
             stopped=Stopped(polls),
+            memo=kopf.Memo(),
             job_statuses=Index(job),
         )
     )

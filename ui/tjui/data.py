@@ -81,7 +81,8 @@ def history_frame(rows: Iterable[JobRow], *, now: datetime | None = None) -> pd.
     records = [
         {
             "id": row.id,
-            "status": row.status,
+            # A row with unreadable values is listed, marked, instead of hiding the rest.
+            "status": f"{row.status} (damaged)" if row.damaged else row.status,
             "timeframe": row.timeframe,
             "trials": f"{row.current_trial}/{row.total_trials}",
             "progress": float(row.progress_pct),
