@@ -34,6 +34,7 @@ from tjoperator.job_builder import (
     build_job,
     build_trainingjob_for_row,
     job_name,
+    trainer_image,
 )
 from tjoperator.status import Observation, Phase, Verdict
 from tjoperator.tracking import Tracker, observe, publish, row_values, settle, wait_for_pods
@@ -216,6 +217,7 @@ async def ensure_job(
     config = Runtime.config
     try:
         parsed = validate_spec(dict(spec))
+        trainer_image(parsed, config)  # the operator's allow-list of trainer images
     except SpecError as err:
         memo[EARLY_VERDICT] = Verdict(Phase.FAILED, "InvalidSpec", str(err))
         return
