@@ -36,6 +36,24 @@ def _field_schema(spec_field: SpecField) -> dict[str, Any]:
     return schema
 
 
+def _immutable_spec_rule() -> dict[str, str]:
+    """A transition rule: no field but the mutable ones (``cancel``) may be set, changed
+    or removed after create; the trainer already runs with them, an edit would be
+    ignored without a word."""
+    fixed = [f.name for f in SPEC_FIELDS if not f.mutable]
+    mutable = ", ".join(f"spec.{f.name}" for f in SPEC_FIELDS if f.mutable)
+    rule = " && ".join(
+        f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || "
+        f"self.{name} == oldSelf.{name})"
+        for name in fixed
+    )
+    return {
+        "rule": rule,
+        "message": f"spec is immutable once created, except {mutable}: the run already "
+        "uses it; to change it, delete the TrainingJob and create it again",
+    }
+
+
 def _status_schema() -> dict[str, Any]:
     number = {"type": "number", "nullable": True}
     string = {"type": "string", "nullable": True}
@@ -159,6 +177,7 @@ def build_crd() -> dict[str, Any]:
         "description": "What to train.",
         "required": [f.name for f in SPEC_FIELDS if f.required],
         "properties": {f.name: _field_schema(f) for f in SPEC_FIELDS},
+        "x-kubernetes-validations": [_immutable_spec_rule()],
     }
     root = {
         "type": "object",

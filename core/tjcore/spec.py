@@ -18,7 +18,7 @@ import yaml
 
 from tjcore import strict_yaml
 from tjtrainer.config import MAX_PARALLELISM, PROMOTIONS
-from tjtrainer.paths import LABEL
+from tjtrainer.paths import LABEL, MAX_LABEL_LENGTH
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
 
 GROUP = "mltraining.dev"
@@ -29,6 +29,9 @@ PLURAL = "trainingjobs"
 SHORT_NAME = "tj"
 # The Job is named "<name>-train": keep room for the suffix in Kubernetes' 63 characters.
 MAX_NAME_LENGTH = 52
+# A namespace is a DNS-1123 label; nothing derived from it has a length limit of its own
+# (it is a folder of runs/ and a label value, both allowed 63).
+MAX_NAMESPACE_LENGTH = MAX_LABEL_LENGTH
 # A DNS-1123 label (the whole string: a trailing newline is no part of a name).
 NAME_PATTERN = LABEL
 
@@ -50,6 +53,8 @@ class SpecField:
     enum: tuple[str, ...] | None = None
     required: bool = False
     extra_schema: dict[str, Any] = field(default_factory=dict)
+    # Whether it may change after create (the CRD refuses an edit of any other field).
+    mutable: bool = False
 
     def allowed(self) -> str:
         """Words for the allowed values, used in every error message."""
@@ -157,7 +162,13 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
         minimum=0.5,
         maximum=0.95,
     ),
-    SpecField("cancel", "boolean", "Set to true to stop after the current trial.", default=False),
+    SpecField(
+        "cancel",
+        "boolean",
+        "Set to true to stop after the current trial.",
+        default=False,
+        mutable=True,
+    ),
     SpecField(
         "seed",
         "integer",
@@ -376,15 +387,18 @@ def validate_spec(raw: Any) -> TrainingJobSpec:
     return TrainingJobSpec(**values)
 
 
-def validate_name(name: Any, *, where: str = "metadata.name") -> str:
-    """A TrainingJob name: a DNS-1123 label short enough for the Job's suffix."""
+def validate_name(
+    name: Any, *, where: str = "metadata.name", max_length: int = MAX_NAME_LENGTH
+) -> str:
+    """A TrainingJob name: a DNS-1123 label short enough for the Job's suffix (a
+    namespace: ``max_length=MAX_NAMESPACE_LENGTH``)."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise SpecError(
             f"{where}: must be lower-case letters, digits and '-', starting and ending "
             f"with a letter or digit, got {name!r}"
         )
-    if len(name) > MAX_NAME_LENGTH:
-        raise SpecError(f"{where}: at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+    if len(name) > max_length:
+        raise SpecError(f"{where}: at most {max_length} characters, got {len(name)}")
     return name
 
 
@@ -407,7 +421,7 @@ def validate_manifest(doc: Any, *, default_namespace: str = "default") -> Traini
         raise SpecError("metadata: must be a mapping with at least a name")
     name = validate_name(metadata.get("name"))
     namespace = metadata.get("namespace") or default_namespace
-    validate_name(namespace, where="metadata.namespace")
+    validate_name(namespace, where="metadata.namespace", max_length=MAX_NAMESPACE_LENGTH)
     return TrainingJobManifest(name=name, namespace=namespace, spec=validate_spec(doc.get("spec")))
 
 

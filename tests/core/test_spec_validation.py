@@ -118,6 +118,15 @@ def test_every_problem_is_reported_at_once() -> None:
             },
             "metadata.namespace",
         ),
+        (
+            {
+                "apiVersion": "mltraining.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": "job", "namespace": "n" * 64},
+                "spec": {"timeframe": "1h"},
+            },
+            "metadata.namespace: at most 63 characters, got 64",
+        ),
     ],
 )
 def test_bad_envelope_is_refused(doc: dict[str, Any], expected: str) -> None:
@@ -190,3 +199,13 @@ def test_bad_resources_are_refused_with_a_clear_message(
 )
 def test_good_resources_pass(resources: dict[str, Any]) -> None:
     assert validate_spec({"timeframe": "15m", "resources": resources}).resources == resources
+
+
+def test_a_namespace_may_have_the_63_characters_kubernetes_allows() -> None:
+    doc = {
+        "apiVersion": "mltraining.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "job", "namespace": "n" * 63},
+        "spec": {"timeframe": "1h"},
+    }
+    assert validate_manifest(doc).namespace == "n" * 63
