@@ -1,9 +1,11 @@
-"""Models are written as a complete, checksummed version, then switched to *_latest."""
+"""Models are written as a complete, checksummed version, then published as *_latest."""
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import xgboost as xgb
 from sklearn.preprocessing import StandardScaler
 from trainer_testlib import N_TRIALS, RecordedRun
 
-from tjtrainer import models
+from tjtrainer import versions
 from tjtrainer.datasets import load_dataset
 from tjtrainer.files import sha256_file
 from tjtrainer.metrics import spearman
@@ -21,11 +23,13 @@ from tjtrainer.models import save_models
 from tjtrainer.splits import make_splits
 
 LATEST = [
+    "latest_15m",
     "metadata_15m_latest.json",
     "model_long_15m_latest.pkl",
     "model_long_15m_latest.ubj",
     "model_short_15m_latest.pkl",
     "model_short_15m_latest.ubj",
+    "scaler_15m_latest.json",
     "scaler_15m_latest.pkl",
 ]
 VERSION_FILES = [
@@ -34,6 +38,7 @@ VERSION_FILES = [
     "model_long.ubj",
     "model_short.pkl",
     "model_short.ubj",
+    "scaler.json",
     "scaler.pkl",
 ]
 
@@ -51,12 +56,15 @@ def test_layout_latest_names_and_one_version_folder(completed_run: RecordedRun) 
     assert sorted(p.name for p in (models / version).iterdir()) == VERSION_FILES
 
 
-def test_latest_files_are_copies_of_the_version(completed_run: RecordedRun) -> None:
+def test_latest_names_are_links_through_one_pointer(completed_run: RecordedRun) -> None:
     models = completed_run.config.models_dir
-    folder = models / str(completed_run.final.model_version)
+    version = str(completed_run.final.model_version)
+    assert os.readlink(models / "latest_15m") == version
     for name in VERSION_FILES:
         stem, suffix = name.rsplit(".", 1)
-        assert (models / f"{stem}_15m_latest.{suffix}").read_bytes() == (folder / name).read_bytes()
+        latest = models / f"{stem}_15m_latest.{suffix}"
+        assert os.readlink(latest) == f"latest_15m/{name}"
+        assert latest.read_bytes() == (models / version / name).read_bytes()
 
 
 def test_metadata_lists_the_checksum_of_every_file(
@@ -133,17 +141,14 @@ def tiny_booster(seed: int) -> xgb.Booster:
 def test_two_saves_in_the_same_second_get_distinct_versions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    moments = iter([datetime(2026, 1, 23, 14, 0, 0, tzinfo=UTC)] * 3)
-    waits: list[float] = []
-
     class Clock:
         @staticmethod
         def now(tz: object = None) -> datetime:
-            return next(moments, datetime(2026, 1, 23, 14, 0, 1, tzinfo=UTC))
+            return datetime(2026, 1, 23, 14, 0, 0, tzinfo=UTC)
 
-    monkeypatch.setattr(models, "datetime", Clock)
-    monkeypatch.setattr(models.time, "sleep", waits.append)
+    monkeypatch.setattr(versions, "datetime", Clock)
     scaler = StandardScaler().fit(np.arange(6.0).reshape(3, 2))
+    started = time.monotonic()
     saved = [
         save_models(
             tmp_path,
@@ -152,13 +157,15 @@ def test_two_saves_in_the_same_second_get_distinct_versions(
             scaler=scaler,
             metadata={"note": i},
         )
-        for i in range(2)
+        for i in range(3)
     ]
-    assert [s.version for s in saved] == ["1h_20260123_140000", "1h_20260123_140001"]
-    assert len(waits) == 1  # the second save waited for the next second
+    assert time.monotonic() - started < 5  # nobody waits for the next second
+    names = [s.version for s in saved]
+    assert names == ["1h_20260123_140000", "1h_20260123_140000_001", "1h_20260123_140000_002"]
+    assert names == sorted(names)
     assert all(s.version_dir.is_dir() for s in saved)
     latest = json.loads((tmp_path / "metadata_1h_latest.json").read_text())
-    assert latest["version"] == saved[1].version and latest["note"] == 1
+    assert latest["version"] == saved[2].version and latest["note"] == 2
     first = json.loads((saved[0].version_dir / "metadata.json").read_text())
     assert first["note"] == 0  # the older version stays as it was
     for name, digest in first["files"].items():

@@ -2,12 +2,16 @@
 
 A file appears under its final name only once complete: it is written to a hidden
 temporary name in the same folder, flushed to disk, renamed, and the folder is synced.
+
+:func:`fault_point` marks the steps between file operations where a crash must leave
+nothing half done; the tests kill the process at each of them (``TJTRAINER_KILL_AT``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,13 +19,28 @@ from pathlib import Path
 
 _CHUNK = 1 << 20
 FILE_MODE = 0o644
+TEMP_SUFFIX = ".tmp"
+# Test hook: the process SIGKILLs itself at the N-th fault point it reaches (1-based).
+KILL_AT_ENV = "TJTRAINER_KILL_AT"
+_faults_reached = 0
+
+
+def fault_point() -> None:
+    """A step after which a crash must leave every published file whole (see the tests)."""
+    global _faults_reached
+    target = os.environ.get(KILL_AT_ENV)
+    if not target:
+        return
+    _faults_reached += 1
+    if _faults_reached == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it becomes ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     # mkstemp makes the file private (0600); the shared volume's other readers (operator,
     # UI, inference) may run as other users.
     os.fchmod(fd, FILE_MODE)
@@ -30,11 +49,13 @@ def atomic_output(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         fsync_path(tmp)
+        fault_point()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+    fault_point()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

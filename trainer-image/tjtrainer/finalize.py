@@ -10,7 +10,6 @@ trial has seen: that is the honest score reported as ``test_score_long/short``.
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from tjtrainer.search import (
     trial_seed,
 )
 from tjtrainer.splits import CV_SHARE, Splits
+from tjtrainer.versions import latest_metadata
 
 
 @dataclass(frozen=True)
@@ -191,12 +191,7 @@ def _mean_test(models: dict[str, Any]) -> float | None:
 
 
 def _latest_metadata(config: TrainConfig) -> dict[str, Any] | None:
-    path = config.models_dir / f"metadata_{config.timeframe}_latest.json"
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
+    return latest_metadata(config.models_dir, config.timeframe)
 
 
 def evaluation_summary(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -1,43 +1,48 @@
-"""Writing the trained models: a complete, checksummed version first, then the ``*_latest``
-names the seed's consumers load.
+"""Writing the trained models as a complete, checksummed version and publishing it; loading
+the published one with its checksums verified.
 
-Layout under ``<data_root>/models/`` (timeframe ``15m`` shown; see docs/TRAINER.md)::
+Layout under ``<data_root>/models/`` (timeframe ``15m`` shown; see docs/TRAINER.md and
+:mod:`tjtrainer.versions` for the pointer)::
 
     15m_20260123_140000/              one folder per version, never changed once written
-        model_long.pkl  model_short.pkl   pickled xgboost.XGBRegressor (the seed's format)
-        model_long.ubj  model_short.ubj   the same boosters in XGBoost's own format
-        scaler.pkl                        sklearn StandardScaler: apply before predicting
+        model_long.ubj  model_short.ubj   the boosters in XGBoost's own format
+        scaler.json                       the feature scaling (mean, scale, features)
+        model_long.pkl  model_short.pkl   legacy: pickled xgboost.XGBRegressor (the seed's)
+        scaler.pkl                        legacy: pickled sklearn StandardScaler
         metadata.json                     written last: marks the version complete
-    model_long_15m_latest.pkl  model_short_15m_latest.pkl
-    model_long_15m_latest.ubj  model_short_15m_latest.ubj
-    scaler_15m_latest.pkl
-    metadata_15m_latest.json          switched last
+    latest_15m -> 15m_20260123_140000     the pointer, switched last, in one rename
+    model_long_15m_latest.ubj -> latest_15m/model_long.ubj   (and the other files)
+    metadata_15m_latest.json  -> latest_15m/metadata.json
 
-Every file is written to a temporary name, synced and renamed. The version folder is
-created exclusively, so two runs finishing in the same second get different versions (the
-second waits for the next second). The ``*_latest`` copies are switched only after the
-whole version is on disk, metadata last; the metadata lists the SHA-256 of every file.
+Every file is written to a temporary name, synced and renamed; the metadata lists the
+SHA-256 of every file, and :func:`load_latest` refuses a file that does not match it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import pickle
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xgboost as xgb
 from sklearn.preprocessing import StandardScaler
 
-from tjtrainer.files import atomic_copy, atomic_write_bytes, fsync_path, sha256_file
+from tjtrainer import versions
+from tjtrainer.files import atomic_write_bytes, fault_point, sha256_file
 from tjtrainer.progress import MODELS
+from tjtrainer.versions import METADATA_FILE, latest_name
 
 METADATA_FORMAT = 1
-_VERSION_ATTEMPTS = 10
+SCALER_JSON = "scaler.json"
+
+
+class ModelFileError(Exception):
+    """A published model cannot be loaded: missing, or not the file its metadata lists."""
 
 
 @dataclass(frozen=True)
@@ -56,28 +61,18 @@ def version_file_names() -> dict[str, str]:
         names[f"{lower}_pickle"] = f"model_{lower}.pkl"
         names[f"{lower}_xgboost"] = f"model_{lower}.ubj"
     names["scaler"] = "scaler.pkl"
+    names["scaler_json"] = SCALER_JSON
     return names
 
 
-def latest_name(file_name: str, timeframe: str) -> str:
-    """``model_long.pkl`` → ``model_long_15m_latest.pkl`` (same for the others)."""
-    stem, suffix = os.path.splitext(file_name)
-    return f"{stem}_{timeframe}_latest{suffix}"
-
-
-def _reserve_version(models_dir: Path, timeframe: str) -> tuple[str, Path]:
-    models_dir.mkdir(parents=True, exist_ok=True)
-    for _ in range(_VERSION_ATTEMPTS):
-        version = f"{timeframe}_{datetime.now(UTC):%Y%m%d_%H%M%S}"
-        folder = models_dir / version
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            time.sleep(1.0 - time.time() % 1.0 + 0.01)
-            continue
-        fsync_path(models_dir)
-        return version, folder
-    raise RuntimeError(f"could not reserve a model version under {models_dir}")
+def _scaler_json(scaler: StandardScaler, features: Any) -> bytes:
+    scale = scaler.scale_ if scaler.scale_ is not None else np.ones_like(scaler.mean_)
+    document = {
+        "features": list(features) if isinstance(features, list | tuple) else None,
+        "mean": [float(v) for v in scaler.mean_],
+        "scale": [float(v) for v in scale],
+    }
+    return (json.dumps(document, indent=2) + "\n").encode()
 
 
 def save_models(
@@ -89,37 +84,122 @@ def save_models(
     metadata: dict[str, Any],
     promote: bool = True,
 ) -> SavedModels:
-    """Write a new version of the models, then (with ``promote``) switch the ``*_latest``
-    files to it; a version not promoted stays a version of its own."""
-    version, folder = _reserve_version(models_dir, timeframe)
+    """Write a new version of the models, then (with ``promote``) publish it as the latest
+    in one atomic switch; a version not promoted stays a version of its own. What saves
+    that died left behind is removed first (:func:`tjtrainer.versions.clean_abandoned`)."""
+    versions.clean_abandoned(models_dir)
     names = version_file_names()
-    for model in MODELS:
-        lower = model.lower()
-        raw = bytes(boosters[model].save_raw(raw_format="ubj"))
-        atomic_write_bytes(folder / names[f"{lower}_xgboost"], raw)
-        regressor = xgb.XGBRegressor()
-        regressor.load_model(bytearray(raw))
-        atomic_write_bytes(folder / names[f"{lower}_pickle"], pickle.dumps(regressor))
-    atomic_write_bytes(folder / names["scaler"], pickle.dumps(scaler))
+    with versions.reserved_version(models_dir, timeframe) as reservation:
+        version, folder = reservation.version, reservation.folder
+        for model in MODELS:
+            lower = model.lower()
+            raw = bytes(boosters[model].save_raw(raw_format="ubj"))
+            atomic_write_bytes(folder / names[f"{lower}_xgboost"], raw)
+            regressor = xgb.XGBRegressor()
+            regressor.load_model(bytearray(raw))
+            atomic_write_bytes(folder / names[f"{lower}_pickle"], pickle.dumps(regressor))
+        atomic_write_bytes(folder / names["scaler"], pickle.dumps(scaler))
+        atomic_write_bytes(
+            folder / names["scaler_json"], _scaler_json(scaler, metadata.get("features"))
+        )
 
-    files = {name: sha256_file(folder / name) for name in names.values()}
-    full = {
-        "format": METADATA_FORMAT,
-        "version": version,
-        "timeframe": timeframe,
-        **metadata,
-        "saved_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "files": files,
-        "latest_files": {latest_name(name, timeframe): digest for name, digest in files.items()},
-    }
-    text = (json.dumps(full, indent=2, sort_keys=False) + "\n").encode()
-    metadata_path = folder / "metadata.json"
-    atomic_write_bytes(metadata_path, text)
+        files = {name: sha256_file(folder / name) for name in names.values()}
+        full = {
+            "format": METADATA_FORMAT,
+            "version": version,
+            "timeframe": timeframe,
+            **metadata,
+            "saved_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "files": files,
+            "latest_files": {
+                latest_name(name, timeframe): digest for name, digest in files.items()
+            },
+        }
+        text = (json.dumps(full, indent=2, sort_keys=False) + "\n").encode()
+        metadata_path = folder / METADATA_FILE
+        atomic_write_bytes(metadata_path, text)  # the version is complete from here on
 
     if not promote:
         return SavedModels(version, folder, metadata_path, None)
-    for name in names.values():
-        atomic_copy(folder / name, models_dir / latest_name(name, timeframe))
-    latest_metadata = models_dir / f"metadata_{timeframe}_latest.json"
-    atomic_write_bytes(latest_metadata, text)
-    return SavedModels(version, folder, metadata_path, latest_metadata)
+    versions.publish(models_dir, timeframe, version, [*names.values(), METADATA_FILE])
+    fault_point()
+    return SavedModels(
+        version, folder, metadata_path, models_dir / latest_name(METADATA_FILE, timeframe)
+    )
+
+
+@dataclass(frozen=True)
+class LatestModel:
+    """One published model, its scaling and its version's metadata, checksums verified."""
+
+    version: str
+    side: str
+    booster: xgb.Booster
+    features: list[str] | None
+    mean: np.ndarray
+    scale: np.ndarray
+    metadata: dict[str, Any]
+
+    def predict(self, rows: Any) -> np.ndarray:
+        """Predictions for ``rows`` (unscaled features, in :attr:`features`' order): the
+        label in standard units (see ``metadata["models"][side]["label_scaling"]``)."""
+        values = np.asarray(rows, dtype=np.float64)
+        return np.asarray(self.booster.inplace_predict((values - self.mean) / self.scale))
+
+
+def load_latest(models_dir: Path | str, timeframe: str, side: str) -> LatestModel:
+    """The published ``side`` (``long`` or ``short``) model of ``timeframe``, loaded from
+    XGBoost's own format after checking every file it uses against the SHA-256 recorded in
+    its version's ``metadata.json``; no pickle is loaded.
+
+    Raises:
+        ModelFileError: no published version, or a file missing or changed since it was
+            saved (the message names the file and what to do).
+    """
+    root = Path(models_dir)
+    lower = side.lower()
+    if lower.upper() not in MODELS:
+        raise ModelFileError(f"side must be one of long, short, got {side!r}")
+    version = versions.latest_version(root, timeframe)
+    if version is None:
+        raise ModelFileError(
+            f"no published {timeframe} model under {root} (no {versions.pointer_name(timeframe)}"
+            " pointing at a complete version); train one first"
+        )
+    folder = versions.version_folder(root, version)
+    metadata = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+    booster = xgb.Booster()
+    booster.load_model(bytearray(_verified(folder, f"model_{lower}.ubj", metadata)))
+    scaling = json.loads(_verified(folder, SCALER_JSON, metadata))
+    return LatestModel(
+        version=version,
+        side=lower.upper(),
+        booster=booster,
+        features=scaling.get("features") or metadata.get("features"),
+        mean=np.asarray(scaling["mean"], dtype=np.float64),
+        scale=np.asarray(scaling["scale"], dtype=np.float64),
+        metadata=metadata,
+    )
+
+
+def _verified(folder: Path, name: str, metadata: dict[str, Any]) -> bytes:
+    """The bytes of ``folder/name`` if their SHA-256 is the one ``metadata`` lists."""
+    path = folder / name
+    expected = (metadata.get("files") or {}).get(name)
+    if expected is None:
+        raise ModelFileError(
+            f"{folder / METADATA_FILE} lists no checksum for {name} (a version saved before "
+            f"{name} existed?); retrain, or load its legacy pickles at your own risk"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ModelFileError(f"cannot read {path}: {err.strerror or err}") from None
+    found = hashlib.sha256(data).hexdigest()
+    if found != expected:
+        raise ModelFileError(
+            f"{path} has SHA-256 {found}, but {folder / METADATA_FILE} records {expected}: "
+            "the file changed after it was saved; do not use it (retrain, or restore the "
+            "version from a backup)"
+        )
+    return data

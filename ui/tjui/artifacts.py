@@ -1,10 +1,11 @@
 """The model files of a completed job on the shared volume.
 
-The trainer writes versioned files whose names contain the model version (for example
-``model_long_15m_20261126_140000.pkl``) next to the ``*_latest`` names and a metadata
-JSON. This module only looks: files or folders under ``models/`` whose name contains
-the version, and the metadata that belongs to that version. It tolerates any layout
-(flat or one folder per version) and never raises for a missing or unreadable file.
+The trainer writes one folder per model version (``models/15m_20261126_140000/``) and
+publishes one through the ``latest_<tf>`` pointer (:mod:`tjtrainer.versions`). This module
+only looks: files or folders under ``models/`` whose name contains the version, and the
+metadata that belongs to that version (its own, else the published version's if that is
+this one). It tolerates other layouts (flat files named after the version) and never
+raises for a missing or unreadable file.
 
 The version and timeframe come from a table row, which anyone who can write the table
 controls: a version that is not one safe file-name part (``0/../../x``, ``*``) or a
@@ -22,6 +23,7 @@ from typing import Any
 
 from tjtrainer.config import TIMEFRAMES
 from tjtrainer.paths import UnsafePathError, is_inside, model_version
+from tjtrainer.versions import METADATA_FILE, latest_name
 
 MAX_FILES = 200
 
@@ -105,8 +107,8 @@ def find_artifacts(models_dir: Path, version: str, timeframe: str) -> ModelArtif
     """The files of model ``version`` and its metadata.
 
     The metadata is a ``metadata*.json`` among the version's own files, else
-    ``metadata_<timeframe>_latest.json`` if that one names this version (a later
-    version may have replaced it).
+    ``metadata_<timeframe>_latest.json`` (the published version's, through the pointer)
+    if that one names this version (a later version may have replaced it).
     """
     result = ModelArtifacts(models_dir=models_dir, version=version)
     try:
@@ -124,8 +126,8 @@ def find_artifacts(models_dir: Path, version: str, timeframe: str) -> ModelArtif
         return result
     result.files = [f for f in (_stat(p) for p in paths[:MAX_FILES]) if f is not None]
     candidates = [p for p in paths if p.name.startswith("metadata") and p.suffix == ".json"]
-    if timeframe in TIMEFRAMES:
-        candidates.append(models_dir / f"metadata_{timeframe}_latest.json")
+    if timeframe in TIMEFRAMES:  # a link through the latest_<tf> pointer (or a seed's copy)
+        candidates.append(models_dir / latest_name(METADATA_FILE, timeframe))
     for candidate in candidates:
         if not is_inside(candidate, models_dir):
             continue
