@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -136,3 +137,16 @@ def test_bad_config_is_rejected_and_recorded(data_root: Path) -> None:
 
 def test_dataset_error_is_a_training_error() -> None:
     assert issubclass(DatasetError, TrainingError)
+
+
+@pytest.mark.parametrize("label", ["label_long", "label_short"])
+def test_a_label_listed_as_a_feature_is_refused_before_training(
+    data_root: Path, label: str
+) -> None:
+    info_path = data_root / "datasets" / "15m" / INFO_FILE
+    info = json.loads(info_path.read_text())
+    info["features"].append(label)
+    info_path.write_text(json.dumps(info))
+    message, run_dir = failed_run(data_root)  # no trial, no model
+    assert f"column(s) {label} listed as feature(s) in {INFO_FILE}" in message
+    assert not (run_dir / "study.db").exists()

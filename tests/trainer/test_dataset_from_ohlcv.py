@@ -13,7 +13,7 @@ from tjtrainer.errors import DatasetError, OhlcvError
 from tjtrainer.ohlcv import read_ohlcv_csv
 from tjtrainer.synth import synth_candles
 
-CANDLES = 400
+CANDLES = 1300  # 1200 rows: enough for a run with the default spec
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,24 @@ BAD_CASES = {
     ),
     "negative price": (lambda p: edit_line(p, 10, "open", "-5"), "line 10: open is -5.0"),
     "negative volume": (lambda p: edit_line(p, 11, "volume", "-1"), "line 11: volume is negative"),
-    "high below low": (lambda p: edit_line(p, 12, "high", "1"), "line 12: high is below low"),
+    "high below low": (lambda p: edit_line(p, 12, "high", "1"), "line 12: high 1.0 is below low"),
+    "low above high": (
+        lambda p: edit_line(p, 17, "low", "1000000"),
+        "line 17: high",  # "... is below low 1000000.0"
+    ),
+    "open above high": (
+        lambda p: edit_line(p, 13, "open", "1000000"),
+        "line 13: open 1000000.0 is above high",
+    ),
+    "open below low": (lambda p: edit_line(p, 14, "open", "0.5"), "line 14: open 0.5 is below low"),
+    "close above high": (
+        lambda p: edit_line(p, 15, "close", "1000000"),
+        "line 15: close 1000000.0 is above high",
+    ),
+    "close below low": (
+        lambda p: edit_line(p, 16, "close", "0.5"),
+        "line 16: close 0.5 is below low",
+    ),
     "unsorted": (lambda p: _swap_lines(p, 20, 21), "line 21: timestamp"),
     "duplicate": (lambda p: _duplicate_line(p, 30), "line 31: duplicate timestamp"),
     "empty file": (lambda p: p.write_text(""), "the file is empty"),
@@ -180,3 +197,24 @@ def _duplicate_line(path: Path, line: int) -> None:
     lines = path.read_text().splitlines()
     lines.insert(line, lines[line - 1])
     path.write_text("\n".join(lines) + "\n")
+
+
+def test_the_first_candle_outside_its_range_is_named(tmp_path: Path, candles: pd.DataFrame) -> None:
+    csv = write_csv(tmp_path / "bad.csv", candles)
+    edit_line(csv, 40, "close", "1000000")
+    edit_line(csv, 25, "open", "1000000")
+    with pytest.raises(OhlcvError) as caught:
+        build_dataset_from_csv(tmp_path / "shared", csv, "15m")
+    assert "line 25: open 1000000.0 is above high" in str(caught.value)
+    assert "must lie between its low and its high" in str(caught.value)
+
+
+def test_a_csv_too_small_to_train_is_refused_unless_forced(
+    tmp_path: Path, candles: pd.DataFrame
+) -> None:
+    csv = write_csv(tmp_path / "small.csv", candles.head(400))
+    with pytest.raises(DatasetError, match="300 rows are too few to train with the default spec"):
+        build_dataset_from_csv(tmp_path / "shared", csv, "15m")
+    assert not (tmp_path / "shared" / "datasets").exists()
+    _, info = build_dataset_from_csv(tmp_path / "shared", csv, "15m", force=True)
+    assert info.rows == 300

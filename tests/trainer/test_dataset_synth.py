@@ -15,6 +15,7 @@ from tjtrainer.datasets import DATASET_FILE, INFO_FILE, load_dataset, synth_data
 from tjtrainer.errors import DatasetError
 from tjtrainer.features import FEATURES
 from tjtrainer.files import sha256_file
+from tjtrainer.splits import minimum_rows
 from tjtrainer.synth import synth_candles
 
 
@@ -86,9 +87,9 @@ def test_synth_dataset_carries_a_learnable_signal(tmp_path: Path) -> None:
 
 
 def test_synth_dataset_replaces_the_previous_one(tmp_path: Path) -> None:
-    synth_dataset(tmp_path, "1h", rows=300, seed=1)
-    path, info = synth_dataset(tmp_path, "1h", rows=400, seed=1)
-    assert len(pd.read_parquet(path)) == 400 == info.rows
+    synth_dataset(tmp_path, "1h", rows=1200, seed=1)
+    path, info = synth_dataset(tmp_path, "1h", rows=1300, seed=1)
+    assert len(pd.read_parquet(path)) == 1300 == info.rows
     leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # no temporary files left behind
     shutil.rmtree(tmp_path / "datasets")
@@ -103,3 +104,23 @@ def test_a_timeframe_is_never_a_path_of_its_own(tmp_path: Path, timeframe: str) 
     assert not Path("/tmp/escaped-dataset").exists()
     with pytest.raises(DatasetError, match="timeframe must be one of"):
         load_dataset(root, timeframe)
+
+
+def test_too_few_rows_are_refused_and_the_dataset_in_place_is_kept(tmp_path: Path) -> None:
+    path, before = synth_dataset(tmp_path, "15m", rows=1200, seed=1)
+    content = path.read_bytes()
+    with pytest.raises(DatasetError) as caught:
+        synth_dataset(tmp_path, "15m", rows=10, seed=1)
+    message = str(caught.value)
+    assert "10 rows are too few to train with the default spec" in message
+    assert f"ask for --rows {minimum_rows(horizon=before.horizon)} or more" in message
+    assert "--force" in message
+    assert path.read_bytes() == content  # the usable dataset is untouched
+    _, forced = synth_dataset(tmp_path, "15m", rows=10, seed=1, force=True)
+    assert forced.rows == 10 == len(pd.read_parquet(path))
+
+
+def test_a_negative_seed_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="--seed must be a whole number >= 0, got -1"):
+        synth_dataset(tmp_path, "15m", seed=-1)
+    assert not (tmp_path / "datasets").exists()

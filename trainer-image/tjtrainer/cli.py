@@ -130,6 +130,11 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="barrier labels: stop-loss distance in the same units (default: 1)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write the dataset even if it has too few rows for a run with the default spec",
+    )
     _add_data_root(parser)
 
 
@@ -165,7 +170,7 @@ def add_dataset_parser(subparsers: Any) -> None:
 
 
 def _label_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"horizon": args.horizon}
+    kwargs: dict[str, Any] = {"horizon": args.horizon, "force": args.force}
     for name in ("cost_bps", "label", "take_profit", "stop_loss"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)

@@ -34,6 +34,7 @@ from tjtrainer.labels import (
 )
 from tjtrainer.ohlcv import read_ohlcv_csv, utc_nanoseconds
 from tjtrainer.progress import utc_now
+from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, DEFAULT_TRAIN_RATIO, minimum_rows
 from tjtrainer.synth import synth_candles
 
 DATASET_FILE = "dataset.parquet"
@@ -202,8 +203,15 @@ def write_dataset(
         frame, labels, definition = made, spec.describe(), spec.definition()
     folder = dataset_dir(data_root, timeframe)
     target = folder / DATASET_FILE
-    with atomic_output(target) as tmp:
-        frame.to_parquet(tmp, index=False)
+    try:
+        with atomic_output(target) as tmp:
+            frame.to_parquet(tmp, index=False)
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot write the dataset in {folder}: {exc.strerror or exc}"
+            f"{f' ({exc.filename})' if exc.filename else ''}; the dataset in place, if any, "
+            "is unchanged"
+        ) from None
     info = DatasetInfo(
         timeframe=timeframe,
         horizon=horizon,
@@ -217,8 +225,26 @@ def write_dataset(
         label_definition=definition,
         labels=labels,
     )
-    atomic_write_bytes(folder / INFO_FILE, info.to_json().encode())
+    try:
+        atomic_write_bytes(folder / INFO_FILE, info.to_json().encode())
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot write {folder / INFO_FILE}: {exc.strerror or exc}; write the dataset again"
+        ) from None
     return target, info
+
+
+def check_trainable(rows: int, horizon: int, *, force: bool, fix: str) -> None:
+    """Refuse (unless ``force``) a dataset of ``rows`` rows that no run with the default
+    spec could train on, before anything is written."""
+    needed = minimum_rows(horizon=horizon)
+    if rows < needed and not force:
+        raise DatasetError(
+            f"{rows} rows are too few to train with the default spec (trainRatio "
+            f"{DEFAULT_TRAIN_RATIO}, cvFolds {DEFAULT_FOLDS}, embargo {DEFAULT_EMBARGO}, "
+            f"horizon {horizon} need at least {needed} rows); {fix}, or add --force to write "
+            "it anyway; the dataset in place, if any, is unchanged"
+        )
 
 
 def synth_dataset(
@@ -232,13 +258,20 @@ def synth_dataset(
     label: str = DEFAULT_LABEL,
     take_profit: float = DEFAULT_TAKE_PROFIT,
     stop_loss: float = DEFAULT_STOP_LOSS,
+    force: bool = False,
 ) -> tuple[Path, DatasetInfo]:
-    """Make a synthetic dataset with exactly ``rows`` rows (default per timeframe)."""
+    """Make a synthetic dataset with exactly ``rows`` rows (default per timeframe); fewer
+    than a default run needs only with ``force``."""
     dataset_dir(data_root, timeframe)  # refuses a timeframe it does not know
     rows = DEFAULT_ROWS[timeframe] if rows is None else rows
     horizon = DEFAULT_HORIZON[timeframe] if horizon is None else horizon
     if rows < 1:
         raise DatasetError(f"rows must be >= 1, got {rows}")
+    if seed < 0:
+        raise DatasetError(f"--seed must be a whole number >= 0, got {seed}")
+    check_trainable(
+        rows, horizon, force=force, fix=f"ask for --rows {minimum_rows(horizon=horizon)} or more"
+    )
     spec = label_spec(
         horizon=horizon,
         cost_bps=cost_bps,
@@ -265,8 +298,10 @@ def build_dataset_from_csv(
     label: str = DEFAULT_LABEL,
     take_profit: float = DEFAULT_TAKE_PROFIT,
     stop_loss: float = DEFAULT_STOP_LOSS,
+    force: bool = False,
 ) -> tuple[Path, DatasetInfo]:
-    """Make the dataset of ``timeframe`` from the candles in an OHLCV CSV file."""
+    """Make the dataset of ``timeframe`` from the candles in an OHLCV CSV file; one too
+    small for a default run only with ``force``."""
     dataset_dir(data_root, timeframe)  # refuses a timeframe it does not know
     horizon = DEFAULT_HORIZON[timeframe] if horizon is None else horizon
     spec = label_spec(
@@ -279,6 +314,7 @@ def build_dataset_from_csv(
     candles = read_ohlcv_csv(csv_path, timeframe=timeframe)
     try:
         frame = make_frame(candles, spec)
+        check_trainable(len(frame.rows), horizon, force=force, fix="use more candles")
     except DatasetError as exc:
         raise DatasetError(f"{csv_path}: {exc}") from None
     source = {
@@ -379,6 +415,14 @@ def _feature_columns(path: Path, frame: pd.DataFrame, info: dict[str, Any] | Non
         features = [c for c in frame.columns if c != "timestamp" and c not in LABEL_COLUMNS]
     if not features:
         raise DatasetError(f"{path}: no feature columns besides timestamp and the labels")
+    leaky = [c for c in features if c in (*LABEL_COLUMNS, "timestamp")]
+    if leaky:
+        raise DatasetError(
+            f"{path}: column(s) {', '.join(leaky)} listed as feature(s) in "
+            f"{INFO_FILE}; a model that sees what it predicts scores perfectly in every test "
+            f"and is useless on new candles: remove them from the features in {INFO_FILE} "
+            "or write the dataset again"
+        )
     wrong = [c for c in [*features, *LABEL_COLUMNS] if not pd.api.types.is_numeric_dtype(frame[c])]
     if wrong:
         raise DatasetError(f"{path}: column(s) {', '.join(wrong)} are not numeric")

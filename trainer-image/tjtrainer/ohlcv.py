@@ -123,10 +123,30 @@ def _check_values(path: Path, candles: pd.DataFrame) -> None:
     if bad.any():
         row = int(np.argmax(bad))
         raise OhlcvError(f"{path}: line {row + _FIRST_DATA_LINE}: volume is negative")
-    bad = (candles["high"] < candles["low"]).to_numpy()
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise OhlcvError(f"{path}: line {row + _FIRST_DATA_LINE}: high is below low")
+    _check_ranges(path, candles)
+
+
+def _check_ranges(path: Path, candles: pd.DataFrame) -> None:
+    """Every candle's open and close lie in [low, high]; the first candle that breaks it is
+    named with what is wrong."""
+    o, h, lo, c = (candles[name].to_numpy() for name in PRICE_COLUMNS)
+    problems = (
+        (h < lo, "high {h} is below low {lo}"),
+        (o > h, "open {o} is above high {h}"),
+        (o < lo, "open {o} is below low {lo}"),
+        (c > h, "close {c} is above high {h}"),
+        (c < lo, "close {c} is below low {lo}"),
+    )
+    bad = np.logical_or.reduce([mask for mask, _ in problems])
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    what = next(text for mask, text in problems if mask[row])
+    values = {"o": o[row], "h": h[row], "lo": lo[row], "c": c[row]}
+    raise OhlcvError(
+        f"{path}: line {row + _FIRST_DATA_LINE}: {what.format(**values)}; a candle's open "
+        "and close must lie between its low and its high"
+    )
 
 
 def _check_order(path: Path, timestamps: pd.Series) -> None:

@@ -34,6 +34,7 @@ MIN_TEST_ROWS = 50
 DEFAULT_FOLDS = 3
 MAX_FOLDS = 10
 DEFAULT_EMBARGO = 16
+DEFAULT_TRAIN_RATIO = 0.8
 MAX_EMBARGO = 10_000
 
 
@@ -190,6 +191,17 @@ def _refusal(
         f"{train_ratio}, cvFolds {folds} and gaps of {gap} rows (purge {horizon} = the label "
         f"horizon, embargo {embargo}) give {problem}; use " + ", or ".join(fixes)
     )
+
+
+def minimum_rows(
+    *,
+    horizon: int,
+    train_ratio: float = DEFAULT_TRAIN_RATIO,
+    folds: int = DEFAULT_FOLDS,
+    embargo: int = DEFAULT_EMBARGO,
+) -> int:
+    """The fewest rows whose folds fit (by default, those of the default spec)."""
+    return _minimum_rows(train_ratio, horizon, embargo, folds)
 
 
 def _minimum_rows(train_ratio: float, horizon: int, embargo: int, folds: int) -> int:
