@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tjcore.settings import Settings, SettingsError, redact_text, redact_url
 from tjcore.spec import SpecError, load_manifest, validate_name, validate_spec
-from tjcore.store import JobRow, JobStore
+from tjcore.store import JobRow, JobStore, QueueFullError
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 # Flag of each spec field, so errors about flags name the flag the user typed.
@@ -219,7 +219,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
     except SpecError as err:
         return _fail(_flag_message(err))
-    job_id = _store().submit_spec(spec, source="tjctl-submit")
+    settings = Settings.from_env()
+    try:
+        job_id = _store().submit_spec(
+            spec, source="tjctl-submit", max_pending=settings.max_queued_jobs
+        )
+    except QueueFullError as err:
+        return _fail(str(err))
     print(
         f"job {job_id} pending: {spec.timeframe}, {spec.nTrials} trials per model; "
         "a running operator or `tjctl worker` picks it up"

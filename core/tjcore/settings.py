@@ -14,6 +14,8 @@ from sqlalchemy.exc import ArgumentError
 
 DEFAULT_SHARED_DATA_PATH = "./shared-data"
 DB_FILE_NAME = "training_jobs.db"
+# Pending rows that `tjctl submit` and the UI may queue at once (TJ_MAX_QUEUED_JOBS).
+DEFAULT_MAX_QUEUED_JOBS = 20
 
 
 # "scheme://user:password@" in any text, for URLs SQLAlchemy cannot parse.
@@ -56,12 +58,15 @@ class Settings:
     - ``TRAINING_LEASE_SECONDS``: how long a local runner's running row stays its own
       without a heartbeat (it renews every third of that); then a worker resumes it (the
       worker's rows) or fails it (``tjctl run``'s). Default 60.
+    - ``TJ_MAX_QUEUED_JOBS``: how many pending rows ``tjctl submit`` and the UI's Start
+      button may queue at once; past it they refuse with a message. Default 20.
     """
 
     shared_data_path: Path
     database_url: str
     poll_interval: float
     lease_seconds: float = 60.0
+    max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -74,7 +79,19 @@ class Settings:
             database_url=url,
             poll_interval=_seconds(env, "TRAINING_POLL_INTERVAL", "5"),
             lease_seconds=_seconds(env, "TRAINING_LEASE_SECONDS", "60"),
+            max_queued_jobs=_count(env, "TJ_MAX_QUEUED_JOBS", DEFAULT_MAX_QUEUED_JOBS),
         )
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SettingsError(f"{name} must be an integer >= 1, got {raw!r}")
+    return value
 
 
 def _folder(raw: str) -> Path:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -317,6 +317,28 @@ def _sqlite_engine(url: str, *, readonly: bool) -> Engine:
     return engine
 
 
+class QueueFullError(ValueError):
+    """As many rows are pending as ``TJ_MAX_QUEUED_JOBS`` allows."""
+
+
+def _check_queue(conn: Connection, max_pending: int) -> None:
+    """Raise :class:`QueueFullError` if ``max_pending`` rows are pending. SQLite's
+    ``BEGIN IMMEDIATE`` already serialises writers; PostgreSQL needs the table lock."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE training_jobs IN SHARE ROW EXCLUSIVE MODE")
+    count = conn.execute(
+        select(func.count())
+        .select_from(training_jobs)
+        .where(training_jobs.c.status == RunState.PENDING.value)
+    ).scalar_one()
+    if count >= max_pending:
+        raise QueueFullError(
+            f"{count} jobs are queued already, the most TJ_MAX_QUEUED_JOBS allows "
+            f"({max_pending}): wait until some have started, or cancel one (tjctl cancel ID, "
+            "or the UI's Cancel button)"
+        )
+
+
 class JobStore:
     """Reads and writes ``training_jobs``.
 
@@ -468,11 +490,15 @@ class JobStore:
         namespace: str | None = None,
         name: str | None = None,
         uid: str | None = None,
+        max_pending: int | None = None,
     ) -> int:
-        """Insert a ``pending`` row as the UI does; returns its id.
+        """Insert a ``pending`` row as the UI does; returns its id. With ``max_pending``
+        the row is refused when that many rows are pending already (counted and inserted
+        in one write transaction, so concurrent submitters never pass it).
 
         Raises:
             ValueError: a row for the same Kubernetes object (uid) exists already.
+            QueueFullError: ``max_pending`` rows are pending.
         """
         values = {
             "timeframe": timeframe,
@@ -494,6 +520,8 @@ class JobStore:
         }
 
         def insert(conn: Connection) -> int:
+            if max_pending is not None:
+                _check_queue(conn, max_pending)
             key = conn.execute(training_jobs.insert().values(**values)).inserted_primary_key
             assert key is not None
             return int(key[0])
@@ -513,9 +541,11 @@ class JobStore:
         namespace: str | None = None,
         name: str | None = None,
         uid: str | None = None,
+        max_pending: int | None = None,
     ) -> int:
         """Insert the ``pending`` row of a validated spec (unnamed rows, as the UI makes
-        them, get their TrainingJob name when a runner claims them)."""
+        them, get their TrainingJob name when a runner claims them); ``max_pending`` as
+        in :meth:`submit`."""
         return self.submit(
             timeframe=spec.timeframe,
             n_trials=spec.nTrials,
@@ -529,6 +559,7 @@ class JobStore:
             namespace=namespace,
             name=name,
             uid=uid,
+            max_pending=max_pending,
         )
 
     def claim(self, job_id: int, *, namespace: str, name: str, start: bool) -> bool:

@@ -256,6 +256,21 @@ def test_allowed_trainer_images_reach_the_operator_and_default_to_the_trainer_im
     assert more.trainer_images == ("trainingjob-trainer:0.1.0", "r.example/t:2", "r.example/t:3")
 
 
+def test_the_queue_bound_reaches_the_ui(cluster: Any) -> None:
+    def ui_env(**values: Any) -> dict[str, Any]:
+        docs = template(cluster, **values)
+        ui = next(
+            d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-ui")
+        )
+        return {
+            e["name"]: e.get("value")
+            for e in ui["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    assert ui_env()["TJ_MAX_QUEUED_JOBS"] == "20"
+    assert ui_env(**{"ui.maxQueuedJobs": 3})["TJ_MAX_QUEUED_JOBS"] == "3"
+
+
 def test_the_ui_service_is_cluster_ip_and_network_policies_confine_each_pod(
     cluster: Any,
 ) -> None:
@@ -317,6 +332,7 @@ def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> N
         ({"trainer.image.pullPolicy": "Sometimes"}, "at '/trainer/image/pullPolicy'"),
         ({"operator.imagePullTimeoutSeconds": 0}, "at '/operator/imagePullTimeoutSeconds'"),
         ({"trainer.allowedImages": ["a:1,b:2"]}, "at '/trainer/allowedImages/0'"),
+        ({"ui.maxQueuedJobs": 0}, "at '/ui/maxQueuedJobs'"),
         ({"networkPolicy.uiAccessLabel": "no spaces"}, "at '/networkPolicy/uiAccessLabel'"),
         # the templates' own checks
         ({"watchNamespaces": ["a"], "bridge.namespace": "b"}, 'bridge.namespace "b"'),

@@ -16,7 +16,7 @@ import streamlit as st
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from tjcore.settings import redact_text, redact_url
+from tjcore.settings import Settings, redact_text, redact_url
 from tjcore.spec import TrainingJobSpec
 from tjcore.store import JobRow, JobStore
 
@@ -96,9 +96,10 @@ def open_reader(url: str) -> Reader:
 def submit_job(url: str, spec: TrainingJobSpec) -> int:
     """Insert a ``pending`` row for ``spec``, as the seed's Start button does; its id."""
     with friendly_errors("start the training job", url):
+        limit = Settings.from_env().max_queued_jobs  # TJ_MAX_QUEUED_JOBS
         store = JobStore(url)
         try:
-            return store.submit_spec(spec, source=SOURCE)
+            return store.submit_spec(spec, source=SOURCE, max_pending=limit)
         finally:
             store.close()
 
