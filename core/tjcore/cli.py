@@ -22,7 +22,13 @@ from types import FrameType
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from tjcore.settings import Settings, SettingsError, redact_text, redact_url
+from tjcore.settings import (
+    Settings,
+    SettingsError,
+    check_database_driver,
+    redact_text,
+    redact_url,
+)
 from tjcore.spec import SpecError, load_manifest, validate_name, validate_spec
 from tjcore.store import JobRow, JobStore, QueueFullError
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
@@ -85,8 +91,14 @@ def _explain(err: SQLAlchemyError | OSError) -> str:
     return redact_text(message, settings.database_url)
 
 
+def _open_store(url: str, *, readonly: bool = False) -> JobStore:
+    """The store of ``url``; a missing driver is a :class:`SettingsError`."""
+    check_database_driver(url)
+    return JobStore(url, readonly=readonly)
+
+
 def _store(*, readonly: bool = False) -> JobStore:
-    return JobStore(Settings.from_env().database_url, readonly=readonly)
+    return _open_store(Settings.from_env().database_url, readonly=readonly)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -130,7 +142,7 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
     if manifest.spec.cancel:
         return _fail(f"{args.file}: spec.cancel is true; nothing to run")
     spec = manifest.spec
-    store = JobStore(settings.database_url)
+    store = _open_store(settings.database_url)
     row = store.get_by_name(manifest.namespace, manifest.name)
     if row is None:
         job_id = store.submit_spec(
@@ -309,7 +321,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     where = redact_url(settings.database_url)
     logging.getLogger(__name__).info("worker polling %s every %.1f s", where, interval)
-    store = JobStore(settings.database_url)  # main() explains a failure in one line
+    store = _open_store(settings.database_url)  # main() explains a failure in one line
     try:
         return serve(
             store,

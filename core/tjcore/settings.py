@@ -53,7 +53,7 @@ class Settings:
       default ``./shared-data``.
     - ``DATABASE_URL``: a SQLAlchemy URL for the ``training_jobs`` table; default the
       SQLite file ``$SHARED_DATA_PATH/training_jobs.db``. Refused: a URL SQLAlchemy cannot
-      read, one whose driver is not installed, an in-memory SQLite database.
+      read or an in-memory SQLite database; ``tjctl`` also one whose driver is missing.
     - ``TRAINING_POLL_INTERVAL``: seconds between the local worker's looks for pending rows.
     - ``TRAINING_LEASE_SECONDS``: how long a local runner's running row stays its own
       without a heartbeat (it renews every third of that); then a worker resumes it (the
@@ -110,12 +110,12 @@ def _folder(raw: str) -> Path:
 
 
 def check_database_url(url: str) -> None:
-    """Raise :class:`SettingsError` unless ``url`` names a database every process can share
-    and whose driver is installed."""
+    """Raise :class:`SettingsError` unless ``url`` names a database every process can
+    share (its driver is checked apart: :func:`check_database_driver`)."""
     shown = redact_text(url, url)
     try:
         parsed = make_url(url)
-        dialect = parsed.get_dialect()
+        parsed.get_dialect()
     except ArgumentError:
         raise SettingsError(
             f"DATABASE_URL={shown} is not a database URL SQLAlchemy knows; use "
@@ -130,7 +130,14 @@ def check_database_url(url: str) -> None:
                 "and each worker would see their own empty table; give a file "
                 "(sqlite:////absolute/path/training_jobs.db) or leave DATABASE_URL unset"
             )
-        return
+
+
+def check_database_driver(url: str) -> None:
+    """Raise :class:`SettingsError` if the Python driver of ``url`` (a checked URL) is not
+    installed. Apart from :func:`check_database_url` so that only the commands that open
+    the table import it (the operator keeps running and says so in its log)."""
+    shown = redact_text(url, url)
+    dialect = make_url(url).get_dialect()
     try:
         dialect.import_dbapi()
     except ImportError as err:
