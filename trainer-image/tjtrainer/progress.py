@@ -15,6 +15,7 @@ A run folder is ``$SHARED_DATA_PATH/runs/<namespace>/<name>/`` and holds:
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from dataclasses import asdict, dataclass, field, fields
@@ -34,6 +35,14 @@ CANCEL_MARKER = "CANCEL"
 STUDY_FILE = "study.db"
 OWNER_FILE = "OWNER"
 MODELS = ("LONG", "SHORT")
+# What RunProgress says of the finished trials (rebuilt from study.db on every start).
+TRIAL_FIELDS = (
+    "trials",
+    "completed_trials",
+    "current_model",
+    "best_score_long",
+    "best_score_short",
+)
 
 
 class RunState(StrEnum):
@@ -133,6 +142,11 @@ class RunProgress:
             return 0.0
         return round(min(100.0, 100.0 * self.completed_trials / self.total_trials), 2)
 
+    def take_trials(self, other: RunProgress) -> None:
+        """Take ``other``'s trial list and counts (what an earlier process recorded)."""
+        for name in TRIAL_FIELDS:
+            setattr(self, name, copy.deepcopy(getattr(other, name)))
+
     def to_json(self) -> str:
         data = asdict(self)
         data["state"] = str(self.state)
@@ -140,16 +154,25 @@ class RunProgress:
 
     @classmethod
     def from_json(cls, text: str) -> RunProgress:
-        data = json.loads(text)
+        """Parse ``progress.json``; anything else raises ``ValueError`` saying what."""
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"not JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"not a progress object (a JSON {type(data).__name__})")
         if data.get("format") != FORMAT_VERSION:
             raise ValueError(
                 f"progress.json has format {data.get('format')!r}, this reader knows "
                 f"{FORMAT_VERSION}; upgrade the component that reads it"
             )
-        data["state"] = RunState(data["state"])
-        data["trials"] = [TrialRecord(**t) for t in data.get("trials", [])]
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            data["state"] = RunState(data["state"])
+            data["trials"] = [TrialRecord(**t) for t in data.get("trials") or []]
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"not a progress object ({type(err).__name__}: {err})") from None
 
 
 def write_progress(run_dir: Path, progress: RunProgress) -> None:
@@ -159,12 +182,23 @@ def write_progress(run_dir: Path, progress: RunProgress) -> None:
 
 
 def read_progress(run_dir: Path) -> RunProgress | None:
-    """The run's last written progress, or ``None`` if the trainer has not written any."""
+    """The run's last written progress, or ``None`` if the trainer has not written any.
+
+    Raises:
+        ValueError: the file is not a progress file this reader knows (garbage, a newer
+            format); the message names the file.
+    """
+    path = run_dir / PROGRESS_FILE
     try:
-        text = (run_dir / PROGRESS_FILE).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    return RunProgress.from_json(text)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason})") from None
+    try:
+        return RunProgress.from_json(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def request_cancel(run_dir: Path) -> None:

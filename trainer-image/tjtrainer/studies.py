@@ -26,9 +26,10 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from tjtrainer.errors import RunFolderError
-from tjtrainer.progress import MODELS, STUDY_FILE
+from tjtrainer.progress import MODELS, PROGRESS_FILE, STUDY_FILE
 
 FINGERPRINT_KEY = "fingerprint"
 BUSY_TIMEOUT_S = 60
@@ -54,17 +55,55 @@ def _sqlite_storage(path: Path) -> RDBStorage:
 
 
 class DurableStudies:
-    """``run_dir/study.db``: one study per model, tied to one dataset and split."""
+    """``run_dir/study.db``: one study per model, tied to one dataset and split.
 
-    def __init__(self, run_dir: Path) -> None:
+    ``recorded`` is how many finished trials ``progress.json`` lists: a study that holds
+    fewer (emptied, replaced) is refused rather than silently searched again from 0.
+
+    Raises:
+        RunFolderError: ``study.db`` is not an SQLite database of Optuna, or has lost
+            trials that ``progress.json`` lists; the message says what to do.
+    """
+
+    def __init__(self, run_dir: Path, *, recorded: int = 0) -> None:
         self.path = run_dir / STUDY_FILE
-        self.storage: BaseStorage = _sqlite_storage(self.path)
+        if recorded and (not self.path.exists() or self.path.stat().st_size == 0):
+            raise self._lost(0, recorded)
         self.study_ids: dict[str, int] = {}
-        for model in MODELS:
-            study = optuna.create_study(
-                storage=self.storage, study_name=model, direction="maximize", load_if_exists=True
+        try:
+            self.storage: BaseStorage = _sqlite_storage(self.path)
+            for model in MODELS:
+                study = optuna.create_study(
+                    storage=self.storage,
+                    study_name=model,
+                    direction="maximize",
+                    load_if_exists=True,
+                )
+                self.study_ids[model] = study._study_id
+            finished = sum(
+                t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                for model in MODELS
+                for t in self.trials(model)
             )
-            self.study_ids[model] = study._study_id
+        except (SQLAlchemyError, sqlite3.Error) as err:
+            reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+            raise RunFolderError(
+                f"{self.path} is not a readable Optuna study ({reason}); move it away to "
+                "start this run's trials again from 0 (with progress.json), or restore it "
+                "from a backup"
+            ) from None
+        if finished < recorded:
+            self.close()
+            raise self._lost(finished, recorded)
+
+    def _lost(self, finished: int, recorded: int) -> RunFolderError:
+        progress = self.path.with_name(PROGRESS_FILE)
+        return RunFolderError(
+            f"{self.path} holds {finished} finished trials but {progress} lists {recorded} "
+            "finished trials: the study lost trials (emptied or replaced); restore study.db "
+            f"from a backup, or delete {PROGRESS_FILE} to go on with the trials study.db "
+            "holds (delete the whole run folder to start afresh)"
+        )
 
     def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
         """Stamp empty studies with what they are for; refuse studies made for another run."""

@@ -35,6 +35,7 @@ from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.progress import (
     MODELS,
     RunProgress,
+    STUDY_FILE,
     RunState,
     cancel_requested,
     read_progress,
@@ -116,7 +117,7 @@ def run_training(
         with RunFolderLock(config.run_dir), threadpool_limits(limits=1, user_api="blas"):
             try:
                 validate_config(config)
-                existing = _read_existing(config)
+                existing = _read_existing(config, run)
                 if existing is not None:
                     _check_same_config(existing, config)
                 if existing is not None and existing.state == RunState.COMPLETED:
@@ -130,6 +131,9 @@ def run_training(
             except TrainingError as exc:
                 run.fail(str(exc))
                 raise
+                    # Kept if the run fails before study.db is read; checked against it.
+                    progress.take_trials(existing)
+                    run.recorded = existing.completed_trials
             except Exception as exc:
                 message = f"unexpected {type(exc).__name__}: {exc}"
                 run.fail(message)
@@ -178,12 +182,15 @@ def _check_same_config(existing: RunProgress, config: TrainConfig) -> None:
         )
 
 
-def _read_existing(config: TrainConfig) -> RunProgress | None:
+def _read_existing(config: TrainConfig, run: _Run) -> RunProgress | None:
     try:
         return read_progress(config.run_dir)
-    except (ValueError, TypeError, KeyError) as exc:
-        log.warning("ignoring unreadable %s/progress.json: %s", config.run_dir, exc)
-        return None
+    except ValueError as exc:
+        run.keep_progress_file = True  # not ours to overwrite: the person decides
+        raise RunFolderError(
+            f"{exc}; delete it to resume from the trials in {STUDY_FILE} (or delete the "
+            "run folder to start afresh)"
+        ) from None
 
 
 class _Run:
@@ -213,12 +220,14 @@ class _Run:
     # -- lifecycle -------------------------------------------------------------------
     def execute(self) -> RunProgress:
         config = self.config
+        self.recorded = 0  # finished trials the existing progress.json lists
+        self.keep_progress_file = False  # it is unreadable: leave it as found
         dataset, splits = self._load_data()
         scaler, features = scale_features(dataset, splits)
         # Opening study.db costs tens of milliseconds of Python (Optuna stamps a new file
         # with its schema): do it while XGBoost builds the matrices, which holds no GIL.
         with ThreadPoolExecutor(1, thread_name_prefix="tj-open-study") as pool:
-            opening = pool.submit(DurableStudies, config.run_dir)
+            opening = pool.submit(DurableStudies, config.run_dir, recorded=self.recorded)
             try:
                 matrices = build_matrices(
                     dataset, splits, scaler, features, self._nthread(), self.timings
@@ -331,6 +340,8 @@ class _Run:
             write_progress(self.config.run_dir, self.progress)
             if self.on_progress is not None:
                 self.on_progress(snapshot(self.progress))
+        if self.keep_progress_file:
+            return
         except Exception as exc:  # a full disk, say: the failure itself is raised anyway
             log.error("could not record the failure in %s: %s", self.config.run_dir, exc)
 
