@@ -52,7 +52,7 @@ import xgboost as xgb
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from tjtrainer.config import TrainConfig
+from tjtrainer.config import DEFAULT_PARALLELISM, TrainConfig
 from tjtrainer.cpus import available_cpus
 from tjtrainer.datasets import Dataset, load_dataset, synth_dataset
 from tjtrainer.matrices import standardised
@@ -64,6 +64,7 @@ from tjtrainer.train import run_training
 
 PATIENCE = 50
 EVAL_EVERY = 10
+XGBOOST_MAX_BIN = 256  # XGBoost's default, which the competent search keeps
 
 
 @dataclass
@@ -110,7 +111,7 @@ def run_ours(
         fresh_scores[model] = spearman(booster.inplace_predict(rows), _labels(fresh, model))
     return Result(
         wall_s=wall,
-        xgboost_s=timings.xgboost_s,
+        xgboost_s=timings.xgboost_wall_s,  # the wall time XGBoost was busy (parallel trials)
         rounds=timings.rounds,
         test={"LONG": progress.test_score_long, "SHORT": progress.test_score_short},
         fresh=fresh_scores,
@@ -154,7 +155,9 @@ def run_competent(
     for index, model in enumerate(MODELS):
         y = _labels(dataset, model)
         t0 = time.perf_counter()
-        dfit = xgb.QuantileDMatrix(x[fit], label=standardised(y[fit]), nthread=nthread)
+        dfit = xgb.QuantileDMatrix(
+            x[fit], label=standardised(y[fit]), nthread=nthread, max_bin=XGBOOST_MAX_BIN
+        )
         dvalid = xgb.DMatrix(x[valid], label=standardised(y[valid]), nthread=nthread)
         xgb_s += time.perf_counter() - t0
         study = optuna.create_study(
@@ -168,7 +171,10 @@ def run_competent(
             pruning = _RmsePruning(trial)
             t0 = time.perf_counter()
             booster = xgb.train(
-                {**booster_params(trial.params, seed=seed + trial.number, nthread=nthread)},
+                {
+                    **booster_params(trial.params, seed=seed + trial.number, nthread=nthread),
+                    "max_bin": XGBOOST_MAX_BIN,
+                },
                 dfit,
                 num_boost_round=int(trial.params["n_estimators"]),
                 evals=[(dvalid, "valid")],
@@ -273,67 +279,84 @@ def main() -> None:
     parser.add_argument("--fresh-rows", type=int, default=120_000)
     parser.add_argument("--n-trials", type=int, default=30)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--data-seed", type=int, default=7)
-    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument(
+        "--data-seeds", default="7", help="comma-separated dataset seeds, one pair of runs each"
+    )
+    parser.add_argument("--parallelism", type=int, default=DEFAULT_PARALLELISM)
     parser.add_argument("--skip-competent", action="store_true")
     parser.add_argument("--naive", action="store_true", help="also run the naive loop")
     parser.add_argument("--whole-process", action="store_true")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     nthread = available_cpus()
+    pairs: list[tuple[Result, Result | None]] = []
     with tempfile.TemporaryDirectory(prefix="tj-bench-") as tmp:
-        root, fresh_root = Path(tmp) / "data", Path(tmp) / "fresh"
         _warm_up(Path(tmp) / "warm-up", nthread)
-        _, info = synth_dataset(root, "15m", rows=args.rows, seed=args.data_seed)
-        synth_dataset(fresh_root, "15m", rows=args.fresh_rows, seed=args.data_seed + 1000)
-        dataset, fresh = load_dataset(root, "15m"), load_dataset(fresh_root, "15m")
+        for data_seed in (int(v) for v in args.data_seeds.split(",")):
+            folder = Path(tmp) / f"seed-{data_seed}"
+            pairs.append(_one_dataset(args, folder, data_seed, nthread))
+    if len(pairs) > 1 and all(b is not None for _, b in pairs):
+        ratios = [o.wall_s / b.wall_s for o, b in pairs if b is not None]
+        ours_skill = np.mean([o.fresh_mean for o, _ in pairs])
+        base_skill = np.mean([b.fresh_mean for _, b in pairs if b is not None])
         print(
-            f"dataset: synthetic 15m, {info.rows} rows, {len(info.features)} features; fresh "
-            f"data: {fresh.rows} rows of another seed; {args.n_trials} + {args.n_trials} "
-            f"trials; {nthread} XGBoost threads; load average {os.getloadavg()[0]:.1f}",
+            f"over {len(pairs)} datasets: wall ratio ours/competent median {np.median(ratios):.2f} "
+            f"(range {min(ratios):.2f}-{max(ratios):.2f}; target <= 0.5); mean fresh-data "
+            f"Spearman ours {ours_skill:+.4f} vs competent {base_skill:+.4f}",
             flush=True,
         )
-        ours = run_ours(
-            root,
-            root / "runs" / "bench" / "ours",
-            args.n_trials,
-            args.seed,
-            args.parallelism,
-            fresh,
-        )
-        _print(f"ours (parallelism {args.parallelism})", ours)
+
+
+def _one_dataset(
+    args: argparse.Namespace, folder: Path, data_seed: int, nthread: int
+) -> tuple[Result, Result | None]:
+    """Every side on one synthetic dataset (and its fresh data); print each line."""
+    root, fresh_root = folder / "data", folder / "fresh"
+    _, info = synth_dataset(root, "15m", rows=args.rows, seed=data_seed)
+    synth_dataset(fresh_root, "15m", rows=args.fresh_rows, seed=data_seed + 1000)
+    dataset, fresh = load_dataset(root, "15m"), load_dataset(fresh_root, "15m")
+    print(
+        f"dataset seed {data_seed}: synthetic 15m, {info.rows} rows, {len(info.features)} "
+        f"features; fresh data: {fresh.rows} rows of another seed; {args.n_trials} + "
+        f"{args.n_trials} trials; {nthread} CPUs; load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    ours = run_ours(
+        root, root / "runs" / "bench" / "ours", args.n_trials, args.seed, args.parallelism, fresh
+    )
+    _print(f"ours (parallelism {args.parallelism})", ours)
+    print(
+        f"  recorder thread, overlapping XGBoost: SQLite {ours.extra['storage_s']:.2f} s, "
+        f"progress.json {ours.extra['progress_s']:.2f} s; "
+        f"{int(ours.extra['pruned'])} of {2 * args.n_trials} trials pruned",
+        flush=True,
+    )
+    if args.whole_process:
+        wall = whole_process(root, args.n_trials, args.seed, args.parallelism)
+        outside = wall - ours.xgboost_s
         print(
-            f"  recorder thread, overlapping XGBoost: SQLite {ours.extra['storage_s']:.2f} s, "
-            f"progress.json {ours.extra['progress_s']:.2f} s; callback maths inside train "
-            f"{ours.extra['callback_python_s']:.2f} s (counted outside); "
-            f"{int(ours.extra['pruned'])} of {2 * args.n_trials} trials pruned",
+            f"  whole `python -m tjtrainer train` process: {wall:.1f} s, outside XGBoost "
+            f"(taking XGBoost's busy time from the in-process run) {outside:.1f} s = "
+            f"{100 * outside / wall:.1f} %",
             flush=True,
         )
-        if args.whole_process:
-            wall = whole_process(root, args.n_trials, args.seed, args.parallelism)
-            outside = wall - ours.xgboost_s
-            print(
-                f"  whole `python -m tjtrainer train` process: {wall:.1f} s, outside XGBoost "
-                f"(taking XGBoost's time from the in-process run) {outside:.1f} s = "
-                f"{100 * outside / wall:.1f} %",
-                flush=True,
-            )
-        baseline = None
-        if not args.skip_competent:
-            with threadpool_limits(limits=1, user_api="blas"):
-                baseline = run_competent(dataset, fresh, args.n_trials, args.seed, nthread)
-            _print("competent", baseline)
-        if args.naive:
-            with threadpool_limits(limits=1, user_api="blas"):
-                _print("naive", run_naive(dataset, fresh, args.n_trials, args.seed, nthread))
-        if baseline is not None:
-            print(
-                f"wall ratio ours/competent {ours.wall_s / baseline.wall_s:.2f} (target <= 0.5); "
-                f"fresh-data Spearman ours {ours.fresh_mean:+.4f} vs competent "
-                f"{baseline.fresh_mean:+.4f}; rounds ratio {ours.rounds / baseline.rounds:.2f}; "
-                f"load average {os.getloadavg()[0]:.1f}",
-                flush=True,
-            )
+    baseline = None
+    if not args.skip_competent:
+        with threadpool_limits(limits=1, user_api="blas"):
+            baseline = run_competent(dataset, fresh, args.n_trials, args.seed, nthread)
+        _print("competent", baseline)
+    if args.naive:
+        with threadpool_limits(limits=1, user_api="blas"):
+            _print("naive", run_naive(dataset, fresh, args.n_trials, args.seed, nthread))
+    if baseline is not None:
+        print(
+            f"wall ratio ours/competent {ours.wall_s / baseline.wall_s:.2f} (target <= 0.5); "
+            f"fresh-data Spearman ours {ours.fresh_mean:+.4f} vs competent "
+            f"{baseline.fresh_mean:+.4f}; rounds ratio {ours.rounds / baseline.rounds:.2f}; "
+            f"load average {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    return ours, baseline
 
 
 def _warm_up(root: Path, nthread: int) -> None:

@@ -125,8 +125,10 @@ def test_a_random_walk_gets_not_significant_for_both_models(random_walk_run) -> 
     assert evaluation["level"] == 0.05
     for model in ("LONG", "SHORT"):
         assert evaluation[model]["verdict"] == NOT_SIGNIFICANT, evaluation[model]
-        low, high = evaluation[model]["ci"]
-        assert low < 0 < high  # the interval holds zero
+        low, _ = evaluation[model]["ci"]
+        # No skill is claimed: the interval does not lie above zero. (Whether it holds
+        # zero is a 95 % event per model, so asserting it would only test one seed's luck.)
+        assert low <= 0
 
 
 def test_planted_skill_gets_significant_for_both_models(planted_run) -> None:  # type: ignore[no-untyped-def]

@@ -67,9 +67,11 @@ def test_each_fold_is_scored_on_its_block_after_early_stopping_on_the_one_before
 def test_pruning_happens_between_folds(data_root: Path) -> None:
     progress = run_training(make_config(data_root, "pruning", n_trials=10))
     pruned = [t for t in progress.trials if t.state == "pruned"]
-    assert pruned, "with 10 trials per model the median pruner stops some after a fold"
+    assert any(t.fold_scores for t in pruned), "with 10 trials per model some stop after a fold"
     for record in pruned:
-        assert record.fold_scores is not None and 1 <= len(record.fold_scores) < 3
+        # Stopped after a fold (1 or 2 scored) or inside the first fold's fit at a round
+        # rung (none scored; tests/trainer/test_successive_halving.py).
+        assert len(record.fold_scores or []) < 3
         assert record.spearman is None  # a pruned trial has no value
 
 

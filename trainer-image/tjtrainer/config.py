@@ -9,6 +9,8 @@ TIMEFRAMES = ("15m", "1h")
 PROMOTIONS = ("always", "ifSignificant", "ifBetterThanLatest")
 # Trials evaluated at once; the CRD's bound (tjcore.spec) and the trainer's flag read it.
 MAX_PARALLELISM = 16
+# Trials at once when the spec does not say (the spec's default, tjcore.spec, reads it).
+DEFAULT_PARALLELISM = 1
 
 
 @dataclass(frozen=True)

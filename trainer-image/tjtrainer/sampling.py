@@ -15,8 +15,9 @@ samples what the killed trial had. A trial that failed with an error keeps its s
   trials of slots ``0 .. k - p`` only, and waits until they are all finished; the trials
   in between, running or not, are hidden from the sampler. Which trials it learns from
   is then the same in every run, whatever finished first, and across a resume.
-- **Pruning from the same history**: the median a trial is pruned against is taken, when
-  the trial is asked, from the completed trials among those it was sampled from.
+- **Pruning from the same history**: the bar a trial is pruned against (successive
+  halving: the best third of the running means after as many folds) is taken, when the
+  trial is asked, from the finished trials among those it was sampled from.
 - **Which slots exist**: slot ``k`` is tried only while fewer than ``nTrials`` of the slots
   before it succeeded (failed trials do not count), decided as soon as it is certain.
 """
@@ -35,8 +36,18 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.samplers._lazy_random_state import LazyRandomState
 from optuna.trial import FrozenTrial, TrialState
 
+from tjtrainer.search import ROUND_RUNGS
+
 SLOT_ATTR = "slot"
 PRUNER_STARTUP_TRIALS = 5
+# The share of trials that goes on to the next fold. Measured with
+# bench/train_throughput.py (docs/TRAINER.md, Speed): a third keeps the fresh-data skill of
+# the median rule over completed trials, which let about half of the trials go on.
+KEEP_SHARE = 1 / 3
+# The share of the first fold's fits that go on at each round rung.
+ROUND_KEEP_SHARE = 1 / 2
+RUNG_RMSE_ATTR = "rung_rmse"
+FIRST_FOLD_RMSE_ATTR = "first_fold_rmse"
 
 
 def slot_seed(seed: int, model: str, slot: int) -> int:
@@ -150,25 +161,65 @@ class SlotSampler(BaseSampler):
 
 @dataclass(frozen=True)
 class PruningReference:
-    """What a trial may be pruned against: the completed trials it was sampled from."""
+    """What a trial may be pruned against: the finished trials it was sampled from.
 
-    completed: int
-    medians: dict[int, float]
+    Successive halving, over the first fold's rounds and then over folds:
+
+    - at each rung of :data:`tjtrainer.search.ROUND_RUNGS`, the first fold's fit goes on
+      only while its best early-stopping rmse is within the better half
+      (:data:`ROUND_KEEP_SHARE`) of what the reference's trials that got that far had
+      after as many rounds (a trial that had stopped earlier counts with its final rmse);
+    - after fold ``step + 1``, a trial goes on only while its running mean is within the
+      best :data:`KEEP_SHARE` of the reference's running means after as many folds.
+    """
+
+    reached: dict[int, int]  # fold step -> how many reference trials reported it
+    thresholds: dict[int, float]
+    rung_reached: dict[int, int] = field(default_factory=dict)
+    rung_thresholds: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, trials: Sequence[FrozenTrial]) -> PruningReference:
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         steps: dict[int, list[float]] = {}
-        for trial in complete:
+        rungs: dict[int, list[float]] = {}
+        for trial in finished:
             for step, value in trial.intermediate_values.items():
                 steps.setdefault(step, []).append(float(value))
-        return cls(len(complete), {s: float(np.median(v)) for s, v in steps.items()})
+            for rung, value in enumerate(_rung_values(trial)):
+                rungs.setdefault(rung, []).append(value)
+        return cls(
+            {s: len(v) for s, v in steps.items()},
+            {s: float(np.quantile(v, 1.0 - KEEP_SHARE)) for s, v in steps.items()},
+            {r: len(v) for r, v in rungs.items()},
+            {r: float(np.quantile(v, ROUND_KEEP_SHARE)) for r, v in rungs.items()},
+        )
 
     def prunes(self, value: float, step: int) -> bool:
-        """Below the median of the reference after as many folds (once it has enough)."""
-        if self.completed < PRUNER_STARTUP_TRIALS or step not in self.medians:
+        """Outside the best :data:`KEEP_SHARE` after as many folds (once enough reached it)."""
+        if self.reached.get(step, 0) < PRUNER_STARTUP_TRIALS:
             return False
-        return value < self.medians[step]
+        return value < self.thresholds[step]
+
+    def prunes_rung(self, rung: int, best_rmse: float) -> bool:
+        """Worse than :data:`ROUND_KEEP_SHARE` of the reference at this round rung."""
+        if self.rung_reached.get(rung, 0) < PRUNER_STARTUP_TRIALS:
+            return False
+        return best_rmse > self.rung_thresholds[rung]
+
+
+def _rung_values(trial: FrozenTrial) -> list[float]:
+    """A finished trial's first-fold rmse at every round rung it stands for: the rungs its
+    fit reached, and (when that fit ended by itself before the last rung) every later rung
+    at its final rmse; a fit pruned at a rung stands for no later one."""
+    seen = trial.user_attrs.get(RUNG_RMSE_ATTR)
+    final = trial.user_attrs.get(FIRST_FOLD_RMSE_ATTR)
+    if not isinstance(seen, list) or not isinstance(final, (int, float)):
+        return []  # recorded before round rungs (or a fit without them)
+    values = [float(v) for v in seen]
+    if trial.state == TrialState.PRUNED and not trial.intermediate_values:
+        return values  # stopped at its last rung
+    return values + [float(final)] * (len(ROUND_RUNGS) - len(values))
 
 
 @dataclass
@@ -207,6 +258,11 @@ class Slots:
     def visible(self, k: int, slot_of: dict[int, int]) -> frozenset[int]:
         """The trial numbers slot ``k`` is sampled from."""
         return frozenset(n for n, s in slot_of.items() if s <= k - self.lag)
+
+
+def rung_check(reference: PruningReference) -> Callable[[int, float], bool]:
+    """The first fold's round-rung check of a trial, against ``reference``."""
+    return reference.prunes_rung
 
 
 def reporter(trial: optuna.Trial, reference: PruningReference) -> Callable[[float, int], bool]:

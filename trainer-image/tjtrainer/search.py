@@ -47,22 +47,33 @@ SEARCH_SPACE: dict[str, BaseDistribution] = {
 # fit's standard units) has not improved for PATIENCE rounds. Measured on the synthetic 15m
 # set (bench/train_throughput.py, 4 data seeds): against the former rank proxy with a
 # patience of 50, the same fresh-data Spearman in about a third of the time.
-PATIENCE = 20
-MAX_BIN = 256
+PATIENCE = 10
+MAX_BIN = 64
 
 Reporter = Callable[[float, int], bool]
 """Called with (mean fold score so far, folds done - 1) after every fold but the last;
 returns True to prune the trial."""
+
+# Rounds after which the first fold's fit is compared with earlier trials' (successive
+# halving over rounds): a trial whose best early-stopping rmse so far is worse than theirs
+# at as many rounds stops there, before it spends a whole fit and two more folds.
+ROUND_RUNGS: tuple[int, ...] = (10, 20, 40, 80, 160, 320, 640)
+
+RungCheck = Callable[[int, float], bool]
+"""Called with (rung index, best early-stopping rmse so far) at each of
+:data:`ROUND_RUNGS` the first fold reaches; returns True to prune the trial."""
 
 
 @dataclass
 class Timings:
     """Where a run's time went: inside XGBoost versus our own Python around it.
 
-    ``xgboost_s`` is wall time inside XGBoost calls on the trial path (training without
-    our callback's own work, predictions, matrix construction); ``storage_s`` and
-    ``progress_s`` are spent on the recorder thread. Updates are not locked: with
-    parallel trials the figures are approximate.
+    ``xgboost_s`` is the time inside XGBoost calls (training, predictions, matrix
+    construction), summed over the calls: with parallel trials it exceeds the wall time,
+    and ``xgboost_wall_s`` (the union of the calls' spans) is the wall time XGBoost was
+    busy. ``storage_s`` and ``progress_s`` are spent on the recorder thread. Updates are
+    not locked (appending to a list is atomic in CPython; the sums are approximate with
+    parallel trials).
     """
 
     xgboost_s: float = 0.0
@@ -71,10 +82,25 @@ class Timings:
     progress_s: float = 0.0
     rounds: int = 0  # boosting rounds trained, over every fit
     counts: dict[str, int] = field(default_factory=dict)
+    spans: list[tuple[float, float]] = field(default_factory=list)
 
     def add_xgboost(self, seconds: float, what: str) -> None:
+        """Count an XGBoost call of ``seconds`` that has just ended."""
+        ended = time.perf_counter()
         self.xgboost_s += seconds
         self.counts[what] = self.counts.get(what, 0) + 1
+        self.spans.append((ended - seconds, ended))
+
+    @property
+    def xgboost_wall_s(self) -> float:
+        """Wall time during which at least one XGBoost call ran (parallel trials' calls
+        overlap, so this is at most the run's wall time, unlike ``xgboost_s``)."""
+        total, reach = 0.0, float("-inf")
+        for start, end in sorted(self.spans):
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,10 @@ class TrialFit:
     fold_scores: tuple[float, ...]
     fold_rounds: tuple[int, ...]
     pruned: bool
+    # The first fold's best early-stopping rmse at each rung it reached, and at its end
+    # (what later trials' round rungs are compared with).
+    rung_rmse: tuple[float, ...] = ()
+    first_fold_rmse: float = float("nan")
 
     @property
     def rounds(self) -> int:
@@ -109,11 +139,34 @@ class TrialFit:
 
 @dataclass(frozen=True)
 class FitResult:
-    """A booster early-stopped on a block: its best round and the block's predictions."""
+    """A booster early-stopped on a block: its best round and the block's predictions,
+    and its best rmse on the block at each rung of :data:`ROUND_RUNGS` it reached."""
 
     booster: xgb.Booster
     best_round: int
     early_stop_predictions: np.ndarray
+    best_rmse: float = float("nan")
+    rung_rmse: tuple[float, ...] = ()
+    pruned: bool = False
+
+
+class _RoundRungs(xgb.callback.TrainingCallback):
+    """Notes the best early-stopping rmse at each rung; stops when ``check`` prunes."""
+
+    def __init__(self, check: RungCheck | None) -> None:
+        super().__init__()
+        self.check = check
+        self.rung_rmse: list[float] = []
+        self.pruned = False
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
+        rung = len(self.rung_rmse)
+        if rung >= len(ROUND_RUNGS) or epoch + 1 != ROUND_RUNGS[rung]:
+            return False
+        best = float(min(evals_log["stop"]["rmse"]))
+        self.rung_rmse.append(best)
+        self.pruned = self.check is not None and self.check(rung, best)
+        return self.pruned
 
 
 def trial_seed(seed: int, model: str, number: int) -> int:
@@ -146,25 +199,37 @@ def fit_early_stopped(
     seed: int,
     nthread: int,
     timings: Timings | None = None,
+    rungs: RungCheck | None = None,
 ) -> FitResult:
     """Train with ``params`` on ``dfit``, early-stopped on the rmse of ``dstop`` (which
     carries its labels in the standard units of ``dfit``'s); the booster keeps every round,
-    ``best_round`` says where to cut."""
+    ``best_round`` says where to cut. With ``rungs``, the fit stops (``pruned``) when the
+    check says so at a rung of :data:`ROUND_RUNGS`."""
     timings = timings if timings is not None else Timings()
     started = time.perf_counter()
+    rung_notes = _RoundRungs(rungs)
+    evals_log: dict[str, Any] = {}
     booster = xgb.train(
         booster_params(params, seed=seed, nthread=nthread),
         dfit,
         num_boost_round=int(params["n_estimators"]),
         evals=[(dstop, "stop")],
-        callbacks=[xgb.callback.EarlyStopping(rounds=PATIENCE, save_best=False)],
+        callbacks=[xgb.callback.EarlyStopping(rounds=PATIENCE, save_best=False), rung_notes],
+        evals_result=evals_log,
         verbose_eval=False,
     )
     best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1)) + 1
     stop_predictions: np.ndarray = booster.predict(dstop, iteration_range=(0, best))
     timings.add_xgboost(time.perf_counter() - started, "train")
     timings.rounds += booster.num_boosted_rounds()
-    return FitResult(booster, best, stop_predictions)
+    return FitResult(
+        booster,
+        best,
+        stop_predictions,
+        best_rmse=float(min(evals_log["stop"]["rmse"])),
+        rung_rmse=tuple(rung_notes.rung_rmse),
+        pruned=rung_notes.pruned,
+    )
 
 
 def fit_trial(
@@ -174,12 +239,15 @@ def fit_trial(
     seed: int,
     nthread: int,
     report: Reporter | None = None,
+    rungs: RungCheck | None = None,
     timings: Timings | None = None,
 ) -> TrialFit:
-    """Fit and score ``params`` fold by fold; stop early when ``report`` says prune."""
+    """Fit and score ``params`` fold by fold; stop early when ``rungs`` says prune during
+    the first fold's fit, or ``report`` after a fold."""
     timings = timings if timings is not None else Timings()
     scores: list[float] = []
     rounds: list[int] = []
+    first: FitResult | None = None
     for index, fold in enumerate(folds):
         fitted = fit_early_stopped(
             params,
@@ -188,14 +256,26 @@ def fit_trial(
             seed=seed,
             nthread=nthread,
             timings=timings,
+            rungs=rungs if index == 0 else None,
         )
+        first = first or fitted
+        if fitted.pruned:
+            return _trial_fit(scores, rounds, first, pruned=True)
         predictions = predict(fitted.booster, fold.score, timings, rounds=fitted.best_round)
         scores.append(fold.score_target.spearman(predictions))
         rounds.append(fitted.best_round)
         last = index == len(folds) - 1
         if not last and report is not None and report(float(np.mean(scores)), index):
-            return TrialFit(float(np.mean(scores)), tuple(scores), tuple(rounds), pruned=True)
-    return TrialFit(float(np.mean(scores)), tuple(scores), tuple(rounds), pruned=False)
+            return _trial_fit(scores, rounds, first, pruned=True)
+    assert first is not None, "a trial needs at least one fold"
+    return _trial_fit(scores, rounds, first, pruned=False)
+
+
+def _trial_fit(
+    scores: list[float], rounds: list[int], first: FitResult, *, pruned: bool
+) -> TrialFit:
+    score = float(np.mean(scores)) if scores else float("nan")
+    return TrialFit(score, tuple(scores), tuple(rounds), pruned, first.rung_rmse, first.best_rmse)
 
 
 def predict(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,11 +47,14 @@ from tjtrainer.recorder import Recorder, snapshot
 from tjtrainer.records import FINISHED, TrialBook
 from tjtrainer.runlock import RunFolderLock
 from tjtrainer.sampling import (
+    FIRST_FOLD_RMSE_ATTR,
+    RUNG_RMSE_ATTR,
     SLOT_ATTR,
     PruningReference,
     Slots,
     SlotSampler,
     reporter,
+    rung_check,
     slots_of,
 )
 from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
@@ -472,6 +476,7 @@ class _Run:
                 seed=trial_seed(self.config.seed, model, slot),
                 nthread=nthread,
                 report=reporter(trial, reference),
+                rungs=rung_check(reference),
                 timings=self.timings,
             )
         except Exception as exc:
@@ -489,6 +494,9 @@ class _Run:
             trial.set_user_attr("rounds", outcome.rounds)
             trial.set_user_attr("fold_scores", list(outcome.fold_scores))
             trial.set_user_attr("fold_rounds", list(outcome.fold_rounds))
+            trial.set_user_attr(RUNG_RMSE_ATTR, list(outcome.rung_rmse))
+            if math.isfinite(outcome.first_fold_rmse):
+                trial.set_user_attr(FIRST_FOLD_RMSE_ATTR, outcome.first_fold_rmse)
             if outcome.pruned:
                 study.tell(trial, state=TrialState.PRUNED)
             else:
