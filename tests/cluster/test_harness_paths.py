@@ -41,3 +41,30 @@ def test_pvc_folder_is_one_per_claim_name(tmp_path: Path) -> None:
     assert pvc_dir(tmp_path, "shared-data") == tmp_path / "pvc" / "shared-data"
     with pytest.raises(ValueError):
         pvc_dir(tmp_path, "../escape")
+
+
+def test_subpath_mounts_and_the_folder_they_meet_in(tmp_path: Path) -> None:
+    """A trainer pod's mounts (job_builder.trainer_mounts): each subPath maps to its
+    folder of the volume, and /shared, where they meet, to the volume's root."""
+    from tjdevcluster.podspec import build_launch
+
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"volumes": [{"name": "shared", "persistentVolumeClaim": {"claimName": "c"}}]},
+    }
+    container = {
+        "name": "trainer",
+        "command": ["python", "-m", "tjtrainer"],
+        "args": ["train", "--run-dir", "/shared/runs/ns/j", "--data-root", "/shared"],
+        "volumeMounts": [
+            {"name": "shared", "mountPath": "/shared/runs/ns/j", "subPath": "runs/ns/j"},
+            {"name": "shared", "mountPath": "/shared/datasets", "subPath": "datasets"},
+        ],
+    }
+    root = tmp_path / "pvc" / "c"
+    launch = build_launch(pod, container, tmp_path, tmp_path / "pod", lambda *_: None, {}, "n")
+    assert launch.argv[-4:] == ["--run-dir", str(root / "runs/ns/j"), "--data-root", str(root)]
+    assert launch.mounts["/shared/datasets"] == root / "datasets"
+    escaping = {**container, "volumeMounts": [{**container["volumeMounts"][1], "subPath": "../x"}]}
+    with pytest.raises(LaunchError, match=r"has '\.\.'"):
+        build_launch(pod, escaping, tmp_path, tmp_path / "pod", lambda *_: None, {}, "n")
