@@ -31,6 +31,7 @@ from tjcore.settings import (
 )
 from tjcore.spec import SpecError, load_manifest, validate_name, validate_spec
 from tjcore.store import JobRow, JobStore, QueueFullError
+from tjtrainer.config import DEFAULT_PARALLELISM
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 # Flag of each spec field, so errors about flags name the flag the user typed.
@@ -381,7 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--n-trials", type=int, default=30, help="trials per model (30)")
     submit.add_argument("--train-ratio", type=float, default=0.8, help="0.5..0.95 (0.8)")
     submit.add_argument("--seed", type=int, default=42, help="random seed (42)")
-    submit.add_argument("--parallelism", type=int, default=1, help="trials at once (1)")
+    submit.add_argument(
+        "--parallelism",
+        type=int,
+        default=DEFAULT_PARALLELISM,
+        help=f"trials at once ({DEFAULT_PARALLELISM})",
+    )
     submit.add_argument(
         "--cv-folds", type=int, default=DEFAULT_FOLDS, help=f"walk-forward folds ({DEFAULT_FOLDS})"
     )

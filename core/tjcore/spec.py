@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from tjcore import strict_yaml
-from tjtrainer.config import MAX_PARALLELISM, PROMOTIONS
+from tjtrainer.config import DEFAULT_PARALLELISM, MAX_PARALLELISM, PROMOTIONS
 from tjtrainer.paths import LABEL, MAX_LABEL_LENGTH
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
 
@@ -180,8 +180,8 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
     SpecField(
         "parallelism",
         "integer",
-        "Optuna trials evaluated at once in the trainer.",
-        default=1,
+        "Optuna trials evaluated at once in the trainer, each with its share of the CPUs.",
+        default=DEFAULT_PARALLELISM,
         minimum=1,
         maximum=MAX_PARALLELISM,
     ),
@@ -269,7 +269,7 @@ class TrainingJobSpec:
     trainRatio: float
     cancel: bool = False
     seed: int = 42
-    parallelism: int = 1
+    parallelism: int = DEFAULT_PARALLELISM
     cvFolds: int = DEFAULT_FOLDS
     embargo: int = DEFAULT_EMBARGO
     promotion: str = "always"

@@ -27,6 +27,7 @@ from tjcore.messages import bounded_message
 from tjcore.schema import migrate, training_jobs
 from tjcore.spec import TrainingJobSpec
 from tjcore.sqlite_fs import check_sqlite_location
+from tjtrainer.config import DEFAULT_PARALLELISM
 from tjtrainer.progress import RunProgress, RunState, utc_now
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
@@ -122,7 +123,7 @@ class JobRow:
             "current_trial": 0,
             "total_trials": 0,
             "seed": 42,
-            "parallelism": 1,
+            "parallelism": DEFAULT_PARALLELISM,
             "cv_folds": DEFAULT_FOLDS,
             "embargo": DEFAULT_EMBARGO,
             "promotion": "always",
@@ -482,7 +483,7 @@ class JobStore:
         n_trials: int,
         train_ratio: float,
         seed: int = 42,
-        parallelism: int = 1,
+        parallelism: int = DEFAULT_PARALLELISM,
         cv_folds: int = DEFAULT_FOLDS,
         embargo: int = DEFAULT_EMBARGO,
         promotion: str = "always",

@@ -87,7 +87,7 @@ def test_the_trainer_pod_is_asked_the_folds_of_the_spec() -> None:
         embargo=0,
     )
     assert validate_spec(body["spec"]) == validate_spec(
-        {"timeframe": "1h", "nTrials": 3, "seed": 1, "cvFolds": 5, "embargo": 0}
+        {"timeframe": "1h", "nTrials": 3, "seed": 1, "parallelism": 1, "cvFolds": 5, "embargo": 0}
     )
 
 

@@ -21,7 +21,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tjtrainer.config import MAX_PARALLELISM, PROMOTIONS, TIMEFRAMES, TrainConfig
+from tjtrainer.config import (
+    DEFAULT_PARALLELISM,
+    MAX_PARALLELISM,
+    PROMOTIONS,
+    TIMEFRAMES,
+    TrainConfig,
+)
 from tjtrainer.errors import TrainingError
 from tjtrainer.exitcodes import EXIT_OK, exit_code_for
 from tjtrainer.progress import RunProgress, verdict_lines
@@ -237,7 +243,9 @@ def add_train_parser(subparsers: Any) -> None:
     train.add_argument("--train-ratio", type=_train_ratio, default=0.8)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument(
-        "--parallelism", type=_bounded_int("--parallelism", 1, MAX_PARALLELISM), default=1
+        "--parallelism",
+        type=_bounded_int("--parallelism", 1, MAX_PARALLELISM),
+        default=DEFAULT_PARALLELISM,
     )
     train.add_argument(
         "--cv-folds",

@@ -10,7 +10,10 @@ PROMOTIONS = ("always", "ifSignificant", "ifBetterThanLatest")
 # Trials evaluated at once; the CRD's bound (tjcore.spec) and the trainer's flag read it.
 MAX_PARALLELISM = 16
 # Trials at once when the spec does not say (the spec's default, tjcore.spec, reads it).
-DEFAULT_PARALLELISM = 1
+# Two trials at once, each with half the CPUs: on 2 cores 1.5x the trials per second of
+# one trial with both (XGBoost's threads scale poorly on these small matrices), measured
+# with bench/train_throughput.py (docs/TRAINER.md).
+DEFAULT_PARALLELISM = 2
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class TrainConfig:
     data_root: Path
     run_dir: Path
     seed: int = 42
-    parallelism: int = 1
+    parallelism: int = DEFAULT_PARALLELISM
     cv_folds: int = 3
     embargo: int = 16
     promotion: str = "always"
