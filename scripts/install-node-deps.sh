@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the real-node tier and `tjctl images build` need, once, from Debian:
-# docker.io containerd runc containernetworking-plugins debootstrap iptables.
+# docker.io containerd runc containernetworking-plugins debootstrap iptables, and sshfs +
+# openssh-sftp-server (a real network filesystem over pipes for the SQLite-on-NFS test).
 # Idempotent: does nothing when every package is installed. Needs root (or sudo) and apt.
 #
 # It never starts a service: dockerd and containerd are started only by the project, each
@@ -10,7 +11,7 @@
 # invoke obey it); a docker or containerd running before the install is left alone.
 set -euo pipefail
 
-PACKAGES=(docker.io containerd runc containernetworking-plugins debootstrap iptables)
+PACKAGES=(docker.io containerd runc containernetworking-plugins debootstrap iptables sshfs openssh-sftp-server)
 POLICY=/usr/sbin/policy-rc.d
 
 missing=()

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from tjcore.store import JobStore
 from tjtrainer.progress import RunState
+from tjui.formatting import NONE_TEXT
 
 
 def _open(job_id: int) -> AppTest:
@@ -61,6 +62,8 @@ def test_the_trials_appear_as_a_chart_and_a_log_with_params(store: JobStore) -> 
     assert len(log) == 14
     assert list(log.sort_values("trial")["model"]) == ["LONG"] * 10 + ["SHORT"] * 4
     assert {"max_depth", "learning_rate", "spearman", "best_so_far"} <= set(log.columns)
+    # A pruned trial has no score: the grid shows it as the rest of the UI does.
+    assert expander.dataframe[0].proto.placeholder == NONE_TEXT == "—"
 
 
 def test_cancel_sets_the_request_and_the_job_keeps_running(store: JobStore) -> None:

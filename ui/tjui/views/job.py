@@ -17,7 +17,7 @@ from tjcore.store import JobRow
 from tjui import charts, data
 from tjui.artifacts import find_artifacts
 from tjui.db import DataError, Reader, cancel_job, describe_url
-from tjui.formatting import duration, file_size, score, short_time
+from tjui.formatting import NONE_TEXT, duration, file_size, score, short_time
 
 REFRESH_S = 3.0
 PENDING_WARNING_S = 60.0
@@ -184,6 +184,7 @@ def _verdicts(row: JobRow) -> None:
         st.dataframe(
             frame,
             hide_index=True,
+            placeholder=NONE_TEXT,
             column_config={
                 "test Spearman": st.column_config.NumberColumn(format="%+.4f"),
                 "CI low": st.column_config.NumberColumn("95 % CI low", format="%+.4f"),
@@ -250,6 +251,7 @@ def _trials(row: JobRow) -> None:
         st.dataframe(
             frame.sort_values("trial", ascending=False),
             hide_index=True,
+            placeholder=NONE_TEXT,  # a pruned trial's missing score reads as elsewhere
             column_config={
                 "model_trial": st.column_config.NumberColumn("# in model"),
                 "spearman": st.column_config.NumberColumn(format="%+.4f"),
