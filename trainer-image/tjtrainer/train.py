@@ -31,12 +31,13 @@ from tjtrainer.errors import (
     TrainingError,
     TransientError,
 )
+from tjtrainer.files import STALE_TEMPORARY_S, remove_stale_temporaries
 from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.progress import (
     MODELS,
-    RunProgress,
     STUDY_FILE,
+    RunProgress,
     RunState,
     cancel_requested,
     read_progress,
@@ -119,6 +120,8 @@ def run_training(
         # Our numpy maths works on small vectors between XGBoost rounds: multithreaded
         # BLAS only adds threads that spin and steal the cores XGBoost is using.
         with RunFolderLock(config.run_dir), threadpool_limits(limits=1, user_api="blas"):
+            # What the atomic writes of a trainer killed here left (its lock is ours now).
+            remove_stale_temporaries(config.run_dir, older_than_s=STALE_TEMPORARY_S)
             try:
                 validate_config(config)
                 existing = _read_existing(config, run)
@@ -131,13 +134,13 @@ def run_training(
                     return existing
                 if existing is not None:
                     progress.started_at = existing.started_at
+                    # Kept if the run fails before study.db is read; checked against it.
+                    progress.take_trials(existing)
+                    run.recorded = existing.completed_trials
                 return run.execute()
             except TrainingError as exc:
                 run.fail(str(exc))
                 raise
-                    # Kept if the run fails before study.db is read; checked against it.
-                    progress.take_trials(existing)
-                    run.recorded = existing.completed_trials
             except Exception as exc:
                 message = f"unexpected {type(exc).__name__}: {exc}"
                 run.fail(message)
@@ -220,12 +223,12 @@ class _Run:
         self.studies: DurableStudies | None = None
         self.recorder: Recorder | None = None
         self.mirrors: dict[str, optuna.Study] = {}
+        self.recorded = 0  # finished trials the existing progress.json lists
+        self.keep_progress_file = False  # it is unreadable: leave it as found
 
     # -- lifecycle -------------------------------------------------------------------
     def execute(self) -> RunProgress:
         config = self.config
-        self.recorded = 0  # finished trials the existing progress.json lists
-        self.keep_progress_file = False  # it is unreadable: leave it as found
         dataset, splits = self._load_data()
         scaler, features = scale_features(dataset, splits)
         # Opening study.db costs tens of milliseconds of Python (Optuna stamps a new file
@@ -340,12 +343,12 @@ class _Run:
         self.progress.state = RunState.FAILED
         self.progress.error = message
         self.progress.finished_at = utc_now()
+        if self.keep_progress_file:
+            return
         try:
             write_progress(self.config.run_dir, self.progress)
             if self.on_progress is not None:
                 self.on_progress(snapshot(self.progress))
-        if self.keep_progress_file:
-            return
         except Exception as exc:  # a full disk, say: the failure itself is raised anyway
             log.error("could not record the failure in %s: %s", self.config.run_dir, exc)
 
