@@ -41,6 +41,7 @@ VALUES = CHART / "ci" / "dev-cluster-values.yaml"
 RELEASE = "tj"
 FULLNAME = f"{RELEASE}-trainingjob-operator"
 FINAL = ("Succeeded", "Failed", "Cancelled")
+MISSING_IMAGE = "localhost/trainingjob-trainer:not-loaded"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -171,6 +172,9 @@ def release(node_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[R
         "operator.imagePullTimeoutSeconds=20",
         "--set",
         "operator.cancelGraceSeconds=60",
+        # The image test_a_missing_trainer_image_is_named names: allowed, never loaded.
+        "--set-json",
+        f"trainer.allowedImages={json.dumps([MISSING_IMAGE])}",
         "--wait",
         "--wait-for-jobs",
         "--timeout=6m",

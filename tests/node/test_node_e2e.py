@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.node.conftest import FULLNAME, ROOT, Release
+from tests.node.conftest import FULLNAME, MISSING_IMAGE, ROOT, Release
 from tjdevcluster import cgroups, netns
 from tjdevcluster.pki import NODE_IP
 from tjdevcluster.testing import Cluster, wait_for
@@ -299,11 +299,57 @@ def test_a_memory_limit_too_small_ends_failed_with_oomkilled(release: Release) -
 
 def test_a_missing_trainer_image_is_named(release: Release) -> None:
     name = "node-no-image"
-    image = "localhost/trainingjob-trainer:not-loaded"
+    image = MISSING_IMAGE  # allowed by the release's trainer.allowedImages, never loaded
     release.apply(example(name, 2, image=image))
     status = release.wait_phase(name, timeout=180)
     assert status["phase"] == "Failed", release.diagnose(name)
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert failed["reason"] == "ImageNotFound", status
     assert image in json.dumps(status), status
+
+
+def test_an_image_outside_the_allow_list_is_refused_before_any_pod(release: Release) -> None:
+    name = "node-foreign-image"
+    release.apply(example(name, 2, image="localhost/someone-elses:1"))
+    status = release.wait_phase(name, timeout=120)
+    assert status["phase"] == "Failed", release.diagnose(name)
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert failed["reason"] == "InvalidSpec", status
+    assert "'localhost/someone-elses:1' is not an allowed trainer image" in status["message"]
+    assert release.trainer_pods(name) == []
+
+
+def test_a_trainer_pod_sees_only_its_run_folder_the_datasets_read_only_and_the_models(
+    release: Release,
+) -> None:
+    name = "node-confined"
+    release.apply(example(name, 300))
+    release.wait_trials(name, 1)
+    pod = next(
+        p["metadata"]["name"]
+        for p in release.trainer_pods(name)
+        if p["status"].get("phase") == "Running"
+    )
+    probe = (
+        "import json, os\n"
+        "seen = {p: sorted(os.listdir(p)) for p in ('/shared', '/shared/runs')}\n"
+        "try:\n"
+        "    open('/shared/datasets/planted', 'w').close(); seen['datasets'] = 'writable'\n"
+        "except OSError as err:\n"
+        "    seen['datasets'] = err.strerror\n"
+        "seen['models'] = os.access('/shared/models', os.W_OK)\n"
+        "print(json.dumps(seen))\n"
+    )
+    out = release.kubectl("exec", pod, "-c", "trainer", "--", "python", "-c", probe).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["/shared"] == ["datasets", "models", "runs"], seen  # no training_jobs.db
+    assert seen["/shared/runs"] == [release.namespace], seen  # no other run's folder
+    assert seen["datasets"] == "Read-only file system", seen
+    assert seen["models"] is True, seen
+    release.kubectl(
+        "patch", "trainingjob", name, "--type=merge", "-p", '{"spec": {"cancel": true}}'
+    )
+    assert release.wait_phase(name, timeout=180)["phase"] == "Cancelled", release.diagnose(name)
 
 
 def test_down_leaves_nothing_behind(tmp_path: Path, node_cluster: Cluster) -> None:
