@@ -3,9 +3,11 @@ and says what to do; it never restarts from 0 trials silently nor shows a traceb
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,13 +31,16 @@ def killed_run(completed_run: RecordedRun, tmp_path: Path) -> Path:
     return root
 
 
-def train(root: Path) -> subprocess.CompletedProcess[str]:
-    command = [
+def train_command(root: Path) -> list[str]:
+    return [
         sys.executable, "-m", "tjtrainer", "train", "--timeframe", "15m",
         "--n-trials", str(N_TRIALS), "--train-ratio", "0.8", "--seed", "7",
         "--run-dir", str(root / "runs" / "default" / "job"), "--data-root", str(root),
     ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def train(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(train_command(root), capture_output=True, text=True, timeout=300)
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
@@ -75,3 +80,21 @@ def test_a_garbage_study_is_named(killed_run: Path) -> None:
     line = one_error_line(train(killed_run))
     assert str(study) in line and "not" in line, line
     assert "move it away" in line or "delete" in line, line
+
+
+def test_temporary_files_of_a_killed_trainer_go_on_the_next_start(killed_run: Path) -> None:
+    run_dir = killed_run / "runs" / "default" / "job"
+    command = train_command(killed_run)
+    env = {**os.environ, "TJTRAINER_KILL_AT": "1"}  # killed before its first rename
+    killed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    left = list(run_dir.glob(".progress.json.*.tmp"))
+    assert left, sorted(p.name for p in run_dir.iterdir())
+    two_hours_ago = time.time() - 7200
+    for path in left:
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    fresh = run_dir / ".CANCEL.abc123.tmp"  # someone else's write that may be in flight
+    fresh.write_text("")
+    done = train(killed_run)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in run_dir.glob(".*.tmp")] == [fresh.name]

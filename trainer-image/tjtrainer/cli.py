@@ -287,10 +287,11 @@ class _TrialPrinter:
 
     def __call__(self, progress: RunProgress) -> None:
         if self.seen is None:
-            self.seen = len(progress.trials)
+            self.seen = progress.trials_recorded
             if self.seen:
                 print(f"resuming with {progress.completed_trials} finished trials", flush=True)
-        for record in progress.trials[self.seen :]:
+        new = min(len(progress.trials), progress.trials_recorded - self.seen)
+        for record in progress.trials[len(progress.trials) - new :] if new > 0 else []:
             score = "-" if record.spearman is None else f"{record.spearman:+.4f}"
             best = "-" if record.best_so_far is None else f"{record.best_so_far:+.4f}"
             extra = f" error={record.error}" if record.error else ""
@@ -300,7 +301,7 @@ class _TrialPrinter:
                 f"rounds={record.rounds} {record.duration_s:.2f}s{extra}",
                 flush=True,
             )
-        self.seen = len(progress.trials)
+        self.seen = progress.trials_recorded
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

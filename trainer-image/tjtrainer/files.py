@@ -13,6 +13,7 @@ import hashlib
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,8 @@ from pathlib import Path
 _CHUNK = 1 << 20
 FILE_MODE = 0o644
 TEMP_SUFFIX = ".tmp"
+# A write takes seconds: a temporary file this old was left by a process that died.
+STALE_TEMPORARY_S = 3600.0
 # Test hook: the process SIGKILLs itself at the N-th fault point it reaches (1-based).
 KILL_AT_ENV = "TJTRAINER_KILL_AT"
 _faults_reached = 0
@@ -69,6 +72,31 @@ def atomic_copy(source: Path, target: Path) -> None:
     with atomic_output(target) as tmp, source.open("rb") as src, tmp.open("wb") as dst:
         while chunk := src.read(_CHUNK):
             dst.write(chunk)
+
+
+def remove_stale_temporaries(
+    folder: Path, *, older_than_s: float, now: float | None = None
+) -> list[Path]:
+    """Remove the hidden ``.<name>.<random>.tmp`` files (and links) in ``folder``, not
+    below it, unchanged for ``older_than_s``: what writes of a killed process left.
+    Returns what went."""
+    moment = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX)):
+            continue
+        try:
+            if moment - entry.lstat().st_mtime <= older_than_s:
+                continue
+            entry.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(entry)
+    return removed
 
 
 def fsync_path(path: Path) -> None:

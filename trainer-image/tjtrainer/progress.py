@@ -3,8 +3,10 @@ readers (the local runner, the operator, the UI).
 
 A run folder is ``$SHARED_DATA_PATH/runs/<namespace>/<name>/`` and holds:
 
-- ``progress.json``: the whole state of the run, rewritten atomically after every trial
-  (temporary file, fsync, rename), so a reader sees either the old or the new state;
+- ``progress.json``: the state of the run, rewritten atomically after every trial
+  (temporary file, fsync, rename), so a reader sees either the old or the new state. It
+  stays small however many trials run: the last :data:`TRIALS_KEPT` trials in full, and
+  counts and the best trial of each model (every trial stays in ``study.db``);
 - ``CANCEL``: the cancel marker; its presence asks the trainer to stop after the
   current trial;
 - ``study.db``: the Optuna study (SQLite), so a restarted trainer resumes;
@@ -35,9 +37,14 @@ CANCEL_MARKER = "CANCEL"
 STUDY_FILE = "study.db"
 OWNER_FILE = "OWNER"
 MODELS = ("LONG", "SHORT")
+# progress.json (and the table's trial log) keep this many of the latest trials in full.
+TRIALS_KEPT = 100
 # What RunProgress says of the finished trials (rebuilt from study.db on every start).
 TRIAL_FIELDS = (
     "trials",
+    "trials_recorded",
+    "trial_counts",
+    "best_trials",
     "completed_trials",
     "current_model",
     "best_score_long",
@@ -130,7 +137,14 @@ class RunProgress:
     started_at: str = field(default_factory=utc_now)
     updated_at: str = field(default_factory=utc_now)
     finished_at: str | None = None
+    # The latest TRIALS_KEPT trials, oldest first; ``trials_recorded`` counts every trial
+    # recorded (finished and failed), so ``trials_recorded - len(trials)`` were dropped.
     trials: list[TrialRecord] = field(default_factory=list)
+    trials_recorded: int = 0
+    # Per model: {"complete": n, "pruned": n, "failed": n} over all the run's trials,
+    # and the record of its best trial.
+    trial_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    best_trials: dict[str, TrialRecord] = field(default_factory=dict)
     format: int = FORMAT_VERSION
 
     @property
@@ -169,6 +183,10 @@ class RunProgress:
         try:
             data["state"] = RunState(data["state"])
             data["trials"] = [TrialRecord(**t) for t in data.get("trials") or []]
+            data["best_trials"] = {
+                model: TrialRecord(**t) for model, t in (data.get("best_trials") or {}).items()
+            }
+            data.setdefault("trials_recorded", len(data["trials"]))  # written before it was
             known = {f.name for f in fields(cls)}
             return cls(**{k: v for k, v in data.items() if k in known})
         except (KeyError, TypeError, ValueError) as err:

@@ -32,6 +32,8 @@ def snapshot(progress: RunProgress) -> RunProgress:
     """A copy of ``progress`` that later updates will not change."""
     copied = copy.copy(progress)
     copied.trials = list(progress.trials)
+    copied.trial_counts = {model: dict(c) for model, c in progress.trial_counts.items()}
+    copied.best_trials = dict(progress.best_trials)
     return copied
 
 

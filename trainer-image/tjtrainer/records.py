@@ -11,7 +11,7 @@ from datetime import UTC
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from tjtrainer.progress import MODELS, RunProgress, TrialRecord
+from tjtrainer.progress import MODELS, TRIALS_KEPT, RunProgress, TrialRecord
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _STATES = {
@@ -51,7 +51,9 @@ def trial_record(
 
 
 class TrialBook:
-    """Counts the finished trials of each model and keeps ``progress``'s trial list."""
+    """Counts the finished trials of each model and keeps ``progress``'s trial list: the
+    latest :data:`~tjtrainer.progress.TRIALS_KEPT` records, the counts by state and the
+    best trial of each model."""
 
     def __init__(self, progress: RunProgress, n_trials: int) -> None:
         self.progress = progress
@@ -63,6 +65,9 @@ class TrialBook:
     def rebuild(self, trials: dict[str, list[FrozenTrial]]) -> None:
         """Replace the trial list by the finished (and failed-with-error) ``trials``."""
         self.progress.trials = []
+        self.progress.trials_recorded = 0
+        self.progress.trial_counts = {}
+        self.progress.best_trials = {}
         self.finished = dict.fromkeys(MODELS, 0)
         self.best = dict.fromkeys(MODELS, None)
         for model in MODELS:
@@ -87,13 +92,22 @@ class TrialBook:
         else:
             number = self._offset(model) + self.finished[model] + 1
             self.failures_in_a_row += 1
+        improved = False
         if trial.state == TrialState.COMPLETE and trial.value is not None:
             best = self.best[model]
+            improved = best is None or trial.value > best
             self.best[model] = trial.value if best is None else max(best, trial.value)
         record = trial_record(
             trial, model=model, global_number=number, best_so_far=self.best[model]
         )
-        self.progress.trials.append(record)
+        progress = self.progress
+        progress.trials.append(record)
+        del progress.trials[:-TRIALS_KEPT]
+        progress.trials_recorded += 1
+        counts = progress.trial_counts.setdefault(model, {"complete": 0, "pruned": 0, "failed": 0})
+        counts[record.state] = counts.get(record.state, 0) + 1
+        if improved:
+            progress.best_trials[model] = record
         self.progress.completed_trials = sum(self.finished.values())
         self.progress.best_score_long = self.best["LONG"]
         self.progress.best_score_short = self.best["SHORT"]

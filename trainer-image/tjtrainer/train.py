@@ -31,6 +31,7 @@ from tjtrainer.errors import (
     TrainingError,
     TransientError,
 )
+from tjtrainer.files import STALE_TEMPORARY_S, remove_stale_temporaries
 from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.progress import (
@@ -119,6 +120,8 @@ def run_training(
         # Our numpy maths works on small vectors between XGBoost rounds: multithreaded
         # BLAS only adds threads that spin and steal the cores XGBoost is using.
         with RunFolderLock(config.run_dir), threadpool_limits(limits=1, user_api="blas"):
+            # What the atomic writes of a trainer killed here left (its lock is ours now).
+            remove_stale_temporaries(config.run_dir, older_than_s=STALE_TEMPORARY_S)
             try:
                 validate_config(config)
                 existing = _read_existing(config, run)

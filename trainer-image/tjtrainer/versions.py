@@ -39,13 +39,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tjtrainer.files import TEMP_SUFFIX, fault_point, fsync_path
+from tjtrainer.files import (
+    STALE_TEMPORARY_S,
+    TEMP_SUFFIX,
+    fault_point,
+    fsync_path,
+    remove_stale_temporaries,
+)
 from tjtrainer.paths import UnsafePathError, confined, model_version
 
 METADATA_FILE = "metadata.json"
 WRITING_LOCK = ".writing.lock"
 # A save takes seconds; a partial version this old, whose lock is free, is abandoned.
-ABANDONED_AFTER_S = 3600.0
+ABANDONED_AFTER_S = STALE_TEMPORARY_S
 # What reserved_version names: only such folders are ever cleaned up.
 VERSION_NAME = re.compile(r"[A-Za-z0-9]+_[0-9]{8}_[0-9]{6}(_[0-9]{3,})?")
 
@@ -207,21 +213,18 @@ def clean_abandoned(models_dir: Path, *, now: float | None = None) -> list[Path]
     ``metadata.json`` whose lock is free, and hidden ``*.tmp`` files (at the top and in
     version folders), all unchanged for :data:`ABANDONED_AFTER_S`. Returns what went."""
     moment = time.time() if now is None else now
-    removed: list[Path] = []
+    removed = remove_stale_temporaries(models_dir, older_than_s=ABANDONED_AFTER_S, now=moment)
     try:
         entries = list(models_dir.iterdir())
     except FileNotFoundError:
         return removed
     for entry in entries:
-        if _is_old_temporary(entry, moment):
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-                removed.append(entry)
-        elif VERSION_NAME.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
-            if (entry / METADATA_FILE).exists():
-                removed.extend(_clean_temporaries(entry, moment))
-            elif _is_old(entry, moment) and _remove_if_unlocked(entry):
-                removed.append(entry)
+        if not VERSION_NAME.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
+            continue
+        if (entry / METADATA_FILE).exists():
+            removed += remove_stale_temporaries(entry, older_than_s=ABANDONED_AFTER_S, now=moment)
+        elif _is_old(entry, moment) and _remove_if_unlocked(entry):
+            removed.append(entry)
     return removed
 
 
@@ -230,21 +233,6 @@ def _is_old(path: Path, moment: float) -> bool:
         return moment - path.lstat().st_mtime > ABANDONED_AFTER_S
     except FileNotFoundError:
         return False
-
-
-def _is_old_temporary(path: Path, moment: float) -> bool:
-    name = path.name
-    return name.startswith(".") and name.endswith(TEMP_SUFFIX) and _is_old(path, moment)
-
-
-def _clean_temporaries(folder: Path, moment: float) -> list[Path]:
-    removed = []
-    for entry in folder.iterdir():
-        if _is_old_temporary(entry, moment):
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-                removed.append(entry)
-    return removed
 
 
 def _remove_if_unlocked(folder: Path) -> bool:
