@@ -96,10 +96,17 @@ def test_a_second_run_of_a_live_job_is_refused_and_leaves_its_row_alone(
         after = store.get(row.id)
         assert after is not None and after.status == "running"
         assert after.lease_owner == row.lease_owner and after.error is None
-        # A cancel asked for meanwhile is not dropped by another refused run.
-        store.request_cancel(row.id)
-        again = tjctl(shared, "run", "-f", str(path), "--no-progress")
-        assert again.returncode == 1 and "running already" in again.stderr
+        # A cancel asked for meanwhile is not dropped by another refused run. The first run
+        # is held still (SIGSTOP) so that it cannot take the cancel before the second run.
+        first.send_signal(signal.SIGSTOP)
+        try:
+            store.request_cancel(row.id)
+            again = tjctl(shared, "run", "-f", str(path), "--no-progress")
+            assert again.returncode == 1 and "running already" in again.stderr
+            held = store.get(row.id)
+            assert held is not None and held.cancel_requested and held.status == "running"
+        finally:
+            first.send_signal(signal.SIGCONT)
         out, err = first.communicate(timeout=120)
         assert first.returncode == 0, err
         assert "cancelled after" in out
