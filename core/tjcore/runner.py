@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from tjcore.store import JobRow, JobStore
+from tjcore.store import LOCAL_RUN_SOURCE, JobRow, JobStore
 from tjtrainer.config import TrainConfig
 from tjtrainer.errors import TrainingError
 from tjtrainer.paths import UnsafePathError
@@ -191,7 +191,7 @@ def running_elsewhere(row: JobRow, *, data_root: Path, lease_seconds: float) -> 
         return None
     what = f"TrainingJob {row.namespace}/{row.name} is running already as job {row.id}"
     if not row.lease_owner:
-        if row.source == "tjctl-run":
+        if row.source == LOCAL_RUN_SOURCE:
             return None  # a release without leases ran it; nothing to ask
         return (
             f"{what}, run by the TrainingJob operator; cancel it there (kubectl, or "

@@ -19,7 +19,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -33,6 +42,8 @@ from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 BUSY_TIMEOUT_MS = 30_000
 FINAL_STATUSES = tuple(s.value for s in RunState if s.is_final)
+# The source of rows that `tjctl run` makes and runs itself.
+LOCAL_RUN_SOURCE = "tjctl-run"
 T = TypeVar("T")
 
 
@@ -287,6 +298,13 @@ def progress_columns(progress: RunProgress) -> dict[str, Any]:
     return values
 
 
+def _no_local_runner() -> ColumnElement[bool]:
+    """Rows no local runner owns: not ``tjctl run``'s (its uid names no object, its
+    TrainingJob name no TrainingJob) and holding no lease (a worker runs it)."""
+    c = training_jobs.c
+    return (c.source.is_(None) | (c.source != LOCAL_RUN_SOURCE)) & c.lease_owner.is_(None)
+
+
 def _sqlite_engine(url: str, *, readonly: bool) -> Engine:
     parsed = make_url(url)
     database = parsed.database or ""
@@ -455,6 +473,7 @@ class JobStore:
             c.name.is_not(None),
             c.status.not_in([RunState.COMPLETED.value, RunState.FAILED.value]),
             c.cancel_forwarded.is_(None) | (c.cancel_forwarded == 0),
+            _no_local_runner(),
         )
         with self._read() as conn:
             return [JobRow.from_mapping(r) for r in conn.execute(query).mappings()]
@@ -469,6 +488,7 @@ class JobStore:
                 c.namespace == namespace,
                 c.uid.is_not(None),
                 c.status.in_([RunState.PENDING.value, RunState.RUNNING.value]),
+                _no_local_runner(),
             )
             .order_by(c.id)
         )

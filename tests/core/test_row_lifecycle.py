@@ -228,3 +228,26 @@ def test_messages_are_bounded_with_an_ellipsis(tmp_path: Path) -> None:
     store.update_job(job, error="y" * 5000)
     row = store.get(job)
     assert row is not None and row.error is not None and len(row.error.encode()) <= MESSAGE_LIMIT
+
+
+def test_rows_of_local_runners_are_never_the_bridges(tmp_path: Path) -> None:
+    """`tjctl run -n <the bridge's namespace>`: its row has a uid and a name but no
+    TrainingJob; the bridge must neither end it as deleted nor forward its cancel."""
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    local = store.submit(
+        timeframe="15m",
+        n_trials=1,
+        train_ratio=0.8,
+        source="tjctl-run",
+        namespace="bridge",
+        name="mine",
+        uid="a-random-run-uid",
+    )
+    store.mark_running(local, total_trials=2, lease_owner="host/1/abc")
+    worker = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="ui")
+    assert store.claim(worker, namespace="bridge", name="job-2-abc", start=True)
+    store.update_job(worker, uid="another-run-uid", lease_owner="host/2/def")
+    for job in (local, worker):
+        store.request_cancel(job)
+    assert store.cancel_requests(namespace="bridge") == []
+    assert store.unfinished_with_uid(namespace="bridge") == []
