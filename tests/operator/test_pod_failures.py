@@ -21,6 +21,7 @@ from tjoperator.config import OperatorConfig
 from tjoperator.status import (
     Observation,
     Phase,
+    Verdict,
     build_status,
     judge,
     pod_trouble,
@@ -444,6 +445,7 @@ def run_daemon(
     started: bool = True,
     row_in_status: bool = True,
     polls: int = 20,
+    memo: kopf.Memo | None = None,
     **config: Any,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Run ``track_progress`` for TrainingJob ns/small with a row; returns the row id and
@@ -477,7 +479,7 @@ def run_daemon(
             name="small",
             namespace="ns",
             stopped=Stopped(polls),
-            memo=kopf.Memo(),
+            memo=memo if memo is not None else kopf.Memo(),
             job_statuses=Index(job),
         )
     )
@@ -588,3 +590,20 @@ def test_a_run_that_fails_before_its_row_is_named_in_the_status_still_fails_the_
     assert api.statuses[-1]["rowId"] == row_id
     row = store.get(row_id)
     assert row is not None and row.status == "failed" and IMAGE in (row.error or "")
+
+
+def test_a_verdict_of_the_create_handler_is_published_by_the_daemon_alone(
+    api: FakeApi, shared_dir: Path, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The create handler decided (the API refused the Job) and handed the verdict over;
+    # the daemon, the one writer of the phase, publishes it once and ends.
+    memo = kopf.Memo()
+    memo[handlers.EARLY_VERDICT] = Verdict(Phase.FAILED, "JobRefused", "the API refused it")
+    row_id, events = run_daemon(
+        shared_dir, store, monkeypatch, {}, started=False, memo=memo, polls=5
+    )
+    assert [s["phase"] for s in api.statuses] == ["Failed"]
+    assert api.statuses[-1]["message"] == "the API refused it"
+    assert [(e["type"], e["reason"]) for e in events] == [("Warning", "JobRefused")]
+    row = store.get(row_id)
+    assert row is not None and row.status == "failed" and row.error == "the API refused it"
