@@ -187,16 +187,19 @@ def running_elsewhere(row: JobRow, *, data_root: Path, lease_seconds: float) -> 
     """Why ``row`` must not be run here now (another live process or the operator runs
     it), or ``None``. A row whose runner died (its lease ran out, or its process on this
     host is gone and the run folder is free) may be run again: that resumes it."""
+    if row.is_final:
+        return None
+    if not row.lease_owner:
+        if row.source == LOCAL_RUN_SOURCE:
+            return None  # killed before it ran, or by a release without leases: resume
+        return (
+            f"TrainingJob {row.namespace}/{row.name} is {row.status} as job {row.id}, "
+            "the TrainingJob operator's (or a worker's); cancel it there (kubectl, or "
+            f"`tjctl cancel {row.id}`) or give this run another metadata.name"
+        )
     if row.status != RunState.RUNNING.value:
         return None
     what = f"TrainingJob {row.namespace}/{row.name} is running already as job {row.id}"
-    if not row.lease_owner:
-        if row.source == LOCAL_RUN_SOURCE:
-            return None  # a release without leases ran it; nothing to ask
-        return (
-            f"{what}, run by the TrainingJob operator; cancel it there (kubectl, or "
-            f"`tjctl cancel {row.id}`) or give this run another metadata.name"
-        )
     held = (
         f"{what} (by {row.lease_owner}); wait for it to end or stop it first "
         f"(`tjctl cancel {row.id}`)"

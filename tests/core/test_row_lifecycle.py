@@ -251,3 +251,23 @@ def test_rows_of_local_runners_are_never_the_bridges(tmp_path: Path) -> None:
         store.request_cancel(job)
     assert store.cancel_requests(namespace="bridge") == []
     assert store.unfinished_with_uid(namespace="bridge") == []
+
+
+def test_tjctl_run_leaves_a_job_of_the_operator_alone(shared: Path, tmp_path: Path) -> None:
+    store = store_of(shared)
+    job = store.submit(
+        timeframe="15m",
+        n_trials=2,
+        train_ratio=0.8,
+        seed=3,
+        source="kubectl",
+        namespace="default",
+        name="the-operators",
+        uid="uid-of-a-trainingjob",
+    )
+    refused = tjctl(shared, "run", "-f", str(manifest(tmp_path, "the-operators")))
+    assert refused.returncode == 1 and refused.stderr.startswith("error: "), refused.stderr
+    assert f"is pending as job {job}, the TrainingJob operator's" in refused.stderr
+    row = store.get(job)
+    assert row is not None and (row.status, row.lease_owner) == ("pending", None)
+    assert not (shared / "runs" / "default" / "the-operators").exists()
