@@ -10,10 +10,16 @@ DEMO_DATA ?= ./shared-data
 
 .PHONY: venv demo test lint typecheck unit cluster-tests node-tests cluster-tools node-deps images browser bench clean
 
-$(STAMP): pyproject.toml
+# The test environment is requirements-dev.lock (images/pin-constraints.py writes it): every
+# file checked against its SHA-256 (--require-hashes), the pinned pip first, the project
+# last without dependencies.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all,dev]'
+	$(PY) -m pip install --quiet --require-hashes -r <(grep '^pip==' requirements-dev.lock)
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock || { echo \
+		"error: requirements-dev.lock does not fit this Python ($$($(PY) -V)); it covers the" \
+		"interpreters its header names; regenerate it: $(PY) images/pin-constraints.py"; exit 1; }
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*; touch $@
 
 venv: $(STAMP)

@@ -115,6 +115,8 @@ def assemble_context(dest: Path, wheels: Path | None) -> None:
             os.link(wheel, folder / wheel.name)
         except OSError:
             shutil.copy2(wheel, folder / wheel.name)
+    if wheels and (wheels / wheelhouse.LOCAL_CONSTRAINTS).exists():
+        shutil.copy2(wheels / wheelhouse.LOCAL_CONSTRAINTS, folder / wheelhouse.LOCAL_CONSTRAINTS)
 
 
 def import_base(engine: dockerd.Dockerd, log: Log) -> None:

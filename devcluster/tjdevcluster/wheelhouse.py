@@ -50,7 +50,12 @@ IMAGE_EXTRAS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "trainer": (("trainer",), {"xgboost": "xgboost-cpu"}),
     "operator": (("operator", "ui"), {}),
 }
-BUILD_BACKEND = ("setuptools", "wheel")  # pinned in constraints.txt; builds the project
+# Pinned in constraints.txt: the build backend of the project, and the pip that installs
+# with hashes from a constraints file (the base image's pip 23.0 does not).
+BUILD_BACKEND = ("pip", "setuptools", "wheel")
+# In the wheel folder: the wheels' pins with the SHA-256 of their (stripped) files, which
+# the offline image builds install against with --require-hashes.
+LOCAL_CONSTRAINTS = "constraints.txt"
 PYTHON = ("3.11", "cp311")
 # bookworm has glibc 2.36: every manylinux tag up to 2.36 runs there.
 PLATFORMS = (
@@ -104,6 +109,7 @@ def recipe() -> str:
         [
             f"pip download --only-binary=:all: python {PYTHON[0]} abi {PYTHON[1]}",
             stripping,
+            f"{LOCAL_CONSTRAINTS} of the stripped wheels' hashes",
             "platforms " + " ".join(PLATFORMS),
             *all_requirements(),
             "constraints:",
@@ -206,6 +212,27 @@ def _strip_all(folder: Path, log: Log) -> None:
     log(f"  strip: {saved / 1e6:.0f} MB of symbol tables removed in {seconds:.0f} s")
 
 
+def write_local_constraints(folder: Path) -> Path:
+    """Pin every wheel of ``folder`` with the SHA-256 of its file as it is now.
+
+    ``pip download`` checked each file against the hash that images/constraints.txt has
+    from PyPI; stripping changed the bytes, so the offline builds check these instead
+    (a wheel altered in the cache after that fails the build)."""
+    pins: dict[str, list[str]] = {}
+    for wheel in sorted(folder.glob("*.whl")):
+        name, version = wheel.name.split("-")[:2]
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        pins.setdefault(f"{name.replace('_', '-').lower()}=={version}", []).append(digest)
+    target = folder / LOCAL_CONSTRAINTS
+    target.write_text(
+        "".join(
+            pin + "".join(f" --hash=sha256:{digest}" for digest in digests) + "\n"
+            for pin, digests in sorted(pins.items())
+        )
+    )
+    return target
+
+
 def _pip_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
@@ -262,6 +289,7 @@ def ensure_wheels(log: Log) -> Path:
             if any(name.lower().startswith("nvidia") for name in names):
                 raise ImagesError(f"NVIDIA wheels were downloaded: {names}")
             _strip_all(dest, log)
+            write_local_constraints(dest)
             shutil.move(str(dest), folder)
         mark_complete(folder, recipe())
         remove_stale(folder)

@@ -51,13 +51,83 @@ def test_an_unknown_extra_is_refused() -> None:
     assert result.returncode != 0 and "no extra 'nope'" in result.stderr
 
 
+def _pins(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """name → (version, sha256 hashes) of a pin file (one line a pin)."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            pin, *options = line.split()
+            name, version = pin.split("==")
+            found[name] = (version, [o.removeprefix("--hash=sha256:") for o in options])
+    return found
+
+
 def test_constraints_pin_xgboost_cpu_to_the_xgboost_release() -> None:
-    pins = dict(
-        line.split("==")
-        for line in (ROOT / "images" / "constraints.txt").read_text().splitlines()
-        if "==" in line
+    pins = _pins(ROOT / "images" / "constraints.txt")
+    assert pins["xgboost-cpu"][0] == pins["xgboost"][0]
+
+
+def test_every_pin_of_the_images_and_of_the_test_environment_has_its_hashes() -> None:
+    for path in (ROOT / "images" / "constraints.txt", ROOT / "requirements-dev.lock"):
+        pins = _pins(path)
+        assert {"pip", "setuptools", "wheel"} <= pins.keys(), path
+        for name, (_, hashes) in pins.items():
+            assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), (path, name)
+    lock = (ROOT / "requirements-dev.lock").read_text()
+    covered = re.search(r"^# interpreters: (.*) \(", lock, re.M)
+    assert covered and f"cp{sys.version_info[0]}{sys.version_info[1]}" in covered.group(1).split()
+    # The test environment is what the tests run in: every locked version is installed.
+    from importlib import metadata
+
+    for name, (version, _) in _pins(ROOT / "requirements-dev.lock").items():
+        if name not in ("pip", "setuptools", "wheel"):
+            assert metadata.version(name) == version, name
+
+
+def test_pip_refuses_a_wheel_that_is_not_the_one_pinned(tmp_path: Path) -> None:
+    """The wheel folder's own constraints (the offline builds' --require-hashes input):
+    real pip, no index, installs a wheel that matches and refuses one altered since."""
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    wheel = _pure_wheel(folder)
+    constraints = wheelhouse.write_local_constraints(folder)
+    assert constraints.read_text().startswith("demo-pure==1.0 --hash=sha256:")
+
+    def install() -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index",
+                "--find-links", str(folder), "--require-hashes", "--target", str(tmp_path / "t"),
+                "-c", str(constraints), "-r", str(tmp_path / "req.txt")]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True)
+
+    (tmp_path / "req.txt").write_text("demo-pure\n")
+    assert install().returncode == 0, install().stderr
+    with zipfile.ZipFile(wheel, "a") as archive:
+        archive.writestr("demo_pure/planted.py", "import os\n")
+    refused = install()
+    assert refused.returncode != 0 and "DO NOT MATCH THE HASHES" in refused.stderr
+
+
+def _pure_wheel(folder: Path) -> Path:
+    wheel = folder / "demo_pure-1.0-py3-none-any.whl"
+    info = "demo_pure-1.0.dist-info"
+    files = {
+        "demo_pure/__init__.py": b"x = 1\n",
+        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: demo-pure\nVersion: 1.0\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
+    record = (
+        "".join(
+            f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+            for name, data in files.items()
+        )
+        + f"{info}/RECORD,,\n"
     )
-    assert pins["xgboost-cpu"] == pins["xgboost"]
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr(f"{info}/RECORD", record)
+    return wheel
 
 
 # -- wheels ----------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_trainer_imports_and_trains_read_only_as_10001(
 
 def _pinned(name: str) -> str:
     text = (Path(__file__).resolve().parents[2] / "images" / "constraints.txt").read_text()
-    match = re.search(rf"^{re.escape(name)}==(\S+)$", text, re.M)
+    match = re.search(rf"^{re.escape(name)}==(\S+)(?: --hash=sha256:[0-9a-f]{{64}})+$", text, re.M)
     assert match, name
     return match.group(1)
 
