@@ -208,15 +208,27 @@ async def _check_job_gone(
     tracker.trainer_message, tracker.image_pull_since = None, None
 
 
+def _may_still_write(pod: dict[str, Any]) -> bool:
+    """Whether the trainer in ``pod`` may still write a trial: the pod runs, or one of
+    its containers has started. A pod whose containers never started (its image missing
+    or not pulled, say) has nothing to write, however long it stays."""
+    status = pod.get("status") or {}
+    if status.get("phase") == "Running":
+        return True
+    if status.get("phase") not in ("Pending", None):
+        return False
+    return any("running" in (c.get("state") or {}) for c in status.get("containerStatuses") or [])
+
+
 async def wait_for_pods(namespace: str, name: str, timeout: float = SETTLE_SECONDS) -> None:
-    """Wait (at most ``timeout``) until no pod of TrainingJob ``namespace/name`` is
-    pending or running any more."""
+    """Wait (at most ``timeout``) until no pod of TrainingJob ``namespace/name`` may still
+    write a trial."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pods = await kube.call(
             lambda: kube.list_trainingjob_pods(namespace, name, LABEL_TRAININGJOB)
         )
-        if not _active(pods):
+        if not any(_may_still_write(pod) for pod in pods):
             return
         await asyncio.sleep(1.0)
 

@@ -49,6 +49,9 @@ def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oper
         "SHARED_DATA_PATH": str(shared),
         "DATABASE_URL": database_url,
         "TJ_IMAGE_PULL_TIMEOUT_SECONDS": str(PULL_TIMEOUT_SECONDS),
+        # The image the kubelet reports on is not the configured trainer image: allow it,
+        # or the operator refuses the TrainingJob (InvalidSpec) before any pod exists.
+        "TJ_ALLOWED_TRAINER_IMAGES": IMAGE,
     }
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     operator = OperatorProcess(env=process_env, log_path=log_path, args=["--no-bridge"])
@@ -71,7 +74,7 @@ def start(env: OperatorEnv, namespace: str, name: str, **spec: Any) -> dict[str,
         namespace=namespace,
         uid="none",
         spec=validate_spec(spec),
-        config=OperatorConfig(),
+        config=OperatorConfig(allowed_images=(IMAGE,)),  # as the operator is configured
     )
     del job["metadata"]["ownerReferences"]  # its owner does not exist yet
     job["spec"]["template"]["spec"]["nodeName"] = STAND_IN_NODE
