@@ -3,13 +3,14 @@ plane, with the pod harness running the real trainer on a small dataset."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,47 @@ def make_dataset(shared: Path, timeframe: str, rows: int) -> None:
         check=True,
         capture_output=True,
     )
+
+
+@contextlib.contextmanager
+def running_operator(
+    cluster: Any,
+    log_dir: Path,
+    *,
+    claim: str = CLAIM,
+    database: str = "training_jobs.db",
+    dataset_rows: int | None = 3000,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = ("--no-bridge",),
+    namespaces: tuple[str, ...] = (),
+) -> Iterator[OperatorEnv]:
+    """The real `tjctl operator` on the claim ``claim``'s folder (a 15m dataset of
+    ``dataset_rows`` made there first), the CRD installed and ``namespaces`` created;
+    stopped on exit. ``env`` adds to (or overrides) the operator's environment."""
+    shared = cluster.pvc_dir(claim)
+    shared.mkdir(parents=True, exist_ok=True)
+    if dataset_rows is not None:
+        make_dataset(shared, "15m", dataset_rows)
+    cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "crd.yaml"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.mltraining.dev"
+    )
+    for namespace in namespaces:
+        cluster.kubectl("create", "namespace", namespace, check=False)
+    database_url = f"sqlite:///{shared / database}"
+    process_env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "SHARED_DATA_PATH": str(shared),
+        "DATABASE_URL": database_url,
+        **({} if claim == CLAIM else {"TJ_SHARED_PVC": claim}),
+        **(env or {}),
+    }
+    operator = OperatorProcess(env=process_env, log_path=log_dir / "operator.log", args=list(args))
+    operator.start()
+    operator_env = OperatorEnv(cluster, shared, operator, JobStore(database_url))
+    try:
+        yield operator_env
+    finally:
+        operator.stop()
+        operator_env.store.close()

@@ -13,11 +13,9 @@ import pytest
 import yaml
 
 from tests.cluster.operator_env import (
-    CLAIM,
-    ROOT,
     OperatorEnv,
     OperatorProcess,
-    make_dataset,
+    running_operator,
 )
 from tjcore.store import JobStore
 
@@ -29,33 +27,14 @@ LONG = {"timeframe": "15m", "nTrials": 400, "trainRatio": 0.8, "seed": 1}
 
 @pytest.fixture(scope="module")
 def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorEnv]:
-    shared = cluster.pvc_dir(CLAIM)
-    shared.mkdir(parents=True, exist_ok=True)
-    make_dataset(shared, "15m", 3000)
-    cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "crd.yaml"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.mltraining.dev"
-    )
-    cluster.kubectl("create", "namespace", BRIDGE_NAMESPACE, check=False)
-    database_url = f"sqlite:///{shared / 'training_jobs.db'}"
-    process_env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "SHARED_DATA_PATH": str(shared),
-        "DATABASE_URL": database_url,
-        "TJ_CANCEL_GRACE_SECONDS": "30",
-    }
-    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(
-        env=process_env, log_path=log_path, args=["--bridge-namespace", BRIDGE_NAMESPACE]
-    )
-    operator.start()
-    env = OperatorEnv(cluster, shared, operator, JobStore(database_url))
-    try:
+    with running_operator(
+        cluster,
+        tmp_path_factory.mktemp("operator"),
+        env={"TJ_CANCEL_GRACE_SECONDS": "30"},
+        args=("--bridge-namespace", BRIDGE_NAMESPACE),
+        namespaces=(BRIDGE_NAMESPACE,),
+    ) as env:
         yield env
-    finally:
-        operator.stop()
-        env.store.close()
 
 
 def test_apply_runs_to_succeeded_with_models_and_a_completed_row(

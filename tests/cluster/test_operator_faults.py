@@ -6,7 +6,6 @@ SQLite table and the real run folders."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,13 +15,10 @@ import yaml
 
 from tests.cluster.operator_env import (
     CLAIM,
-    ROOT,
     OperatorEnv,
-    OperatorProcess,
-    make_dataset,
+    running_operator,
 )
 from tjcore.spec import validate_spec
-from tjcore.store import JobStore
 from tjoperator.config import OperatorConfig
 from tjoperator.job_builder import build_job
 
@@ -35,34 +31,15 @@ FINAL = ("Succeeded", "Failed", "Cancelled")
 
 @pytest.fixture(scope="module")
 def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorEnv]:
-    shared = cluster.pvc_dir(CLAIM)
-    shared.mkdir(parents=True, exist_ok=True)
-    make_dataset(shared, "15m", 3000)
-    cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "crd.yaml"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.mltraining.dev"
-    )
-    cluster.kubectl("create", "namespace", BRIDGE_NAMESPACE, check=False)
-    database_url = f"sqlite:///{shared / 'training_jobs.db'}"
-    process_env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "SHARED_DATA_PATH": str(shared),
-        "DATABASE_URL": database_url,
-        "TJ_CANCEL_GRACE_SECONDS": "30",
-    }
-    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     # No --namespace: the operator watches all namespaces (the chart's watchAllNamespaces).
-    operator = OperatorProcess(
-        env=process_env, log_path=log_path, args=["--bridge-namespace", BRIDGE_NAMESPACE]
-    )
-    operator.start()
-    env = OperatorEnv(cluster, shared, operator, JobStore(database_url))
-    try:
+    with running_operator(
+        cluster,
+        tmp_path_factory.mktemp("operator"),
+        env={"TJ_CANCEL_GRACE_SECONDS": "30"},
+        args=("--bridge-namespace", BRIDGE_NAMESPACE),
+        namespaces=(BRIDGE_NAMESPACE,),
+    ) as env:
         yield env
-    finally:
-        operator.stop()
-        env.store.close()
 
 
 def _progress(env: OperatorEnv, namespace: str, name: str) -> dict[str, Any]:

@@ -10,14 +10,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.cluster.operator_env import ROOT, OperatorEnv, OperatorProcess, make_dataset
-from tjcore.store import JobStore
+from tests.cluster.operator_env import (
+    OperatorEnv,
+    running_operator,
+)
 
 OWN_CLAIM = "tj-confinement"
 TRAINER_IMAGE = "localhost/trainingjob-trainer:0.1.0"
@@ -26,31 +27,13 @@ ALSO_ALLOWED = "localhost/trainingjob-trainer:0.2.0"
 
 @pytest.fixture(scope="module")
 def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorEnv]:
-    shared = cluster.pvc_dir(OWN_CLAIM)
-    make_dataset(shared, "15m", 3000)
-    cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "crd.yaml"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.mltraining.dev"
-    )
-    database_url = f"sqlite:///{shared / 'training_jobs.db'}"
-    process_env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "SHARED_DATA_PATH": str(shared),
-        "DATABASE_URL": database_url,
-        "TJ_SHARED_PVC": OWN_CLAIM,
-        "TJ_TRAINER_IMAGE": TRAINER_IMAGE,
-        "TJ_ALLOWED_TRAINER_IMAGES": ALSO_ALLOWED,
-    }
-    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(env=process_env, log_path=log_path, args=["--no-bridge"])
-    operator.start()
-    env = OperatorEnv(cluster, shared, operator, JobStore(database_url))
-    try:
+    with running_operator(
+        cluster,
+        tmp_path_factory.mktemp("operator"),
+        claim=OWN_CLAIM,
+        env={"TJ_TRAINER_IMAGE": TRAINER_IMAGE, "TJ_ALLOWED_TRAINER_IMAGES": ALSO_ALLOWED},
+    ) as env:
         yield env
-    finally:
-        operator.stop()
-        env.store.close()
 
 
 def test_an_image_outside_the_allow_list_fails_as_invalid_spec(

@@ -14,14 +14,15 @@ touch no other test.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.cluster.operator_env import ROOT, OperatorEnv, OperatorProcess, make_dataset
-from tjcore.store import JobStore
+from tests.cluster.operator_env import (
+    OperatorEnv,
+    running_operator,
+)
 from tjoperator.job_builder import job_name
 
 OWN_CLAIM = "tj-exit-codes"
@@ -29,29 +30,8 @@ OWN_CLAIM = "tj-exit-codes"
 
 @pytest.fixture(scope="module")
 def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorEnv]:
-    shared = cluster.pvc_dir(OWN_CLAIM)
-    make_dataset(shared, "15m", 3000)
-    cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "crd.yaml"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.mltraining.dev"
-    )
-    database_url = f"sqlite:///{shared / 'training_jobs.db'}"
-    process_env = {
-        **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "SHARED_DATA_PATH": str(shared),
-        "DATABASE_URL": database_url,
-        "TJ_SHARED_PVC": OWN_CLAIM,
-    }
-    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(env=process_env, log_path=log_path, args=["--no-bridge"])
-    operator.start()
-    env = OperatorEnv(cluster, shared, operator, JobStore(database_url))
-    try:
+    with running_operator(cluster, tmp_path_factory.mktemp("operator"), claim=OWN_CLAIM) as env:
         yield env
-    finally:
-        operator.stop()
-        env.store.close()
 
 
 def job_status(env: OperatorEnv, namespace: str, name: str) -> dict[str, Any]:
