@@ -142,6 +142,8 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
             return _fail(str(err))
     if manifest.spec.cancel:
         return _fail(f"{args.file}: spec.cancel is true; nothing to run")
+    if manifest.spec.suspend:
+        return _fail(f"{args.file}: spec.suspend is true; set it to false to run it")
     spec = manifest.spec
     store = _open_store(settings.database_url)
     row = store.get_by_name(manifest.namespace, manifest.name)

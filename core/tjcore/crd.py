@@ -19,7 +19,7 @@ from tjcore.spec import (
     SpecField,
 )
 
-PHASES = ("Pending", "Running", "Succeeded", "Failed", "Cancelled")
+PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed", "Cancelled")
 
 
 def _field_schema(spec_field: SpecField) -> dict[str, Any]:

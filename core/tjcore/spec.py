@@ -170,6 +170,14 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
         mutable=True,
     ),
     SpecField(
+        "suspend",
+        "boolean",
+        "Set to true to suspend the run: its Job is suspended and the trainer pod stopped, "
+        "finished trials are kept; set it back to false to resume the same study.",
+        default=False,
+        mutable=True,
+    ),
+    SpecField(
         "seed",
         "integer",
         "Random seed; the same seed and data give the same run.",
@@ -268,6 +276,7 @@ class TrainingJobSpec:
     nTrials: int
     trainRatio: float
     cancel: bool = False
+    suspend: bool = False
     seed: int = 42
     parallelism: int = DEFAULT_PARALLELISM
     cvFolds: int = DEFAULT_FOLDS

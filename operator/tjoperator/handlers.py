@@ -134,7 +134,7 @@ def _is_the_bridges(row: JobRow, namespace: str, name: str, spec: TrainingJobSpe
         expected = validate_spec(bridge_made["spec"])
     except SpecError:
         return False
-    return replace(spec, cancel=False) == expected
+    return replace(spec, cancel=False, suspend=False) == expected
 
 
 def _ensure_row(
@@ -331,6 +331,7 @@ async def track_progress(
         tracker.job_expected = tracker.job_expected or bool(current.get("jobName"))
         job_status = next(iter(job_statuses.get((namespace, tracker.job_name), [])), None)
         cancel = bool(body.get("spec", {}).get("cancel"))
+        suspend = bool(body.get("spec", {}).get("suspend"))
         generation = body.get("metadata", {}).get("generation")
         early: Verdict | None = memo.get(EARLY_VERDICT)
         try:
@@ -341,6 +342,7 @@ async def track_progress(
                     tracker,
                     job_status,
                     cancel=cancel,
+                    suspend=suspend,
                     grace=config.cancel_grace_seconds,
                     image_pull_timeout=config.image_pull_timeout_seconds,
                 )

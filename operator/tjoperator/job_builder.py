@@ -204,6 +204,8 @@ def build_job(
             "activeDeadlineSeconds": spec.activeDeadlineSeconds,
             "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
             "podFailurePolicy": pod_failure_policy(),
+            # spec.suspend: the Job controller then runs no pod until it is resumed.
+            "suspend": spec.suspend,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }

@@ -145,6 +145,18 @@ def delete_job(namespace: str, name: str) -> bool:
     return True
 
 
+def set_job_suspend(namespace: str, name: str, suspend: bool) -> bool:
+    """Set the Job's ``spec.suspend`` (its controller stops or starts the pods);
+    ``False`` if the Job is gone."""
+    try:
+        client.BatchV1Api().patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
 def job_pod_selector(namespace: str, name: str) -> str | None:
     """The label selector of the Job's own pods (its ``controller-uid``, so not the pods
     of an earlier Job of the same name); ``None`` if the Job is gone."""

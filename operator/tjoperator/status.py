@@ -35,6 +35,7 @@ class Phase(StrEnum):
 
     PENDING = "Pending"
     RUNNING = "Running"
+    SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
@@ -49,6 +50,9 @@ class Phase(StrEnum):
         return {
             Phase.PENDING: RunState.PENDING,
             Phase.RUNNING: RunState.RUNNING,
+            # A suspended run has not ended; the table has no word of its own for it
+            # (see seed_word_of: "pending" until the trainer has started).
+            Phase.SUSPENDED: RunState.RUNNING,
             Phase.SUCCEEDED: RunState.COMPLETED,
             Phase.FAILED: RunState.FAILED,
             Phase.CANCELLED: RunState.CANCELLED,
@@ -60,6 +64,7 @@ CONDITION_OF_PHASE = {
     Phase.SUCCEEDED: "Succeeded",
     Phase.FAILED: "Failed",
     Phase.CANCELLED: "Cancelled",
+    Phase.SUSPENDED: "Suspended",
 }
 
 
@@ -81,6 +86,35 @@ class Observation:
     # The Job was deleted by someone else after a cancel was asked (so it is not made
     # again): no trainer runs any more.
     job_gone_on_cancel: bool = False
+    # spec.suspend is true and the Job's controller has stopped every trainer pod.
+    suspended: bool = False
+    # spec.suspend is true but a trainer pod is still stopping.
+    suspending: bool = False
+    # A cancel came while suspended: the operator deleted the Job, nothing runs.
+    cancelled_while_suspended: bool = False
+
+
+def seed_word_of(phase: Phase, progress: RunProgress | None) -> str:
+    """The table's word for ``phase``: a suspended run is ``running`` once its trainer
+    has written progress and ``pending`` before (the seed's five words stay the only
+    ones, so every reader of the table understands them)."""
+    if phase == Phase.SUSPENDED and progress is None:
+        return RunState.PENDING.value
+    return phase.seed_word
+
+
+def job_says_suspended(job: dict[str, Any] | None) -> bool:
+    """Whether the Job controller has taken a Job's ``spec.suspend: true`` in (its
+    ``Suspended`` condition is True; it turns False when the Job is resumed)."""
+    return _job_condition(job, "Suspended") is not None
+
+
+def job_suspended(job: dict[str, Any] | None) -> bool:
+    """Whether a Job's status says it is suspended with no pod left running or
+    stopping (its ``Suspended`` condition, ``active`` and ``terminating`` both 0)."""
+    if job is None or not job_says_suspended(job):
+        return False
+    return not (job.get("active") or 0) and not (job.get("terminating") or 0)
 
 
 @dataclass(frozen=True)
@@ -308,6 +342,19 @@ def _job_condition(job: dict[str, Any] | None, kind: str) -> dict[str, Any] | No
     return None
 
 
+def _suspended(progress: RunProgress | None) -> Verdict:
+    if progress is None:
+        where = "before it started"
+    else:
+        where = f"at trial {progress.completed_trials}/{progress.total_trials}"
+    return Verdict(
+        Phase.SUSPENDED,
+        "Suspended",
+        f"suspended {where}: no trainer pod runs and finished trials are kept; set "
+        "spec.suspend to false to resume the same study",
+    )
+
+
 def judge(obs: Observation) -> Verdict:
     """The phase, reason and message that ``obs`` implies."""
     progress = obs.progress
@@ -330,6 +377,16 @@ def judge(obs: Observation) -> Verdict:
     if trouble is not None and trouble.fatal and state != RunState.FAILED:
         return _trouble_verdict(trouble, obs)
     failed = _job_condition(obs.job, "Failed")
+    permanent = state == RunState.FAILED and is_permanent(trainer_exit_code(obs.pods))
+    if obs.cancelled_while_suspended:
+        return Verdict(
+            Phase.CANCELLED,
+            "CancelRequested",
+            "cancelled while suspended: its Job was deleted, so it never resumes; finished "
+            "trials are kept and no model was replaced",
+        )
+    if obs.suspended and not failed and not permanent:
+        return _suspended(progress)
     if (
         state == RunState.FAILED
         and progress is not None
@@ -362,6 +419,12 @@ def judge(obs: Observation) -> Verdict:
     if _job_condition(obs.job, "Complete"):
         return Verdict(
             Phase.FAILED, "NoResult", "the trainer exited 0 without writing a final progress state"
+        )
+    if obs.suspending:
+        return Verdict(
+            Phase.RUNNING,
+            "Suspending",
+            "suspend asked: the Job controller is stopping the trainer pod",
         )
     if trouble is not None and trouble.pulling:
         return _trouble_verdict(trouble, obs)
@@ -458,7 +521,7 @@ def build_status(
         pct = 100.0
     status: dict[str, Any] = {
         "phase": verdict.phase.value,
-        "status": verdict.phase.seed_word,
+        "status": seed_word_of(verdict.phase, progress),
         "progress": int(pct),
         "trial": f"{done}/{total}",
         "currentTrial": done,

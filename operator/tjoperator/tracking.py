@@ -29,8 +29,11 @@ from tjoperator.status import (
     Phase,
     Verdict,
     build_status,
+    job_says_suspended,
+    job_suspended,
     judge,
     pod_trouble,
+    seed_word_of,
     status_changed,
     termination_message,
 )
@@ -81,6 +84,8 @@ class Tracker:
     job_expected: bool = False  # the Job was made (seen, or named in the status)
     job_checked_at: float = -math.inf
     job_gone_on_cancel: bool = False
+    suspend_applied: bool | None = None  # the spec.suspend last set on the Job
+    cancelled_while_suspended: bool = False  # the Job was deleted for it
     # Events to post (type, reason, message), drained by the daemon.
     notices: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -160,14 +165,18 @@ async def _trainer_pods_active(tracker: Tracker) -> bool:
 
 
 async def _check_job_gone(
-    tracker: Tracker, job_status: dict[str, Any] | None, cancel: bool
+    tracker: Tracker, job_status: dict[str, Any] | None, cancel: bool, suspend: bool
 ) -> None:
     """Notice a Job that someone deleted under a running TrainingJob: make it again once
     its pods are gone (the trainer resumes), or, after a cancel, end the run."""
     if job_status is not None:
         tracker.job_expected = True
         return
-    deleted_by_us = tracker.job_deleted_for_cancel or tracker.job_deleted_for_failure
+    deleted_by_us = (
+        tracker.job_deleted_for_cancel
+        or tracker.job_deleted_for_failure
+        or tracker.cancelled_while_suspended
+    )
     finished = tracker.progress is not None and tracker.progress.state.is_final
     now = time.monotonic()
     if (
@@ -195,6 +204,7 @@ async def _check_job_gone(
     if tracker.job_manifest is None or await _trainer_pods_active(tracker):
         return  # its old pods are still stopping: make it again when they are gone
     manifest = tracker.job_manifest
+    manifest["spec"]["suspend"] = suspend
     if not await kube.call(lambda: kube.create_job(manifest)):
         return
     message = (
@@ -206,6 +216,47 @@ async def _check_job_gone(
     tracker.notices.append(("Warning", "JobDeleted", message))
     tracker.pod_selector, tracker.pods, tracker.failed_pods_seen = None, (), 0
     tracker.trainer_message, tracker.image_pull_since = None, None
+    tracker.suspend_applied = suspend
+
+
+async def _apply_suspend(
+    tracker: Tracker, job_status: dict[str, Any] | None, suspend: bool
+) -> None:
+    """Give the Job the TrainingJob's ``spec.suspend`` when its status says otherwise
+    (level-based: also after an operator restart; no call while they agree); the Job
+    controller then stops or starts the trainer pod. A finished Job is left alone."""
+    if job_status is None or _job_finished(job_status):
+        return
+    if job_says_suspended(job_status) == suspend:
+        tracker.suspend_applied = suspend
+        return
+    if tracker.suspend_applied == suspend:
+        return  # asked already; the Job controller has not caught up yet
+    try:
+        found = await kube.call(
+            lambda: kube.set_job_suspend(tracker.namespace, tracker.job_name, suspend)
+        )
+    except kube.ApiException as err:
+        if err.status not in (400, 422):
+            raise
+        log.warning(
+            "%s/%s: the API refused suspend=%s on Job %s: %s",
+            tracker.namespace,
+            tracker.name,
+            suspend,
+            tracker.job_name,
+            kube.api_message(err),
+        )
+        found = True
+    if not found:
+        return
+    if not suspend and tracker.last_status.get("phase") == Phase.SUSPENDED.value:
+        message = "resumed: the Job starts a trainer pod, which " + (
+            "resumes the same study" if tracker.progress is not None else "starts the run"
+        )
+        log.info("%s/%s: %s", tracker.namespace, tracker.name, message)
+        tracker.notices.append(("Normal", "Resumed", message))
+    tracker.suspend_applied = suspend
 
 
 def _may_still_write(pod: dict[str, Any]) -> bool:
@@ -259,12 +310,28 @@ async def observe(
     cancel: bool,
     grace: float,
     image_pull_timeout: float = DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS,
+    suspend: bool = False,
 ) -> Observation:
-    """Look at the run once; handles the cancel marker and grace period on the way, and
-    deletes the Job when a trainer pod shows that the run cannot succeed."""
+    """Look at the run once; handles suspend, the cancel marker and grace period on the
+    way, and deletes the Job when a trainer pod shows that the run cannot succeed. No
+    time limit of the operator runs while suspended (no pod pulls an image, and a
+    cancel of a suspended run ends it at once)."""
     await asyncio.to_thread(tracker.read_progress)
-    await _check_job_gone(tracker, job_status, cancel)
-    if cancel:
+    await _check_job_gone(tracker, job_status, cancel, suspend)
+    await _apply_suspend(tracker, job_status, suspend)
+    suspended = suspend and job_suspended(job_status)
+    stopping = (job_status or {}).get("active") or (job_status or {}).get("terminating")
+    suspending = suspend and not suspended and job_status is not None and bool(stopping)
+    if suspend:
+        tracker.image_pull_since = None
+    if cancel and suspended and not tracker.cancelled_while_suspended:
+        await asyncio.to_thread(request_cancel, tracker.run_dir)
+        log.info(
+            "%s/%s: cancelled while suspended; deleting its Job", tracker.namespace, tracker.name
+        )
+        await kube.call(lambda: kube.delete_job(tracker.namespace, tracker.job_name))
+        tracker.cancelled_while_suspended = True
+    if cancel and not suspend:
         if tracker.cancel_since is None:
             tracker.cancel_since = time.monotonic()
             await asyncio.to_thread(request_cancel, tracker.run_dir)
@@ -295,6 +362,9 @@ async def observe(
             image_pull_seconds=0.0 if since is None else now - since,
             image_pull_timeout=image_pull_timeout,
             job_gone_on_cancel=tracker.job_gone_on_cancel,
+            suspended=suspended,
+            suspending=suspending,
+            cancelled_while_suspended=tracker.cancelled_while_suspended,
         )
 
     obs = observation()
@@ -327,7 +397,7 @@ async def observe(
 def row_values(obs: Observation, verdict: Verdict) -> dict[str, Any]:
     """The table columns for an observation (the seed's words for the status)."""
     values = progress_columns(obs.progress) if obs.progress else {}
-    values["status"] = verdict.phase.seed_word
+    values["status"] = seed_word_of(verdict.phase, obs.progress)
     if verdict.phase.is_final:
         values["completed_at"] = values.get("completed_at") or utc_now()
         values["error"] = verdict.message if verdict.phase == Phase.FAILED else None
