@@ -100,6 +100,24 @@ def _status_schema() -> dict[str, Any]:
             "trial": {"type": "string", "description": "Finished trials as n/N."},
             "currentTrial": {"type": "integer"},
             "totalTrials": {"type": "integer"},
+            "etaSeconds": {
+                "type": "integer",
+                "nullable": True,
+                "description": "Estimated seconds left of the search while Running: "
+                "ceil(trials left / parallelism) x the median duration of the latest "
+                "finished trials, as of the last progress update (tjoperator.eta).",
+            },
+            "eta": {
+                "type": "string",
+                "nullable": True,
+                "description": "etaSeconds as a short duration (3m20s).",
+            },
+            "etaAt": {
+                "type": "string",
+                "nullable": True,
+                "format": "date-time",
+                "description": "The projected end of the search (RFC 3339).",
+            },
             "currentModel": string,
             "bestScoreLong": number,
             "bestScoreShort": number,
@@ -155,6 +173,7 @@ def _printer_columns() -> list[dict[str, Any]]:
         column("Phase", ".status.phase", "string"),
         column("Progress", ".status.progress", "integer", description="percent of trials"),
         column("Trial", ".status.trial", "string"),
+        column("ETA", ".status.eta", "string", description="estimated time left"),
         column("Best LONG", ".status.bestScoreLong", "number", format="float"),
         column("Best SHORT", ".status.bestScoreShort", "number", format="float"),
         column("Verdict LONG", ".status.verdictLong", "string"),

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from tjcore.store import JobRow, JobStore
-from tjoperator import kube
+from tjoperator import kube, metrics
 from tjoperator.job_builder import (
     ANNOTATION_ROW_ID,
     build_trainingjob_for_row,
@@ -103,6 +103,7 @@ def create_pending(store: JobStore, namespace: str, done: set[int]) -> None:
             store.finish(row.id, RunState.FAILED, error=message, only_if=RunState.PENDING)
             done.add(row.id)
         except Exception:
+            metrics.reconcile_error("bridge")
             log.exception("row %d: could not become a TrainingJob; trying again", row.id)
 
 
@@ -164,5 +165,6 @@ async def run(store: JobStore, namespace: str) -> None:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
+                    metrics.reconcile_error("bridge")
                     log.exception("table bridge: %s failed; trying again", what)
             await asyncio.sleep(BRIDGE_POLL_SECONDS)

@@ -12,7 +12,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from tjcore.settings import redact_url
-    from tjoperator import handlers
+    from tjoperator import handlers, metrics
     from tjoperator.config import OperatorConfig
 
     try:
@@ -23,11 +23,23 @@ def cmd_operator(args: argparse.Namespace) -> int:
             bridge_namespace="" if args.no_bridge else args.bridge_namespace,
             cancel_grace_seconds=args.cancel_grace_seconds,
             image_pull_timeout_seconds=args.image_pull_timeout_seconds,
+            metrics_port=args.metrics_port,
+            metrics_address=args.metrics_address,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     handlers.configure(config)
+    if config.metrics_port is not None:
+        try:
+            metrics.serve(config.metrics_port, config.metrics_address)
+        except OSError as err:
+            print(
+                f"error: cannot serve metrics on {config.metrics_address}:{config.metrics_port} "
+                f"({err.strerror or err}); choose another --metrics-port or --metrics-address",
+                file=sys.stderr,
+            )
+            return 1
     prepare_shared_folders(config.shared_data_path)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -99,6 +111,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        help="serve Prometheus metrics on http://ADDRESS:PORT/metrics (TJ_METRICS_PORT; "
+        "default: no metrics endpoint)",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        help="address of the metrics endpoint (TJ_METRICS_ADDRESS, default 0.0.0.0)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=cmd_operator)

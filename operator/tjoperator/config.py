@@ -38,6 +38,8 @@ class OperatorConfig:
             image (ErrImagePull, ImagePullBackOff) before the TrainingJob fails with
             reason ImagePullBackOff and its Job is deleted.
         poll_seconds: how often a running job's progress file is read.
+        metrics_port: the port of the Prometheus endpoint ``/metrics``; ``None``: none.
+        metrics_address: the address that endpoint binds (all interfaces by default).
         default_resources: trainer resources when the spec gives none.
     """
 
@@ -53,6 +55,8 @@ class OperatorConfig:
     cancel_grace_seconds: float = 120.0
     image_pull_timeout_seconds: float = DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS
     poll_seconds: float = 0.25
+    metrics_port: int | None = None
+    metrics_address: str = "0.0.0.0"
     default_resources: dict[str, dict[str, str]] = field(
         default_factory=lambda: {
             "requests": {"cpu": "1", "memory": "1Gi"},
@@ -98,7 +102,13 @@ class OperatorConfig:
             values["image_pull_timeout_seconds"] = _positive(
                 env["TJ_IMAGE_PULL_TIMEOUT_SECONDS"], "TJ_IMAGE_PULL_TIMEOUT_SECONDS"
             )
+        if env.get("TJ_METRICS_PORT"):
+            values["metrics_port"] = _port(env["TJ_METRICS_PORT"], "TJ_METRICS_PORT")
+        if env.get("TJ_METRICS_ADDRESS"):
+            values["metrics_address"] = env["TJ_METRICS_ADDRESS"]
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("metrics_port") is not None:
+            values["metrics_port"] = _port(str(values["metrics_port"]), "--metrics-port")
         if values.get("bridge_namespace") == "":  # --no-bridge, TJ_BRIDGE_NAMESPACE=""
             values["bridge_namespace"] = None
         config = cls(**values)  # type: ignore[arg-type]
@@ -142,6 +152,12 @@ def _positive(text: str, name: str) -> float:
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
+
+
+def _port(text: str, name: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{name} must be a TCP port number (1-65535), got {text!r}")
+    return int(text)
 
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")

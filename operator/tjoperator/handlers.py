@@ -26,7 +26,7 @@ from tjcore.messages import bounded_message
 from tjcore.settings import redact_text, redact_url
 from tjcore.spec import GROUP, PLURAL, VERSION, SpecError, TrainingJobSpec, validate_spec
 from tjcore.store import JobRow, JobStore
-from tjoperator import bridge, kube
+from tjoperator import bridge, kube, metrics
 from tjoperator.config import OperatorConfig
 from tjoperator.job_builder import (
     ANNOTATION_ROW_ID,
@@ -198,6 +198,7 @@ def _run_started(run_dir: Path, uid: str) -> bool:
 
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
+@metrics.counts_errors
 async def ensure_job(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -279,6 +280,14 @@ async def ensure_job(
     await kube.call(lambda: kube.patch_status(namespace, name, {"jobName": jname, "rowId": row_id}))
 
 
+@kopf.on.event(*RESOURCE)
+async def count_phase(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+    """Every TrainingJob's phase, as the watch sees it, for the metrics (on the event
+    loop, so never two at once)."""
+    phase = str((event["object"].get("status") or {}).get("phase") or Phase.PENDING.value)
+    metrics.phase_seen(_namespaced(namespace), name, None if event["type"] == "DELETED" else phase)
+
+
 def _is_active(status: kopf.Status, **_: Any) -> bool:
     return str(status.get("phase", "")) not in {p.value for p in Phase if p.is_final}
 
@@ -292,6 +301,7 @@ def _is_active(status: kopf.Status, **_: Any) -> bool:
     cancellation_timeout=5.0,
     initial_delay=0.0,
 )
+@metrics.counts_errors
 async def track_progress(
     body: kopf.Body,
     name: str,
@@ -321,6 +331,7 @@ async def track_progress(
         run_dir=run_dir_for(config.shared_data_path, namespace, name),
         row_id=(body.get("status") or {}).get("rowId"),
         total_trials=total,
+        parallelism=spec.get("parallelism"),
         last_status=dict(body.get("status") or {}),
         job_manifest=manifest,
     )
@@ -351,6 +362,7 @@ async def track_progress(
                 tracker, obs, store=Runtime.store, generation=generation, verdict=early
             )
         except kube.ApiException as err:
+            metrics.reconcile_error("track_progress")
             log.warning("%s/%s: API error %s while tracking; retrying", namespace, name, err.status)
             await asyncio.sleep(2)
             continue
@@ -370,6 +382,7 @@ async def track_progress(
 
 
 @kopf.on.field(*RESOURCE, field="spec.cancel", new=True)
+@metrics.counts_errors
 async def on_cancel(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
     """Ask the trainer to stop after its current trial (the daemon enforces the grace)."""
     namespace = _namespaced(namespace)
@@ -379,6 +392,7 @@ async def on_cancel(name: str, namespace: str | None, body: kopf.Body, **_: Any)
 
 
 @kopf.on.delete(*RESOURCE)
+@metrics.counts_errors
 async def on_delete(
     name: str, namespace: str | None, uid: str, status: kopf.Status, **_: Any
 ) -> None:

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 from tjcore.spec import GROUP, PLURAL, VERSION
+from tjoperator import metrics
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def retry_delay(attempt: int, retry_after: str | None = None) -> float:
 
 def _retry_wait(err: ApiException, attempt: int) -> float | None:
     """How long to wait before retrying after ``err``; ``None``: do not retry."""
+    metrics.api_error(err.status)
     transient = err.status == 429 or (err.status or 0) >= 500
     if not transient or attempt == RETRIES - 1:
         return None

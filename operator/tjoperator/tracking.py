@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tjcore.store import JobStore, progress_columns
-from tjoperator import kube
+from tjoperator import kube, metrics
+from tjoperator.eta import eta_status
 from tjoperator.job_builder import LABEL_TRAININGJOB
 from tjoperator.status import (
     DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS,
@@ -37,6 +38,7 @@ from tjoperator.status import (
     status_changed,
     termination_message,
 )
+from tjtrainer.config import DEFAULT_PARALLELISM
 from tjtrainer.progress import (
     OWNER_FILE,
     PROGRESS_FILE,
@@ -68,6 +70,7 @@ class Tracker:
     row_id: int | None
     total_trials: int
     last_status: dict[str, Any]
+    parallelism: int | None = None  # spec.parallelism (None: the default), for the ETA
     progress: RunProgress | None = None
     progress_mtime: float = -1.0
     trainer_message: str | None = None
@@ -437,6 +440,10 @@ async def publish(
         generation=generation,
     )
     status["jobName"] = tracker.job_name
+    status |= eta_status(
+        obs.progress if verdict.phase == Phase.RUNNING else None,
+        parallelism=tracker.parallelism or DEFAULT_PARALLELISM,
+    )
     if tracker.row_id is not None:  # a null would delete the key in a merge patch
         status["rowId"] = tracker.row_id
     if not status_changed(tracker.last_status, status):
@@ -448,6 +455,7 @@ async def publish(
         try:
             await asyncio.to_thread(store.update_job, row_id, **row_values(obs, verdict))
         except Exception:  # the table must never stop the CR from progressing
+            metrics.table_write_error("update_job")
             log.exception(
                 "%s/%s: could not update training_jobs row %s",
                 tracker.namespace,
@@ -456,6 +464,7 @@ async def publish(
             )
     # The row first: whoever sees the CR's new phase finds the table already there.
     await kube.call(lambda: kube.patch_status(tracker.namespace, tracker.name, status))
+    metrics.status_published(tracker.uid, obs.progress, status["phase"])
     tracker.last_status = status
     tracker.last_reason = verdict.reason
     return verdict if phase_changed or new_warning else None

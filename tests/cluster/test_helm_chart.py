@@ -110,6 +110,7 @@ def test_chart_lints_clean_with_default_and_other_values(cluster: Any) -> None:
         {"watchNamespaces": ["a", "b"], "bridge.namespace": "b"},
         {"persistence.hostPath": "/shared-data", "syntheticDataset.enabled": True},
         {"persistence.existingClaim": "mine", "database.existingSecret": "db"},
+        {"metrics.enabled": True, "metrics.serviceMonitor.enabled": True},
     ):
         result = cluster.helm_run("lint", "--strict", str(CHART), *sets(values))
         assert "0 chart(s) failed" in result.stdout, result.stdout
@@ -322,6 +323,68 @@ def test_the_ui_service_is_cluster_ip_and_network_policies_confine_each_pod(
     assert not [d for d in off if d["kind"] == "NetworkPolicy"]
 
 
+def test_metrics_values_add_the_port_its_service_monitor_and_policy(cluster: Any) -> None:
+    def kinds(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+        return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+    default = template(cluster)
+    assert f"{FULLNAME}-metrics" not in kinds(default, "Service")
+    assert not kinds(default, "ServiceMonitor")
+    [container] = kinds(default, "Deployment")[FULLNAME]["spec"]["template"]["spec"]["containers"]
+    assert not [a for a in container["args"] if a.startswith("--metrics-port")]
+
+    docs = template(
+        cluster,
+        **{
+            "metrics.enabled": True,
+            "metrics.port": 9400,
+            "metrics.serviceMonitor.enabled": True,
+            "metrics.serviceMonitor.labels": {"release": "prometheus"},
+            "networkPolicy.metricsAccessLabel": "team",
+            "networkPolicy.metricsAccessValue": "monitoring",
+        },
+    )
+    pod = kinds(docs, "Deployment")[FULLNAME]["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    assert "--metrics-port=9400" in container["args"]
+    assert {"name": "metrics", "containerPort": 9400, "protocol": "TCP"} in container["ports"]
+    service = kinds(docs, "Service")[f"{FULLNAME}-metrics"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9400, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    ui_service = kinds(docs, "Service")[f"{FULLNAME}-ui"]
+    assert not service["spec"]["selector"].items() <= ui_service["spec"]["selector"].items()
+    monitor = kinds(docs, "ServiceMonitor")[FULLNAME]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
+    policy = kinds(docs, "NetworkPolicy")[f"{FULLNAME}-operator"]["spec"]
+    access = {"team": "monitoring"}
+    assert policy["ingress"] == [
+        {
+            "from": [
+                {"podSelector": {"matchLabels": access}},
+                {"namespaceSelector": {"matchLabels": access}},
+            ],
+            "ports": [{"port": 9400, "protocol": "TCP"}],
+        }
+    ]
+    clash = cluster.helm_run(
+        "template",
+        RELEASE,
+        str(CHART),
+        *KUBE,
+        *sets({"metrics.enabled": True, "metrics.port": 8080}),
+        check=False,
+    )
+    assert clash.returncode != 0 and "metrics.port must differ" in clash.stderr, clash.stderr
+
+
 def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> None:
     for values, message in (
         # values.schema.json
@@ -334,6 +397,8 @@ def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> N
         ({"trainer.allowedImages": ["a:1,b:2"]}, "at '/trainer/allowedImages/0'"),
         ({"ui.maxQueuedJobs": 0}, "at '/ui/maxQueuedJobs'"),
         ({"networkPolicy.uiAccessLabel": "no spaces"}, "at '/networkPolicy/uiAccessLabel'"),
+        ({"metrics.port": 0}, "at '/metrics/port'"),
+        ({"metrics.serviceMonitor.interval": "often"}, "at '/metrics/serviceMonitor/interval'"),
         # the templates' own checks
         ({"watchNamespaces": ["a"], "bridge.namespace": "b"}, 'bridge.namespace "b"'),
     ):

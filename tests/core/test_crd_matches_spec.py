@@ -35,6 +35,7 @@ def test_schema_limits_follow_the_spec_table() -> None:
         "Phase",
         "Progress",
         "Trial",
+        "ETA",
         "Best LONG",
         "Best SHORT",
         "Verdict LONG",

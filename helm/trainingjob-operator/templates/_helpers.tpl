@@ -126,6 +126,9 @@ capabilities:
 {{- if and $watched $bridge (not (has $bridge $watched)) }}
 {{- fail (printf "bridge.namespace %q is not watched (%s): add it to watchNamespaces" $bridge (join ", " $watched)) }}
 {{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.operator.healthPort)) }}
+{{- fail "metrics.port must differ from operator.healthPort: kopf's liveness endpoint has that port" }}
+{{- end }}
 {{- if not (has .Values.persistence.accessMode (list "ReadWriteOnce" "ReadWriteMany")) }}
 {{- fail "persistence.accessMode must be ReadWriteOnce or ReadWriteMany: the operator, the UI and every trainer pod mount the shared volume" }}
 {{- end }}
