@@ -99,11 +99,17 @@ def test_the_example_reaches_succeeded_with_live_columns(kind_cluster: KindClust
     total = f"{trials}/{trials}"
     assert status["phase"] == "Succeeded", kind_cluster.diagnose(EXAMPLE_NAME)
     assert status["trial"] == total
-    lines = [line.split() for line in output.splitlines() if line.startswith(EXAMPLE_NAME)]
+    named = [line for line in output.splitlines() if line.startswith(EXAMPLE_NAME)]
+    lines = [line.split() for line in named]
     header = output.splitlines()[0].split()
-    assert header[:5] == ["NAME", "PHASE", "PROGRESS", "TRIAL", "BEST"], output
-    live = [c for c in lines if c[1] == "Running" and c[3] not in (f"0/{trials}", total)]
-    assert live and len(live[0]) >= 6, output  # a trial count and a best score, live
+    assert header[:6] == ["NAME", "PHASE", "PROGRESS", "TRIAL", "ETA", "BEST"], output
+    best_at = output.splitlines()[0].index("BEST LONG")  # read cells under their header
+    live = [
+        line
+        for line, c in zip(named, lines, strict=True)
+        if c[1] == "Running" and c[3] not in (f"0/{trials}", total)
+    ]
+    assert live and float(live[0][best_at:].split()[0]), output  # a best score, live
     assert lines[-1][1] == "Succeeded" and lines[-1][3] == total, output
     # The models are on the host: ./shared-data is the node's /shared-data.
     version = status["modelVersion"]

@@ -158,11 +158,17 @@ def test_example_reaches_succeeded_in_a_real_container_with_live_columns(
 
     # `kubectl get trainingjobs -w` showed the run live: progress and a best score while
     # it was still running (the operator coalesces trials that end within one poll).
-    lines = [line.split() for line in output.splitlines() if line.startswith(name)]
+    named = [line for line in output.splitlines() if line.startswith(name)]
+    lines = [line.split() for line in named]
     header = output.splitlines()[0].split()
-    assert header[:5] == ["NAME", "PHASE", "PROGRESS", "TRIAL", "BEST"], output
-    live = [cols for cols in lines if cols[1] == "Running" and cols[3] not in ("0/6", "6/6")]
-    assert live and len(live[0]) >= 6, output  # a trial count and a best LONG score
+    assert header[:6] == ["NAME", "PHASE", "PROGRESS", "TRIAL", "ETA", "BEST"], output
+    best_at = output.splitlines()[0].index("BEST LONG")  # read cells under their header
+    live = [
+        line
+        for line, cols in zip(named, lines, strict=True)
+        if cols[1] == "Running" and cols[3] not in ("0/6", "6/6")
+    ]
+    assert live and float(live[0][best_at:].split()[0]), output  # a best LONG score, live
     assert lines[-1][1] == "Succeeded" and lines[-1][3] == "6/6", output
 
     # The row the UI reads, and the models written on the PV by uid 10001.
