@@ -252,7 +252,14 @@ def test_operator_pod_deleted_mid_run_is_restarted_and_converges(release: Releas
     assert status["trial"] == "24/24"
     jobs = release.get("jobs", "-l", f"mltraining.dev/trainingjob={name}")["items"]
     assert len(jobs) == 1, [j["metadata"]["name"] for j in jobs]
-    (new,) = release.pods("app.kubernetes.io/component=operator")
+    # The deleted pod may still be in its termination grace period (30 s): wait for it to
+    # go, then exactly one operator pod, a new one, is left.
+    deadline = time.monotonic() + 90
+    pods = release.pods("app.kubernetes.io/component=operator")
+    while len(pods) > 1 and time.monotonic() < deadline:
+        time.sleep(1)
+        pods = release.pods("app.kubernetes.io/component=operator")
+    (new,) = pods
     assert new["metadata"]["uid"] != old["metadata"]["uid"]
 
 
