@@ -7,43 +7,18 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.core.local_runs_lib import TJCTL, manifest, shared_folder, store_of, tjctl
 from tjcore.store import JobStore
-
-TJCTL = str(Path(sys.executable).with_name("tjctl"))
-
-
-def tjctl(shared: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHARED_DATA_PATH": str(shared)}
-    env.pop("DATABASE_URL", None)
-    return subprocess.run([TJCTL, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def manifest(tmp_path: Path, name: str, **spec: object) -> Path:
-    body = {"timeframe": "15m", "nTrials": 2, "trainRatio": 0.8, "seed": 3, **spec}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(
-        "apiVersion: mltraining.dev/v1alpha1\nkind: TrainingJob\n"
-        f"metadata:\n  name: {name}\nspec: {json.dumps(body)}\n"
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("shared")
-    made = tjctl(folder, "dataset", "synth", "--timeframe", "15m", "--rows", "3000")
-    assert made.returncode == 0, made.stderr
-    return folder
-
-
-def store_of(shared: Path) -> JobStore:
-    return JobStore(f"sqlite:///{shared / 'training_jobs.db'}")
+    return shared_folder(tmp_path_factory)
 
 
 def test_run_writes_the_row_as_the_operator_does(shared: Path, tmp_path: Path) -> None:

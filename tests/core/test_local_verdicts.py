@@ -4,45 +4,18 @@ show` and `tjctl jobs`, as a user runs them: real processes, real training, real
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tjcore.store import JobStore
+from tests.core.local_runs_lib import manifest, shared_folder, store_of, tjctl
 
-TJCTL = str(Path(sys.executable).with_name("tjctl"))
 WORDS = ("Significant", "NotSignificant")
-
-
-def tjctl(shared: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHARED_DATA_PATH": str(shared)}
-    env.pop("DATABASE_URL", None)
-    return subprocess.run([TJCTL, *args], env=env, capture_output=True, text=True, timeout=300)
-
-
-def manifest(tmp_path: Path, name: str, **spec: object) -> Path:
-    body = {"timeframe": "15m", "nTrials": 2, "trainRatio": 0.8, "seed": 3, **spec}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(
-        "apiVersion: mltraining.dev/v1alpha1\nkind: TrainingJob\n"
-        f"metadata:\n  name: {name}\nspec: {json.dumps(body)}\n"
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("shared")
-    made = tjctl(folder, "dataset", "synth", "--timeframe", "15m", "--rows", "3000")
-    assert made.returncode == 0, made.stderr
-    return folder
-
-
-def store_of(shared: Path) -> JobStore:
-    return JobStore(f"sqlite:///{shared / 'training_jobs.db'}")
+    return shared_folder(tmp_path_factory)
 
 
 def test_folds_of_the_spec_train_and_the_verdicts_fill_the_row(
