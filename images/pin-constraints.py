@@ -41,7 +41,7 @@ BUILD = {"setuptools": "84.2.1", "wheel": "0.48.0", "pip": metadata.version("pip
 SAME_VERSION_AS = {"xgboost-cpu": "xgboost"}
 OUT = Path(__file__).resolve().parent / "constraints.txt"
 DEV_LOCK = Path(__file__).resolve().parents[1] / "requirements-dev.lock"
-DEV_EXTRAS = (*EXTRAS, "dev")
+DEV_EXTRAS = (*EXTRAS, "dashboard", "dev")
 # The images' interpreter and platform (tjdevcluster.wheelhouse downloads for the same).
 IMAGE_PYTHON = ("3.11", "cp311")
 # Interpreters the dev lock also covers (binary wheels for manylinux x86_64), besides
