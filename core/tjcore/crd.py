@@ -26,6 +26,8 @@ def _field_schema(spec_field: SpecField) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": spec_field.type, "description": spec_field.description}
     if spec_field.enum:
         schema["enum"] = list(spec_field.enum)
+    if spec_field.pattern:
+        schema["pattern"] = f"^({spec_field.pattern})$"
     if spec_field.minimum is not None:
         schema["minimum"] = spec_field.minimum
     if spec_field.maximum is not None:

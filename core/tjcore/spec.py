@@ -20,6 +20,7 @@ from tjcore import strict_yaml
 from tjtrainer.config import DEFAULT_PARALLELISM, MAX_PARALLELISM, PROMOTIONS
 from tjtrainer.paths import LABEL, MAX_LABEL_LENGTH
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
+from tjtrainer.versions import VERSION_NAME
 
 GROUP = "mltraining.dev"
 VERSION = "v1alpha1"
@@ -27,6 +28,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "TrainingJob"
 PLURAL = "trainingjobs"
 SHORT_NAME = "tj"
+# Trainer pods of one TrainingJob (spec.workers).
+MAX_WORKERS = 32
+# spec.warmStart: none, latest, or a version folder's name (tjtrainer.versions.VERSION_NAME).
+WARM_START_PATTERN = f"none|latest|{VERSION_NAME.pattern}"
 # The Job is named "<name>-train": keep room for the suffix in Kubernetes' 63 characters.
 MAX_NAME_LENGTH = 52
 # A namespace is a DNS-1123 label; nothing derived from it has a length limit of its own
@@ -51,8 +56,12 @@ class SpecField:
     minimum: float | None = None
     maximum: float | None = None
     enum: tuple[str, ...] | None = None
+    # A regular expression the whole string must match (strings only; also in the CRD).
+    pattern: str | None = None
     required: bool = False
     extra_schema: dict[str, Any] = field(default_factory=dict)
+    # Words for ``pattern`` in error messages ("none, latest or a version such as ...").
+    pattern_words: str | None = None
     # Whether it may change after create (the CRD refuses an edit of any other field).
     mutable: bool = False
 
@@ -60,6 +69,8 @@ class SpecField:
         """Words for the allowed values, used in every error message."""
         if self.enum:
             return "one of " + ", ".join(repr(v) for v in self.enum)
+        if self.pattern_words:
+            return self.pattern_words
         kind = {"integer": "an integer", "number": "a number", "boolean": "true or false"}.get(
             self.type, f"a {self.type}"
         )
@@ -220,6 +231,25 @@ SPEC_FIELDS: tuple[SpecField, ...] = (
         default="always",
         enum=PROMOTIONS,
     ),
+    SpecField(
+        "workers",
+        "integer",
+        "Trainer pods that share the search: one Optuna study per model in PostgreSQL, "
+        "nTrials finished trials per model in all. More than 1 needs the operator's "
+        "database to be PostgreSQL.",
+        default=1,
+        minimum=1,
+        maximum=MAX_WORKERS,
+    ),
+    SpecField(
+        "warmStart",
+        "string",
+        "Enqueue the best trials of an earlier version's study as the first trials of this "
+        "search (same search space only): none, latest, or a version name.",
+        default="none",
+        pattern=WARM_START_PATTERN,
+        pattern_words="none, latest or a model version such as 15m_20260101_120000",
+    ),
     SpecField("image", "string", "Trainer image; empty means the operator's default."),
     SpecField(
         "resources",
@@ -282,6 +312,8 @@ class TrainingJobSpec:
     cvFolds: int = DEFAULT_FOLDS
     embargo: int = DEFAULT_EMBARGO
     promotion: str = "always"
+    workers: int = 1
+    warmStart: str = "none"
     image: str | None = None
     resources: dict[str, Any] | None = None
     activeDeadlineSeconds: int = 86400
@@ -319,6 +351,8 @@ def _check_value(spec_field: SpecField, value: Any) -> str | None:
     if not ok:
         return f"{path}: must be {spec_field.allowed()}, got {value!r}"
     if spec_field.enum and value not in spec_field.enum:
+        return f"{path}: must be {spec_field.allowed()}, got {value!r}"
+    if spec_field.pattern and not re.fullmatch(spec_field.pattern, value):
         return f"{path}: must be {spec_field.allowed()}, got {value!r}"
     too_low = spec_field.minimum is not None and value < spec_field.minimum
     too_high = spec_field.maximum is not None and value > spec_field.maximum
