@@ -8,7 +8,7 @@ TJCTL := $(VENV)/bin/tjctl
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEMO_DATA ?= ./shared-data
 
-.PHONY: venv demo test lint typecheck unit cluster-tests node-tests cluster-tools node-deps images browser bench clean
+.PHONY: venv demo test lint typecheck unit cluster-tests node-tests cluster-tools node-deps images browser postgres bench clean
 
 # The test environment is requirements-dev.lock (images/pin-constraints.py writes it): every
 # file checked against its SHA-256 (--require-hashes), the pinned pip first, the project
@@ -39,10 +39,10 @@ typecheck: $(STAMP)
 cluster-tools: $(STAMP)
 	$(TJCTL) cluster-tools
 
-unit: $(STAMP)
+unit: $(STAMP) postgres
 	$(PY) -m pytest -m 'not cluster and not node' -q
 
-cluster-tests: cluster-tools
+cluster-tests: cluster-tools postgres
 	$(PY) -m pytest -m cluster -q
 
 # The real-node tier (root): Debian's containerd, runc, CNI plugins, docker.io, debootstrap.
@@ -60,7 +60,12 @@ node-tests: cluster-tools images
 browser:
 	bash scripts/install-chromium.sh
 
-test: lint typecheck cluster-tools browser images
+# Debian's PostgreSQL 15 server binaries: the tests start and stop their own throwaway
+# servers with them (tests/conftest.py, tjdevcluster.postgres; installed once, needs root).
+postgres:
+	bash scripts/install-postgres.sh
+
+test: lint typecheck cluster-tools browser postgres images
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

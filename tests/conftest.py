@@ -1,4 +1,5 @@
-"""Fixtures shared by the test tiers: a real SQLite file per test."""
+"""Fixtures shared by the test tiers: a real SQLite file per test, and a real PostgreSQL
+server (one a session, a fresh empty database a test)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tjcore.store import JobStore
+from tjdevcluster.postgres import PostgresServer
 
 
 @pytest.fixture
@@ -25,3 +27,18 @@ def store(shared_dir: Path) -> Iterator[JobStore]:
     job_store = JobStore(f"sqlite:///{shared_dir / 'training_jobs.db'}")
     yield job_store
     job_store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 15 server for the session, stopped and removed at its end."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh empty database of that server, dropped after the test."""
+    url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(url.rsplit("/", 1)[1])
