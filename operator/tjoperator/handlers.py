@@ -36,6 +36,7 @@ from tjoperator.job_builder import (
     job_name,
     trainer_image,
 )
+from tjoperator.kueue import QUEUE_LABEL, queue_labels
 from tjoperator.status import Observation, Phase, Verdict
 from tjoperator.tracking import Tracker, observe, publish, row_values, settle, wait_for_pods
 from tjtrainer.progress import (
@@ -242,7 +243,14 @@ async def ensure_job(
             lambda: kube.patch_status(namespace, name, {"jobName": jname, "rowId": row_id})
         )
         return
-    job = build_job(name=name, namespace=namespace, uid=uid, spec=parsed, config=config)
+    job = build_job(
+        name=name,
+        namespace=namespace,
+        uid=uid,
+        spec=parsed,
+        config=config,
+        queue=queue_labels(body.get("metadata", {}).get("labels")),
+    )
     try:
         created = await kube.call(lambda: kube.create_job(job))
     except kube.ApiException as err:
@@ -317,9 +325,15 @@ async def track_progress(
     spec = body.get("spec", {})
     uid = body["metadata"]["uid"]
     total = 2 * int(spec.get("nTrials", 30))
+    queue = queue_labels(body["metadata"].get("labels"))
     try:
         manifest: dict[str, Any] | None = build_job(
-            name=name, namespace=namespace, uid=uid, spec=validate_spec(dict(spec)), config=config
+            name=name,
+            namespace=namespace,
+            uid=uid,
+            spec=validate_spec(dict(spec)),
+            config=config,
+            queue=queue,
         )
     except SpecError:
         manifest = None  # the create handler fails it
@@ -334,6 +348,7 @@ async def track_progress(
         parallelism=spec.get("parallelism"),
         last_status=dict(body.get("status") or {}),
         job_manifest=manifest,
+        queue=queue.get(QUEUE_LABEL),
     )
     while not stopped:
         current = body.get("status") or {}

@@ -4,6 +4,7 @@ TrainingJob that the table bridge makes from a row. No API calls here."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from tjcore.spec import API_VERSION, KIND, SpecError, TrainingJobSpec
@@ -125,18 +126,27 @@ def pod_failure_policy() -> dict[str, Any]:
 
 
 def build_job(
-    *, name: str, namespace: str, uid: str, spec: TrainingJobSpec, config: OperatorConfig
+    *,
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: TrainingJobSpec,
+    config: OperatorConfig,
+    queue: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs the trainer of TrainingJob ``namespace/name``.
 
     The pod meets the "restricted" Pod Security Standard; parts of the shared PVC are
     mounted under ``config.shared_mount`` (:func:`trainer_mounts`); the owner reference
-    makes the Job go with its TrainingJob.
+    makes the Job go with its TrainingJob. ``queue``, the TrainingJob's Kueue labels
+    (:func:`tjoperator.kueue.queue_labels`), go on the Job, which then starts suspended
+    until Kueue admits it.
 
     Raises:
         SpecError: ``spec.image`` is not an allowed trainer image.
     """
     labels = labels_for(name)
+    queue = dict(queue or {})
     container = {
         "name": TRAINER_CONTAINER,
         "image": trainer_image(spec, config),
@@ -187,7 +197,7 @@ def build_job(
         "metadata": {
             "name": job_name(name),
             "namespace": namespace,
-            "labels": labels,
+            "labels": labels | queue,
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,
@@ -204,8 +214,9 @@ def build_job(
             "activeDeadlineSeconds": spec.activeDeadlineSeconds,
             "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
             "podFailurePolicy": pod_failure_policy(),
-            # spec.suspend: the Job controller then runs no pod until it is resumed.
-            "suspend": spec.suspend,
+            # spec.suspend: the Job controller then runs no pod until it is resumed; a
+            # queued Job waits for Kueue to unsuspend it.
+            "suspend": spec.suspend or bool(queue),
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }

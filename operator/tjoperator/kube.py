@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 from tjcore.spec import GROUP, PLURAL, VERSION
-from tjoperator import metrics
+from tjoperator import kueue, metrics
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -152,6 +152,43 @@ def set_job_suspend(namespace: str, name: str, suspend: bool) -> bool:
     ``False`` if the Job is gone."""
     try:
         client.BatchV1Api().patch_namespaced_job(name, namespace, {"spec": {"suspend": suspend}})
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
+def job_workload(namespace: str, job_name: str) -> dict[str, Any] | None:
+    """The Kueue Workload made for Job ``namespace/job_name`` (the one it owns), ``None``
+    if there is none, or if Kueue is not installed (no such resource)."""
+    try:
+        found: Any = client.CustomObjectsApi().list_namespaced_custom_object(
+            kueue.WORKLOAD_GROUP, kueue.WORKLOAD_VERSION, namespace, kueue.WORKLOAD_PLURAL
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    for item in found.get("items") or []:
+        for owner in (item.get("metadata") or {}).get("ownerReferences") or []:
+            if owner.get("kind") == "Job" and owner.get("name") == job_name:
+                return dict(item)
+    return None
+
+
+def set_workload_active(namespace: str, name: str, active: bool) -> bool:
+    """Set a Kueue Workload's ``spec.active`` (false: Kueue stops its Job; true: it is
+    queued again); ``False`` if the Workload is gone."""
+    try:
+        client.CustomObjectsApi().patch_namespaced_custom_object(
+            kueue.WORKLOAD_GROUP,
+            kueue.WORKLOAD_VERSION,
+            namespace,
+            kueue.WORKLOAD_PLURAL,
+            name,
+            {"spec": {"active": active}},
+        )
     except ApiException as err:
         if err.status == 404:
             return False

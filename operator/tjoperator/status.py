@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from tjcore.messages import bounded_message
+from tjoperator.kueue import QueueState, queue_conditions
 from tjtrainer.exitcodes import is_permanent
 from tjtrainer.progress import RunProgress, RunState, utc_now
 
@@ -92,14 +93,19 @@ class Observation:
     suspending: bool = False
     # A cancel came while suspended: the operator deleted the Job, nothing runs.
     cancelled_while_suspended: bool = False
+    # Where Kueue stands with it, if the TrainingJob names a queue (tjoperator.kueue).
+    queue: QueueState | None = None
 
 
 def seed_word_of(phase: Phase, progress: RunProgress | None) -> str:
     """The table's word for ``phase``: a suspended run is ``running`` once its trainer
-    has written progress and ``pending`` before (the seed's five words stay the only
-    ones, so every reader of the table understands them)."""
+    has written progress and ``pending`` before, and so is a run that Kueue evicted and
+    that waits to be admitted again (the seed's five words stay the only ones, so every
+    reader of the table understands them)."""
     if phase == Phase.SUSPENDED and progress is None:
         return RunState.PENDING.value
+    if phase == Phase.PENDING and progress is not None:
+        return RunState.RUNNING.value
     return phase.seed_word
 
 
@@ -355,6 +361,18 @@ def _suspended(progress: RunProgress | None) -> Verdict:
     )
 
 
+def _queued(queue: QueueState, progress: RunProgress | None) -> Verdict:
+    if queue.evicted:
+        where = f" at trial {progress.completed_trials}/{progress.total_trials}" if progress else ""
+        return Verdict(
+            Phase.PENDING,
+            "Evicted",
+            f"evicted by Kueue{where}: {queue.evicted}; finished trials are kept and the same "
+            "study resumes when Kueue admits it again",
+        )
+    return Verdict(Phase.PENDING, "Queued", queue.waiting)
+
+
 def judge(obs: Observation) -> Verdict:
     """The phase, reason and message that ``obs`` implies."""
     progress = obs.progress
@@ -382,7 +400,8 @@ def judge(obs: Observation) -> Verdict:
         return Verdict(
             Phase.CANCELLED,
             "CancelRequested",
-            "cancelled while suspended: its Job was deleted, so it never resumes; finished "
+            "cancelled while suspended or queued by Kueue: its Job was deleted, so it "
+            "never resumes; finished "
             "trials are kept and no model was replaced",
         )
     if obs.suspended and not failed and not permanent:
@@ -426,6 +445,8 @@ def judge(obs: Observation) -> Verdict:
             "Suspending",
             "suspend asked: the Job controller is stopping the trainer pod",
         )
+    if obs.queue is not None and not obs.queue.admitted and obs.job is not None:
+        return _queued(obs.queue, progress)
     if trouble is not None and trouble.pulling:
         return _trouble_verdict(trouble, obs)
     if state == RunState.RUNNING:
@@ -438,26 +459,39 @@ def judge(obs: Observation) -> Verdict:
 
 
 def conditions_after(
-    previous: list[dict[str, Any]], verdict: Verdict, generation: int | None
+    previous: list[dict[str, Any]],
+    verdict: Verdict,
+    generation: int | None,
+    queue: QueueState | None = None,
 ) -> list[dict[str, Any]]:
     """The condition list for ``verdict``: the phase's condition True, the others False;
     ``lastTransitionTime`` changes only when a condition's status changes. While Pending,
     the ``Running`` condition (False) says why the run has not started (its reason and
-    message are the verdict's, e.g. ``ImagePullBackOff``)."""
+    message are the verdict's, e.g. ``ImagePullBackOff``). A TrainingJob that names a
+    Kueue queue also has ``Queued``, ``Admitted`` and ``Evicted``."""
     old = {c.get("type"): c for c in previous or []}
     now = utc_now().split(".")[0] + "Z"
-    result = []
+    wanted = []
     for phase, kind in CONDITION_OF_PHASE.items():
         status = "True" if verdict.phase == phase else "False"
-        before = old.get(kind)
-        changed = before is None or before.get("status") != status
         explains = status == "True" or (verdict.phase == Phase.PENDING and kind == "Running")
-        result.append(
+        wanted.append(
             {
                 "type": kind,
                 "status": status,
                 "reason": verdict.reason if explains else "NotInPhase",
                 "message": verdict.message if explains else f"phase is {verdict.phase}",
+            }
+        )
+    if queue is not None:
+        wanted += queue_conditions(queue)
+    result = []
+    for found in wanted:
+        before = old.get(found["type"])
+        changed = before is None or before.get("status") != found["status"]
+        result.append(
+            found
+            | {
                 "lastTransitionTime": (
                     now if changed or before is None else before.get("lastTransitionTime", now)
                 ),
@@ -528,7 +562,9 @@ def build_status(
         "totalTrials": total,
         "message": verdict.message,
         "observedGeneration": generation or 0,
-        "conditions": conditions_after(previous.get("conditions") or [], verdict, generation),
+        "conditions": conditions_after(
+            previous.get("conditions") or [], verdict, generation, obs.queue
+        ),
     }
     if progress:
         status |= {

@@ -23,6 +23,7 @@ from tjcore.store import JobStore, progress_columns
 from tjoperator import kube, metrics
 from tjoperator.eta import eta_status
 from tjoperator.job_builder import LABEL_TRAININGJOB
+from tjoperator.kueue import QueueState, job_runs, queue_state, workload_active
 from tjoperator.status import (
     DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS,
     POD_FAILURE_REASONS,
@@ -89,6 +90,11 @@ class Tracker:
     job_gone_on_cancel: bool = False
     suspend_applied: bool | None = None  # the spec.suspend last set on the Job
     cancelled_while_suspended: bool = False  # the Job was deleted for it
+    queue: str | None = None  # the Kueue queue it names (tjoperator.kueue), if any
+    workload: dict[str, Any] | None = None  # its Kueue Workload, from the last look
+    workload_checked_at: float = -math.inf
+    ran_before: bool = False  # its Job has run (so being held again is an eviction)
+    held_job_itself: bool = False  # suspended with no Workload: the operator held the Job
     # Events to post (type, reason, message), drained by the daemon.
     notices: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -207,7 +213,7 @@ async def _check_job_gone(
     if tracker.job_manifest is None or await _trainer_pods_active(tracker):
         return  # its old pods are still stopping: make it again when they are gone
     manifest = tracker.job_manifest
-    manifest["spec"]["suspend"] = suspend
+    manifest["spec"]["suspend"] = suspend or tracker.queue is not None
     if not await kube.call(lambda: kube.create_job(manifest)):
         return
     message = (
@@ -260,6 +266,55 @@ async def _apply_suspend(
         log.info("%s/%s: %s", tracker.namespace, tracker.name, message)
         tracker.notices.append(("Normal", "Resumed", message))
     tracker.suspend_applied = suspend
+
+
+async def _apply_queued_suspend(
+    tracker: Tracker, job_status: dict[str, Any] | None, suspend: bool
+) -> None:
+    """``spec.suspend`` of a TrainingJob that Kueue admits: its Workload's ``spec.active``
+    (Kueue stops the Job, or queues it again); with no Workload, a suspend is put on the
+    Job itself and taken off on resume. A Job held by Kueue is never unsuspended here."""
+    if job_status is None or _job_finished(job_status) or tracker.suspend_applied == suspend:
+        return
+    workload = tracker.workload
+    if workload is not None:
+        name = workload["metadata"]["name"]
+        if workload_active(workload) == suspend:
+            await kube.call(lambda: kube.set_workload_active(tracker.namespace, name, not suspend))
+            what = "deactivated" if suspend else "activated"
+            log.info("%s/%s: %s Kueue Workload %s", tracker.namespace, tracker.name, what, name)
+    elif suspend or tracker.held_job_itself:
+        await kube.call(lambda: kube.set_job_suspend(tracker.namespace, tracker.job_name, suspend))
+        tracker.held_job_itself = suspend
+    if not suspend and tracker.last_status.get("phase") == Phase.SUSPENDED.value:
+        message = "resumed: Kueue admits it again, and its trainer resumes the same study"
+        log.info("%s/%s: %s", tracker.namespace, tracker.name, message)
+        tracker.notices.append(("Normal", "Resumed", message))
+    tracker.suspend_applied = suspend
+
+
+async def _look_at_queue(
+    tracker: Tracker, job_status: dict[str, Any] | None, suspend: bool, now: float
+) -> QueueState | None:
+    """Where Kueue stands with a queued TrainingJob (its Workload is read while the Job is
+    held, or a suspend is to be applied, every JOB_CHECK_SECONDS at most)."""
+    if tracker.queue is None or job_status is None:
+        return None
+    runs = job_runs(job_status)
+    due = now - tracker.workload_checked_at >= JOB_CHECK_SECONDS
+    if due and (not runs or tracker.suspend_applied != suspend):
+        tracker.workload = await kube.call(
+            lambda: kube.job_workload(tracker.namespace, tracker.job_name)
+        )
+        tracker.workload_checked_at = now
+    await _apply_queued_suspend(tracker, job_status, suspend)
+    tracker.ran_before = tracker.ran_before or runs or tracker.progress is not None
+    return queue_state(
+        tracker.queue,
+        job_status,
+        tracker.workload,
+        ran_before=tracker.ran_before and not tracker.held_job_itself,
+    )
 
 
 def _may_still_write(pod: dict[str, Any]) -> bool:
@@ -321,20 +376,24 @@ async def observe(
     cancel of a suspended run ends it at once)."""
     await asyncio.to_thread(tracker.read_progress)
     await _check_job_gone(tracker, job_status, cancel, suspend)
-    await _apply_suspend(tracker, job_status, suspend)
+    if tracker.queue is None:
+        await _apply_suspend(tracker, job_status, suspend)
+    queue = await _look_at_queue(tracker, job_status, suspend, time.monotonic())
     suspended = suspend and job_suspended(job_status)
     stopping = (job_status or {}).get("active") or (job_status or {}).get("terminating")
     suspending = suspend and not suspended and job_status is not None and bool(stopping)
+    # No trainer runs: suspended, or held by Kueue (queued, or evicted and queued again).
+    held = job_suspended(job_status) and (suspend or queue is not None)
     if suspend:
         tracker.image_pull_since = None
-    if cancel and suspended and not tracker.cancelled_while_suspended:
+    if cancel and held and not tracker.cancelled_while_suspended:
         await asyncio.to_thread(request_cancel, tracker.run_dir)
         log.info(
             "%s/%s: cancelled while suspended; deleting its Job", tracker.namespace, tracker.name
         )
         await kube.call(lambda: kube.delete_job(tracker.namespace, tracker.job_name))
         tracker.cancelled_while_suspended = True
-    if cancel and not suspend:
+    if cancel and not suspend and not held:
         if tracker.cancel_since is None:
             tracker.cancel_since = time.monotonic()
             await asyncio.to_thread(request_cancel, tracker.run_dir)
@@ -368,6 +427,7 @@ async def observe(
             suspended=suspended,
             suspending=suspending,
             cancelled_while_suspended=tracker.cancelled_while_suspended,
+            queue=queue,
         )
 
     obs = observation()

@@ -149,6 +149,10 @@ capabilities:
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Kueue Workloads of queued trainer Jobs: read for Kueue's reason, spec.active for suspend.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["get", "list", "patch"]
 # Trainer pods, read-only: the termination message of a failed trainer, and the container
 # states that tell a missing image or an OOM kill.
 - apiGroups: [""]
