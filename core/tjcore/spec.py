@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from tjcore import strict_yaml
-from tjtrainer.config import DEFAULT_PARALLELISM, MAX_PARALLELISM, PROMOTIONS
+from tjtrainer.config import DEFAULT_PARALLELISM, MAX_PARALLELISM, MAX_WORKERS, PROMOTIONS
 from tjtrainer.paths import LABEL, MAX_LABEL_LENGTH
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
 from tjtrainer.versions import VERSION_NAME
@@ -28,8 +28,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "TrainingJob"
 PLURAL = "trainingjobs"
 SHORT_NAME = "tj"
-# Trainer pods of one TrainingJob (spec.workers).
-MAX_WORKERS = 32
 # spec.warmStart: none, latest, or a version folder's name (tjtrainer.versions.VERSION_NAME).
 WARM_START_PATTERN = f"none|latest|{VERSION_NAME.pattern}"
 # The Job is named "<name>-train": keep room for the suffix in Kubernetes' 63 characters.

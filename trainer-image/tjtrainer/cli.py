@@ -24,6 +24,7 @@ from typing import Any
 from tjtrainer.config import (
     DEFAULT_PARALLELISM,
     MAX_PARALLELISM,
+    MAX_WORKERS,
     PROMOTIONS,
     TIMEFRAMES,
     TrainConfig,
@@ -36,6 +37,10 @@ from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FO
 DEFAULT_DATA_ROOT = "./shared-data"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_ENV = "TERMINATION_MESSAGE_PATH"
+# The study database's URL (it holds a password: the pod gets it from a Secret).
+STUDY_STORAGE_ENV = "TJ_STUDY_STORAGE_URL"
+# Set by Kubernetes in the pods of an Indexed Job.
+WORKER_INDEX_ENV = "JOB_COMPLETION_INDEX"
 log = logging.getLogger("tjtrainer")
 
 
@@ -269,6 +274,27 @@ def add_train_parser(subparsers: Any) -> None:
     train.add_argument(
         "--run-dir", type=Path, required=True, help="progress, study and cancel marker"
     )
+    train.add_argument(
+        "--workers",
+        type=_bounded_int("--workers", 1, MAX_WORKERS),
+        default=1,
+        help="trainer processes sharing the run's studies (more than 1 needs PostgreSQL)",
+    )
+    train.add_argument(
+        "--worker-index",
+        type=_bounded_int("--worker-index", 0, MAX_WORKERS - 1),
+        default=None,
+        help=f"this process's place among the workers (default: ${WORKER_INDEX_ENV}, the "
+        "Indexed Job's, else 0); worker 0 writes the progress and saves the models",
+    )
+    train.add_argument(
+        "--study-storage",
+        default=None,
+        metavar="URL",
+        help=f"the database of the Optuna studies (default: ${STUDY_STORAGE_ENV}, else the "
+        "run folder's SQLite study.db); postgresql+psycopg://user:password@host/db for "
+        "several workers",
+    )
     _add_data_root(train)
     train.add_argument(
         "--termination-log",
@@ -325,6 +351,9 @@ def _train(args: argparse.Namespace) -> int:
         cv_folds=args.cv_folds,
         embargo=args.embargo,
         promotion=args.promotion,
+        study_storage=args.study_storage or os.environ.get(STUDY_STORAGE_ENV) or None,
+        workers=args.workers,
+        worker_index=_worker_index(args.worker_index),
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -332,7 +361,7 @@ def _train(args: argparse.Namespace) -> int:
         f"training {config.timeframe}: {config.n_trials} trials per model, train ratio "
         f"{config.train_ratio}, seed {config.seed}, parallelism {config.parallelism}, "
         f"{config.cv_folds} walk-forward folds, embargo {config.embargo}, "
-        f"data {config.data_root}, run folder {config.run_dir}",
+        f"data {config.data_root}, run folder {config.run_dir}" + _workers_text(config),
         flush=True,
     )
     try:
@@ -360,6 +389,23 @@ def _train(args: argparse.Namespace) -> int:
     else:
         print(f"{progress.state} after {progress.completed_trials} trials", flush=True)
     return EXIT_OK
+
+
+def _worker_index(given: int | None) -> int:
+    if given is not None:
+        return given
+    text = os.environ.get(WORKER_INDEX_ENV, "")
+    return int(text) if text.isdigit() else 0
+
+
+def _workers_text(config: TrainConfig) -> str:
+    """The workers and the study database (without its password) for the first line."""
+    from tjtrainer.shared_studies import is_sqlite, storage_label
+
+    if is_sqlite(config.study_storage) and config.workers == 1:
+        return ""
+    where = "study.db" if config.study_storage is None else storage_label(config.study_storage)
+    return f", worker {config.worker_index} of {config.workers}, studies in {where}"
 
 
 def _write_termination_message(explicit: str | None, message: str) -> None:

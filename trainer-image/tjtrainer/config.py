@@ -14,6 +14,8 @@ MAX_PARALLELISM = 16
 # one trial with both (XGBoost's threads scale poorly on these small matrices), measured
 # with bench/train_throughput.py (docs/TRAINER.md).
 DEFAULT_PARALLELISM = 2
+# Trainer processes of one run sharing its studies (spec.workers; the CRD's bound reads it).
+MAX_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,12 @@ class TrainConfig:
         promotion: when the new version becomes ``*_latest``: ``always``,
             ``ifSignificant`` (both models' verdicts Significant) or ``ifBetterThanLatest``
             (mean test Spearman of the two models above the current latest's).
+        study_storage: the SQLAlchemy URL of the database holding the run's Optuna
+            studies; ``None``: ``run_dir/study.db`` (SQLite). Several workers need a
+            PostgreSQL one (:mod:`tjtrainer.workers`). Never logged (it may hold a password).
+        workers: trainer processes sharing the studies (``spec.workers``).
+        worker_index: this process's place among them, 0 .. workers - 1; worker 0 writes
+            ``progress.json`` and refits and saves the models.
     """
 
     timeframe: str
@@ -48,6 +56,9 @@ class TrainConfig:
     cv_folds: int = 3
     embargo: int = 16
     promotion: str = "always"
+    study_storage: str | None = None
+    workers: int = 1
+    worker_index: int = 0
 
     @property
     def dataset_dir(self) -> Path:

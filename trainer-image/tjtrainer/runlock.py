@@ -19,10 +19,11 @@ LOCK_FILE = ".trainer.lock"
 
 
 class RunFolderLock:
-    """Context manager holding the run folder's lock."""
+    """Context manager holding the run folder's lock (``name``: one of several workers'
+    locks, :func:`tjtrainer.workers.lock_name`)."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_FILE
+    def __init__(self, run_dir: Path, *, name: str = LOCK_FILE) -> None:
+        self.path = run_dir / name
         self._fd: int | None = None
 
     def __enter__(self) -> RunFolderLock:

@@ -111,21 +111,7 @@ class DurableStudies:
             self._check_fingerprint(model, fingerprint)
 
     def _check_fingerprint(self, model: str, fingerprint: dict[str, Any]) -> None:
-        study_id = self.study_ids[model]
-        stored = self.storage.get_study_user_attrs(study_id).get(FINGERPRINT_KEY)
-        if stored is None:
-            self.storage.set_study_user_attr(study_id, FINGERPRINT_KEY, fingerprint)
-            return
-        changed = sorted(
-            k for k in fingerprint.keys() | stored.keys() if stored.get(k) != fingerprint.get(k)
-        )
-        if changed:
-            raise RunFolderError(
-                f"{self.path} was made for another run ({', '.join(changed)} differ: "
-                f"{json.dumps({k: stored.get(k) for k in changed})} then, "
-                f"{json.dumps({k: fingerprint.get(k) for k in changed})} now); its trials "
-                "cannot be resumed: use a new run folder or delete study.db"
-            )
+        check_fingerprint(self.storage, self.study_ids[model], fingerprint, where=self.path)
 
     def fail_stale(self) -> int:
         """Mark trials left RUNNING by a dead process as FAIL; return how many."""
@@ -170,6 +156,27 @@ class DurableStudies:
         if isinstance(storage, RDBStorage):
             storage.remove_session()
             storage.engine.dispose()
+
+
+def check_fingerprint(
+    storage: BaseStorage, study_id: int, fingerprint: dict[str, Any], *, where: object
+) -> None:
+    """Stamp an empty study with what it is for; refuse one made for another run (its
+    trials cannot be resumed). ``where`` names the study's home in the message."""
+    stored = storage.get_study_user_attrs(study_id).get(FINGERPRINT_KEY)
+    if stored is None:
+        storage.set_study_user_attr(study_id, FINGERPRINT_KEY, fingerprint)
+        return
+    changed = sorted(
+        k for k in fingerprint.keys() | stored.keys() if stored.get(k) != fingerprint.get(k)
+    )
+    if changed:
+        raise RunFolderError(
+            f"{where} was made for another run ({', '.join(changed)} differ: "
+            f"{json.dumps({k: stored.get(k) for k in changed})} then, "
+            f"{json.dumps({k: fingerprint.get(k) for k in changed})} now); its trials "
+            "cannot be resumed: use a new run folder or delete study.db"
+        )
 
 
 def mirror_study(

@@ -59,6 +59,7 @@ from tjtrainer.sampling import (
     slots_of,
 )
 from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
+from tjtrainer.shared_studies import is_sqlite
 from tjtrainer.splits import MAX_EMBARGO, MAX_FOLDS, Splits, make_splits
 from tjtrainer.studies import DurableStudies, mirror_study
 
@@ -104,7 +105,13 @@ def run_training(
     ``on_progress`` is called with a snapshot. Returns the final progress, whose state is
     ``completed`` or ``cancelled``. On failure, writes state ``failed`` with the error and
     raises :class:`TrainingError`. ``timings``, when given, collects where time went.
+    With a PostgreSQL ``config.study_storage`` this process is one worker of several
+    (:mod:`tjtrainer.workers`).
     """
+    if not is_sqlite(config.study_storage) or config.workers > 1:
+        from tjtrainer.workers import run_worker
+
+        return run_worker(config, on_progress=on_progress, timings=timings or Timings())
     progress = RunProgress(
         timeframe=config.timeframe,
         n_trials=config.n_trials,
@@ -126,7 +133,7 @@ def run_training(
                 validate_config(config)
                 existing = _read_existing(config, run)
                 if existing is not None:
-                    _check_same_config(existing, config)
+                    check_same_config(existing, config)
                 if existing is not None and existing.state == RunState.COMPLETED:
                     log.info(
                         "run in %s already completed (%s)", config.run_dir, existing.model_version
@@ -151,7 +158,7 @@ def run_training(
         raise TransientError(f"cannot use run folder {config.run_dir}: {exc}") from exc
 
 
-def _fingerprint(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+def fingerprint(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
     """What the trials of a study depend on: resuming with anything else would mix scores."""
     return {
         "timeframe": config.timeframe,
@@ -164,7 +171,7 @@ def _fingerprint(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def _check_same_config(existing: RunProgress, config: TrainConfig) -> None:
+def check_same_config(existing: RunProgress, config: TrainConfig) -> None:
     """Refuse a run folder whose recorded run was asked something else: its results (or
     its trials, for a resume) are not this run's. Fields the file did not record are not
     compared."""
@@ -187,6 +194,22 @@ def _check_same_config(existing: RunProgress, config: TrainConfig) -> None:
             f"({'; '.join(differences)}); it is not this run's result: give this run "
             "a run folder of its own"
         )
+
+
+def load_data(config: TrainConfig) -> tuple[Dataset, Splits]:
+    """The run's dataset and its splits."""
+    dataset = load_dataset(config.data_root, config.timeframe)
+    try:
+        splits = make_splits(
+            dataset.rows,
+            train_ratio=config.train_ratio,
+            horizon=dataset.horizon,
+            folds=config.cv_folds,
+            embargo=config.embargo,
+        )
+    except DatasetError as exc:
+        raise DatasetError(f"{dataset.path}: {exc}") from None
+    return dataset, splits
 
 
 def _read_existing(config: TrainConfig, run: _Run) -> RunProgress | None:
@@ -243,7 +266,7 @@ class _Run:
                 self.studies = opening.result()
         self.recorder = Recorder(self.studies, config.run_dir, self.on_progress, self.timings)
         try:
-            self.studies.check_fingerprint(_fingerprint(config, dataset))
+            self.studies.check_fingerprint(fingerprint(config, dataset))
             self._resume()
             self._publish()
             if cancel_requested(config.run_dir):
@@ -279,19 +302,7 @@ class _Run:
             self.studies.close()
 
     def _load_data(self) -> tuple[Dataset, Splits]:
-        config = self.config
-        dataset = load_dataset(config.data_root, config.timeframe)
-        try:
-            splits = make_splits(
-                dataset.rows,
-                train_ratio=config.train_ratio,
-                horizon=dataset.horizon,
-                folds=config.cv_folds,
-                embargo=config.embargo,
-            )
-        except DatasetError as exc:
-            raise DatasetError(f"{dataset.path}: {exc}") from None
-        return dataset, splits
+        return load_data(self.config)
 
     def _resume(self) -> None:
         """Take over what an earlier process left in study.db."""

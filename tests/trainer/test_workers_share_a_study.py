@@ -1,0 +1,160 @@
+"""Several trainer processes share one run's studies in a real PostgreSQL server.
+
+Three ``python -m tjtrainer train --workers 3`` processes, as the pods of an Indexed Job
+run them, on one run folder and one database: exactly nTrials finished trials per model,
+one model version saved; a worker SIGKILLed mid-trial has its trial failed (its heartbeat
+stops) and re-run with the same parameters, none lost, none extra.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from tjtrainer.progress import MODELS, RunState, read_progress
+from tjtrainer.shared_studies import study_prefix
+from tjtrainer.versions import VERSION_NAME
+
+N_TRIALS = 4
+WORKERS = 3
+
+
+def worker_command(data_root: Path, run_dir: Path, index: int, url: str) -> list[str]:
+    return [
+        sys.executable, "-m", "tjtrainer", "train", "--timeframe", "15m",
+        "--n-trials", str(N_TRIALS), "--seed", "5", "--parallelism", "1",
+        "--run-dir", str(run_dir), "--data-root", str(data_root),
+        "--workers", str(WORKERS), "--worker-index", str(index),
+    ]  # fmt: skip
+
+
+class Worker:
+    """One trainer process; its output is collected line by line on a thread."""
+
+    def __init__(self, data_root: Path, run_dir: Path, index: int, url: str) -> None:
+        env = dict(os.environ, TJ_STUDY_STORAGE_URL=url)  # the URL never on a command line
+        self.process = subprocess.Popen(
+            worker_command(data_root, run_dir, index, url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait(self, timeout: float = 300) -> int:
+        code = self.process.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        return code
+
+
+def start_workers(data_root: Path, run_dir: Path, url: str) -> list[Worker]:
+    return [Worker(data_root, run_dir, index, url) for index in range(WORKERS)]
+
+
+def studies(url: str, run_dir: Path) -> dict[str, list[FrozenTrial]]:
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        return {
+            model: optuna.load_study(
+                study_name=f"{study_prefix(run_dir)}:{model}", storage=storage
+            ).get_trials(deepcopy=False)
+            for model in MODELS
+        }
+    finally:
+        storage.engine.dispose()
+
+
+def finished(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def stop_all(workers: list[Worker]) -> None:
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.wait()
+
+
+def test_three_workers_finish_exactly_n_trials_per_model_and_save_once(
+    data_root: Path, postgres_url: str
+) -> None:
+    run_dir = data_root / "runs" / "default" / "shared"
+    workers = start_workers(data_root, run_dir, postgres_url)
+    try:
+        codes = [worker.wait() for worker in workers]
+    finally:
+        stop_all(workers)
+    assert codes == [0, 0, 0], "\n---\n".join(w.output for w in workers)
+    trials = studies(postgres_url, run_dir)
+    for model in MODELS:
+        assert len(finished(trials[model])) == N_TRIALS, model
+        assert not [t for t in trials[model] if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+    progress = read_progress(run_dir)
+    assert progress is not None and progress.state == RunState.COMPLETED
+    assert progress.completed_trials == 2 * N_TRIALS
+    assert [r.trial for r in progress.trials if r.state != "failed"] == list(
+        range(1, 2 * N_TRIALS + 1)
+    )
+    versions = [p.name for p in (data_root / "models").iterdir() if VERSION_NAME.fullmatch(p.name)]
+    assert versions == [progress.model_version]
+    # The work was shared: more than one process ran trials.
+    ran = [w for w in workers if "trial #" in w.output and " started" in w.output]
+    assert len(ran) >= 2, [w.output for w in workers]
+    # Nobody logged the password.
+    password = postgres_url.split(":")[2].split("@")[0]
+    assert all(password not in w.output for w in workers)
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_rerun_none_lost_none_extra(
+    data_root: Path, postgres_url: str
+) -> None:
+    run_dir = data_root / "runs" / "default" / "killed"
+    workers = start_workers(data_root, run_dir, postgres_url)
+    victim = workers[2]
+    try:
+        deadline = time.monotonic() + 180
+        while " started" not in victim.output:
+            if victim.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker 2 never started a trial:\n{victim.output}")
+            time.sleep(0.01)
+        victim.process.send_signal(signal.SIGKILL)
+        assert victim.wait() == -signal.SIGKILL
+        codes = [worker.wait() for worker in workers[:2]]
+    finally:
+        stop_all(workers)
+    assert codes == [0, 0], "\n---\n".join(w.output for w in workers)
+    trials = studies(postgres_url, run_dir)
+    killed = [t for model in MODELS for t in trials[model] if t.state == TrialState.FAIL]
+    assert len(killed) == 1, killed
+    assert "error" not in killed[0].user_attrs  # failed for its heartbeat, not an error
+    model = next(m for m in MODELS if killed[0] in trials[m])
+    retries = [t for t in trials[model] if t.system_attrs.get("failed_trial") == killed[0].number]
+    assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retries[0].params == killed[0].params
+    assert retries[0].user_attrs["slot"] == killed[0].user_attrs["slot"]
+    for name in MODELS:
+        assert len(finished(trials[name])) == N_TRIALS, name
+    progress = read_progress(run_dir)
+    assert progress is not None and progress.state == RunState.COMPLETED
+    assert progress.completed_trials == 2 * N_TRIALS

@@ -1,0 +1,283 @@
+"""The studies of a run shared by several trainer processes, in PostgreSQL.
+
+Each model's study lives in one PostgreSQL database (Optuna's ``RDBStorage``), named
+after the run (:func:`study_prefix`), so any number of workers on any node open the same
+ones. What keeps the search exact with workers racing:
+
+- **Slots queued once.** A model's study holds ``nTrials`` WAITING trials (the slots),
+  topped up under a PostgreSQL advisory lock (:meth:`SharedStudies.top_up`): the number
+  queued is ``nTrials`` minus the finished (complete or pruned) and the waiting or running
+  ones, so a second worker, a restarted one or a repeated call adds nothing. A worker
+  takes a slot by moving it WAITING → RUNNING in one row-locked update (Optuna's
+  ``set_trial_state_values``, ``SELECT … FOR UPDATE``): exactly one worker gets it. No
+  slot left means no trial to run: there are never more than ``nTrials`` finished.
+- **Heartbeats.** A running trial's heartbeat is recorded every
+  :data:`HEARTBEAT_SECONDS`; a trial whose heartbeat is older than :data:`GRACE_SECONDS`
+  (its pod died) is failed by whichever worker looks next, and Optuna's
+  ``RetryHeartbeatStaleTrialCallback`` queues it again with the same parameters and slot.
+- **A failed trial** (an error of its own) keeps its place in the log; the next
+  :meth:`top_up` queues a new slot for it, as one process does today.
+
+Nothing here logs the database URL (it holds a password): :func:`storage_label` is what
+a message may name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from tjtrainer.errors import TrainingError, TransientError
+from tjtrainer.progress import MODELS, OWNER_FILE
+from tjtrainer.sampling import SLOT_ATTR
+
+HEARTBEAT_SECONDS = 5
+# A trial whose heartbeat is older than this is taken for dead and queued again.
+GRACE_SECONDS = 20
+# How often a killed trial is queued again before its slot is given a new sample.
+MAX_RETRIES = 3
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def is_sqlite(url: str | None) -> bool:
+    """Whether ``url`` means the run folder's SQLite ``study.db`` (``None`` does)."""
+    return url is None or url.startswith("sqlite")
+
+
+def storage_label(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "an unreadable database URL"
+
+
+def check_storage_url(url: str | None, workers: int) -> None:
+    """Refuse a study storage that cannot serve ``workers`` trainer processes.
+
+    Raises:
+        TrainingError: SQLite with several workers, or a URL that is not PostgreSQL's.
+    """
+    if is_sqlite(url):
+        if workers > 1:
+            raise TrainingError(
+                f"workers {workers} need the studies in PostgreSQL, not the run folder's "
+                "SQLite study.db: give the trainer --study-storage postgresql+psycopg://... "
+                "(TJ_STUDY_STORAGE_URL; on a cluster the chart's database.url or "
+                "database.existingSecret), or run with workers 1"
+            )
+        return
+    assert url is not None
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise TrainingError(
+            "the study storage URL cannot be read: give postgresql+psycopg://user:password"
+            "@host:5432/database"
+        ) from None
+    if backend != "postgresql":
+        raise TrainingError(
+            f"the study storage must be PostgreSQL (or the run folder's SQLite study.db), "
+            f"got {storage_label(url)}: give postgresql+psycopg://user:password@host/database"
+        )
+
+
+def study_prefix(run_dir: Path) -> str:
+    """What names the studies of the run in ``run_dir``: the run's uid (its ``OWNER``
+    file, written before any trainer starts), else the folder's path."""
+    try:
+        owner = (run_dir / OWNER_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        owner = ""
+    return f"tj:{owner or run_dir.resolve()}"
+
+
+def _lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed 64-bit integer) for ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _unreachable(url: str, err: BaseException) -> TransientError:
+    reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+    host = make_url(url).host or "its unix socket"
+    return TransientError(
+        f"cannot use the study database on {host} ({reason[0] if reason else type(err).__name__}); "
+        "check that PostgreSQL is running there and that the URL's user, password and "
+        "database are right (chart value database.url or database.existingSecret)"
+    )
+
+
+class SharedStudies:
+    """The run's LONG and SHORT studies in PostgreSQL, as one worker sees them.
+
+    Raises:
+        TransientError: the database cannot be reached or used (the message names the
+            host, never the password).
+    """
+
+    def __init__(self, url: str, run_dir: Path, *, seed: int, worker_index: int) -> None:
+        self.url = url
+        self.prefix = study_prefix(run_dir)
+        self._lock_engine = sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=1)
+        self.studies: dict[str, optuna.Study] = {}
+        try:
+            # Optuna creates its tables when they are missing: one worker at a time.
+            with self._locked("schema"):
+                self.storage = RDBStorage(
+                    url,
+                    engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRIES
+                    ),
+                )
+                for index, model in enumerate(MODELS):
+                    sampler = optuna.samplers.TPESampler(
+                        multivariate=True,
+                        constant_liar=True,  # trials of other workers in flight count as bad
+                        seed=(seed * 1009 + worker_index * 2 + index) & 0x7FFFFFFF,
+                    )
+                    self.studies[model] = optuna.create_study(
+                        storage=self.storage,
+                        study_name=f"{self.prefix}:{model}",
+                        direction="maximize",
+                        sampler=sampler,
+                        load_if_exists=True,
+                    )
+        except SQLAlchemyError as err:
+            self._lock_engine.dispose()
+            raise _unreachable(url, err) from None
+        self._beating: set[int] = set()
+        self._beat_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heart = threading.Thread(target=self._beat, name="tj-heartbeat", daemon=True)
+        self._heart.start()
+
+    # -- locking -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self, what: str) -> Iterator[None]:
+        """Hold a session advisory lock of this run (released if the process dies)."""
+        key = _lock_key(f"{self.prefix}:{what}")
+        with self._lock_engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                connection.commit()
+
+    # -- the fingerprint -----------------------------------------------------------------
+    def user_attrs(self, model: str) -> dict[str, Any]:
+        return self.storage.get_study_user_attrs(self.studies[model]._study_id)
+
+    def set_user_attr(self, model: str, key: str, value: Any) -> None:
+        self.storage.set_study_user_attr(self.studies[model]._study_id, key, value)
+
+    # -- slots ---------------------------------------------------------------------------
+    def trials(self, model: str) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.studies[model]._study_id, deepcopy=False)
+
+    def finished_count(self) -> int:
+        """Finished (and failed) trials of both models: one cheap COUNT per model."""
+        states = (*FINISHED, TrialState.FAIL)
+        return sum(
+            self.storage.get_n_trials(self.studies[m]._study_id, state=states) for m in MODELS
+        )
+
+    def top_up(self, model: str, n_trials: int) -> int:
+        """Fail dead workers' trials (queueing their retries), then queue slots until
+        finished + waiting + running = ``n_trials``; return how many are waiting."""
+        study = self.studies[model]
+        with self._locked(f"slots:{model}"):
+            fail_stale_trials(study)
+            trials = self.trials(model)
+            finished = sum(t.state in FINISHED for t in trials)
+            waiting = sum(t.state == TrialState.WAITING for t in trials)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            used = {t.user_attrs.get(SLOT_ATTR) for t in trials}
+            slot = 0
+            for _ in range(n_trials - finished - waiting - running):
+                while slot in used:
+                    slot += 1
+                study.enqueue_trial({}, user_attrs={SLOT_ATTR: slot})
+                used.add(slot)
+                waiting += 1
+        return waiting
+
+    def pending(self, model: str) -> tuple[int, int]:
+        """(waiting, running) trials of ``model``, after failing dead workers' trials
+        (under the lock of :meth:`top_up`, which must count a retry with its trial)."""
+        with self._locked(f"slots:{model}"):
+            fail_stale_trials(self.studies[model])
+            trials = self.trials(model)
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        return waiting, sum(t.state == TrialState.RUNNING for t in trials)
+
+    def take(self, model: str, space: dict[str, BaseDistribution]) -> optuna.Trial | None:
+        """Take a waiting slot of ``model`` (exactly one worker gets each) and sample its
+        parameters (a retried trial keeps its own); ``None`` when none is waiting."""
+        study = self.studies[model]
+        for waiting in self.storage.get_all_trials(
+            study._study_id, deepcopy=False, states=(TrialState.WAITING,)
+        ):
+            try:
+                if not self.storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
+                    continue  # another worker took it
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            self.storage.record_heartbeat(waiting._trial_id)
+            with self._beat_lock:
+                self._beating.add(waiting._trial_id)
+            trial = optuna.Trial(study, waiting._trial_id)
+            for name, distribution in space.items():
+                _suggest(trial, name, distribution)
+            return trial
+        return None
+
+    def done(self, trial: optuna.Trial) -> None:
+        """Stop the heartbeat of ``trial`` (it was told, or abandoned)."""
+        with self._beat_lock:
+            self._beating.discard(trial._trial_id)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            with self._beat_lock:
+                beating = list(self._beating)
+            for trial_id in beating:
+                with contextlib.suppress(SQLAlchemyError):  # the next beat may get through
+                    self.storage.record_heartbeat(trial_id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._heart.join(timeout=HEARTBEAT_SECONDS + 1)
+        self.storage.remove_session()
+        self.storage.engine.dispose()
+        self._lock_engine.dispose()
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
+    """Suggest ``name`` from ``distribution`` through Optuna's public API."""
+    if isinstance(distribution, IntDistribution):
+        trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    elif isinstance(distribution, FloatDistribution):
+        trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    else:  # the search space holds only numbers
+        raise TypeError(f"cannot suggest {name} from {distribution!r}")
