@@ -20,7 +20,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from tjtrainer.progress import MODELS, RunState, read_progress
+from tjtrainer.progress import MODELS, RunState, read_progress, request_cancel
 from tjtrainer.shared_studies import study_prefix
 from tjtrainer.versions import VERSION_NAME
 
@@ -158,3 +158,60 @@ def test_a_worker_killed_mid_trial_has_its_trial_rerun_none_lost_none_extra(
     progress = read_progress(run_dir)
     assert progress is not None and progress.state == RunState.COMPLETED
     assert progress.completed_trials == 2 * N_TRIALS
+
+
+def test_a_cancel_stops_every_worker_after_its_trial_and_saves_nothing(
+    data_root: Path, postgres_url: str
+) -> None:
+    run_dir = data_root / "runs" / "default" / "cancelled"
+    workers = start_workers(data_root, run_dir, postgres_url)
+    try:
+        deadline = time.monotonic() + 180
+        while (progress := read_progress(run_dir)) is None or progress.completed_trials < 1:
+            if time.monotonic() > deadline or workers[0].process.poll() is not None:
+                pytest.fail(f"no trial finished:\n{workers[0].output}")
+            time.sleep(0.01)
+        request_cancel(run_dir)
+        codes = [worker.wait() for worker in workers]
+    finally:
+        stop_all(workers)
+    assert codes == [0, 0, 0], "\n---\n".join(w.output for w in workers)
+    progress = read_progress(run_dir)
+    assert progress is not None and progress.state == RunState.CANCELLED
+    trials = studies(postgres_url, run_dir)
+    assert not [t for m in MODELS for t in trials[m] if t.state == TrialState.RUNNING]
+    assert progress.completed_trials == sum(len(finished(trials[m])) for m in MODELS)
+    assert progress.completed_trials < 2 * N_TRIALS
+    assert not (data_root / "models").exists() or not [
+        p for p in (data_root / "models").iterdir() if VERSION_NAME.fullmatch(p.name)
+    ]
+
+
+def run_one(
+    data_root: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = worker_command(data_root, data_root / "runs" / "default" / "one", 0, "")
+    return subprocess.run([*command, *extra], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_several_workers_on_sqlite_are_refused_saying_postgresql_is_needed(
+    data_root: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TJ_STUDY_STORAGE_URL"}
+    result = run_one(data_root, env=env)
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: workers 3 need the studies in PostgreSQL")
+    assert "database.url" in last and "Traceback" not in result.stderr
+
+
+def test_an_unreachable_study_database_names_the_host_never_the_password(
+    data_root: Path,
+) -> None:
+    url = "postgresql+psycopg://tj:s3cret-pw@127.0.0.1:1/tj"
+    env = dict(os.environ, TJ_STUDY_STORAGE_URL=url)
+    result = run_one(data_root, env=env)
+    assert result.returncode == 75, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot use the study database on 127.0.0.1"), last
+    assert "s3cret-pw" not in result.stdout + result.stderr

@@ -200,12 +200,12 @@ class _Worker:
                 self._refresh(force=True)
                 watcher = threading.Thread(target=self._watch, name="tj-progress", daemon=True)
                 watcher.start()
-            if cancel_requested(config.run_dir):
-                return self._end(RunState.CANCELLED)
             for model in MODELS:
+                if self._should_stop():
+                    break
                 self._search(model, matrices)
-                if self.cancelled:
-                    return self._end(RunState.CANCELLED)
+            if not self.leader and self.cancelled:
+                return self._end(RunState.CANCELLED)
             if not self.leader:
                 log.info(
                     "worker %d: no slot left after %d trials of its own; the leader saves "
@@ -214,6 +214,7 @@ class _Worker:
                     self.own_trials,
                 )
                 return self.progress
+            # A cancel too: the run ends once the other workers' trials are told.
             if not self._wait_for_all(matrices):
                 return self._end(RunState.CANCELLED)
             self._stop_watch.set()
