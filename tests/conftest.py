@@ -42,3 +42,25 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     url = postgres_server.new_database()
     yield url
     postgres_server.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The table's URL on each backend in turn (the SQLite file of ``shared_dir``, then a
+    fresh PostgreSQL database), also set as DATABASE_URL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{shared_dir / 'training_jobs.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def any_store(database_url: str) -> Iterator[JobStore]:
+    """A writable store of ``database_url``: a test using it runs on both backends."""
+    job_store = JobStore(database_url)
+    yield job_store
+    job_store.close()

@@ -3,14 +3,21 @@
 Every reader and writer (local runner, worker, operator, UI, ``tjctl``) goes through
 :class:`JobStore`. On SQLite it sets WAL mode and a busy timeout, and writes in
 ``BEGIN IMMEDIATE`` transactions so that several processes can write at once without
-"database is locked" reaching the user. ``DATABASE_URL`` may point at another database
-(PostgreSQL) through SQLAlchemy.
+"database is locked" reaching the user. ``DATABASE_URL`` may point at PostgreSQL
+(``postgresql://`` or ``postgresql+psycopg://``, psycopg 3): the same table, migrations
+(serialised by an advisory lock) and guarantees; read-modify-write transactions lock
+their row (``SELECT ... FOR UPDATE``). Pooled connections are checked before use
+(``pool_pre_ping``), and a store that has reached its server once waits up to
+:data:`RECONNECT_SECONDS` for it to come back (a restart); a server that cannot be
+reached is one :class:`DatabaseUnreachableError` naming its host and port, never its
+password.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -27,13 +34,15 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from tjcore.messages import bounded_message
 from tjcore.schema import migrate, training_jobs
+from tjcore.settings import redact_text
 from tjcore.spec import TrainingJobSpec
 from tjcore.sqlite_fs import check_sqlite_location
 from tjtrainer.config import DEFAULT_PARALLELISM
@@ -41,6 +50,12 @@ from tjtrainer.progress import RunProgress, RunState, utc_now
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 BUSY_TIMEOUT_MS = 30_000
+# PostgreSQL: how long one connection attempt may take, and how long a store that has
+# reached its server waits for it to come back (a restart, a fail-over).
+CONNECT_TIMEOUT_S = 10
+RECONNECT_SECONDS = 60.0
+# The advisory lock key under which one process at a time migrates a PostgreSQL database.
+MIGRATION_LOCK_KEY = 0x746A_6A6F  # "tjjo"
 FINAL_STATUSES = tuple(s.value for s in RunState if s.is_final)
 # The source of rows that `tjctl run` makes and runs itself.
 LOCAL_RUN_SOURCE = "tjctl-run"
@@ -336,6 +351,48 @@ def _sqlite_engine(url: str, *, readonly: bool) -> Engine:
     return engine
 
 
+def _postgres_engine(url: str, *, readonly: bool) -> Engine:
+    options = {"connect_timeout": CONNECT_TIMEOUT_S}
+    if readonly:  # the server refuses every write of the session
+        options["options"] = "-c default_transaction_read_only=on"  # type: ignore[assignment]
+    return create_engine(url, pool_pre_ping=True, connect_args=options)
+
+
+class DatabaseUnreachableError(SQLAlchemyError):
+    """The database server of the table cannot be reached or refuses the login; the
+    message names its host and port (never the password) and what to check."""
+
+
+# What psycopg says, to what the user should check.
+_CONNECT_FIXES = (
+    ("password authentication failed", "check the user name and password in DATABASE_URL"),
+    ("does not exist", "check the database (and user) name in DATABASE_URL; create it if new"),
+    ("resolve host", "check the host name in DATABASE_URL"),
+    ("no pg_hba.conf entry", "let this host in through the server's pg_hba.conf"),
+)
+
+
+def unreachable_error(url: str, err: BaseException) -> DatabaseUnreachableError:
+    """One line about a failed connection to the server of ``url``."""
+    parsed = make_url(url)
+    original = getattr(err, "orig", None) or err
+    said = " ".join(str(original).split())
+    reason = re.sub(r"^connection failed: ", "", said)
+    reason = re.sub(r"connection to server at \S+ port \d+ failed: ", "", reason)
+    reason = reason.replace("FATAL: ", "").split(" Is the server running")[0].rstrip(" .")
+    fix = next(
+        (fix for key, fix in _CONNECT_FIXES if key in said),
+        "check the host and port in DATABASE_URL and that PostgreSQL runs there and accepts "
+        "connections from this host",
+    )
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    message = (
+        f"cannot connect to PostgreSQL at {where} (database {parsed.database!r}, user "
+        f"{parsed.username!r}): {reason}; {fix} (in the cluster: the chart's database Secret)"
+    )
+    return DatabaseUnreachableError(redact_text(message, url))
+
+
 class QueueFullError(ValueError):
     """As many rows are pending as ``TJ_MAX_QUEUED_JOBS`` allows."""
 
@@ -371,12 +428,19 @@ class JobStore:
         self.url = url
         self.readonly = readonly
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        # Whether a connection ever succeeded: after that, a refused one is waited out.
+        self._reached = False
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, readonly=readonly)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            self.engine = _postgres_engine(url, readonly=readonly)
         if not readonly:
-            self._retry(lambda: self._write(migrate))
+            self._retry(lambda: self._write(self._migrate))
+
+    def _migrate(self, conn: Connection) -> int:
+        if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE serialises already
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        return migrate(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -394,13 +458,33 @@ class JobStore:
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def _connect(self) -> Connection:
+        """A connection; on PostgreSQL one failed attempt is a
+        :class:`DatabaseUnreachableError`, except that a store which reached its server
+        before keeps trying for :data:`RECONNECT_SECONDS` (the server restarts)."""
+        if self.is_sqlite:
+            return self.engine.connect()
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                conn = self.engine.connect()
+            except OperationalError as err:
+                if not self._reached or time.monotonic() + delay > deadline:
+                    raise unreachable_error(self.url, err) from None
+                time.sleep(delay)
+                delay = min(2 * delay, 2.0)
+                continue
+            self._reached = True
+            return conn
+
     def _write(self, work: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as conn:
+        with self._connect() as conn, conn.begin():
             return work(conn)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             yield conn
 
     def write(self, work: Callable[[Connection], T]) -> T:
@@ -734,7 +818,9 @@ class JobStore:
 
         def work(conn: Connection) -> None:
             row = conn.execute(
-                select(training_jobs.c.status).where(training_jobs.c.id == job_id)
+                select(training_jobs.c.status)
+                .where(training_jobs.c.id == job_id)
+                .with_for_update()  # PostgreSQL: a claim meanwhile waits (SQLite: no-op)
             ).first()
             if row is None:
                 raise LookupError(f"no training job with id {job_id}; `tjctl jobs` lists them")

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -139,42 +140,46 @@ class PostgresServer:
         return self
 
     def _start_on_a_free_port(self, pg_ctl: Path) -> None:
-        options = " ".join(f"-c {key}={value}" for key, value in SERVER_SETTINGS.items())
         last_error: PostgresError | None = None
         for _ in range(3):  # a port free a moment ago may be taken by now
             self.port = free_ports(1)[0]
             try:
-                self._run(
-                    [str(pg_ctl), "start", "-w", "-t", "60", "-D", str(self.data_dir),
-                     "-l", str(self.log_path), "-o",
-                     f"-p {self.port} -k {self.socket_dir} -c listen_addresses={self.listen} "
-                     f"{options}"],
-                    "pg_ctl start",
-                )  # fmt: skip
-                self.started = True
+                self._pg_ctl_start(pg_ctl)
                 return
             except PostgresError as exc:
                 last_error = exc
         assert last_error is not None
         raise last_error
 
-    def restart(self) -> None:
-        """Restart the server on the same port (open connections are cut)."""
+    def _pg_ctl_start(self, pg_ctl: Path) -> None:
+        options = " ".join(f"-c {key}={value}" for key, value in SERVER_SETTINGS.items())
         self._run(
-            [str(find_binary("pg_ctl")), "restart", "-w", "-t", "60", "-m", "fast",
-             "-D", str(self.data_dir), "-l", str(self.log_path)],
-            "pg_ctl restart",
+            [str(pg_ctl), "start", "-w", "-t", "60", "-D", str(self.data_dir),
+             "-l", str(self.log_path), "-o",
+             f"-p {self.port} -k {self.socket_dir} -c listen_addresses={self.listen} {options}"],
+            "pg_ctl start",
         )  # fmt: skip
+        self.started = True
+
+    def _pg_ctl_stop(self) -> None:
+        self.started = False
+        self._run(
+            [str(find_binary("pg_ctl")), "stop", "-w", "-t", "60", "-m", "fast",
+             "-D", str(self.data_dir)],
+            "pg_ctl stop",
+        )  # fmt: skip
+
+    def restart(self, *, down_for: float = 0.0) -> None:
+        """Stop the server (open connections are cut), stay down ``down_for`` seconds, and
+        start it again on the same port with the same data."""
+        self._pg_ctl_stop()
+        time.sleep(down_for)
+        self._pg_ctl_start(find_binary("pg_ctl"))
 
     def stop(self) -> None:
         """Stop the server (fast: open connections are cut) and remove its folder."""
         if self.started:
-            self.started = False
-            self._run(
-                [str(find_binary("pg_ctl")), "stop", "-w", "-t", "60", "-m", "fast",
-                 "-D", str(self.data_dir)],
-                "pg_ctl stop",
-            )  # fmt: skip
+            self._pg_ctl_stop()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None

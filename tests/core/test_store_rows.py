@@ -1,4 +1,5 @@
-"""The row life cycle: submit, claim exactly once, progress, cancel."""
+"""The row life cycle: submit, claim exactly once, progress, cancel; on SQLite and on a
+real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ import pytest
 
 from tjcore.store import JobStore, progress_columns
 from tjtrainer.progress import RunProgress, RunState, TrialRecord
+
+
+@pytest.fixture
+def store(any_store: JobStore) -> JobStore:
+    """Each test of this file on both backends."""
+    return any_store
 
 
 def trial(n: int, model: str, score: float) -> TrialRecord:
@@ -138,7 +145,7 @@ def test_readonly_store_cannot_write(store: JobStore) -> None:
     reader = JobStore(store.url, readonly=True)
     job = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="t")
     assert reader.get(job) is not None
-    with pytest.raises(Exception, match="readonly"):
+    with pytest.raises(Exception, match=r"readonly|read-only"):
         reader.update_job(job, status="failed")
 
 
