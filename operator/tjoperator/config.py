@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from tjoperator.status import DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS
 DEFAULT_TRAINER_IMAGE = "trainingjob-trainer:0.1.0"
 DEFAULT_PVC = "trainingjob-shared"
 DEFAULT_MOUNT = "/shared"
+# The key of the chart's database Secret that holds the URL (database.existingSecret.key).
+DEFAULT_DATABASE_SECRET_KEY = "url"
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,11 @@ class OperatorConfig:
         namespaces: namespaces to watch; empty means all (cluster-wide).
         shared_data_path: the operator's own mount of the shared volume (reads runs/).
         database_url: the ``training_jobs`` table.
+        database_secret_name: the Secret that holds ``database_url`` (the chart's
+            ``database.existingSecret`` or the one it makes from ``database.url``);
+            trainer pods get the URL from it through a ``secretKeyRef``, never as text.
+            ``None``: no Secret (SQLite, or a URL given to the operator directly).
+        database_secret_key: the key of that Secret holding the URL.
         trainer_image: image of the trainer pods unless ``spec.image`` says otherwise.
         allowed_images: further images a ``spec.image`` may name (the operator's policy;
             the trainer image is always allowed); a TrainingJob naming any other fails
@@ -46,6 +54,8 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     shared_data_path: Path = Path("./shared-data")
     database_url: str = ""
+    database_secret_name: str | None = None
+    database_secret_key: str = DEFAULT_DATABASE_SECRET_KEY
     trainer_image: str = DEFAULT_TRAINER_IMAGE
     allowed_images: tuple[str, ...] = ()
     trainer_pull_policy: str = "IfNotPresent"
@@ -79,6 +89,8 @@ class OperatorConfig:
             "trainer_pull_policy": _pull_policy(env.get("TJ_TRAINER_PULL_POLICY")),
             "pvc_claim": env.get("TJ_SHARED_PVC", DEFAULT_PVC),
             "shared_mount": env.get("TJ_SHARED_MOUNT", DEFAULT_MOUNT),
+            "database_secret_name": env.get("TJ_DATABASE_SECRET_NAME") or None,
+            "database_secret_key": env.get("TJ_DATABASE_SECRET_KEY") or DEFAULT_DATABASE_SECRET_KEY,
         }
         if env.get("TJ_ALLOWED_TRAINER_IMAGES"):
             values["allowed_images"] = tuple(
@@ -117,6 +129,16 @@ class OperatorConfig:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}"
                 )
+        if config.database_secret_name and not _SECRET_NAME.fullmatch(config.database_secret_name):
+            raise ValueError(
+                f"TJ_DATABASE_SECRET_NAME={config.database_secret_name!r} is not a Secret name "
+                "(lower-case letters, digits, '-' and '.', at most 253)"
+            )
+        if not _SECRET_KEY.fullmatch(config.database_secret_key):
+            raise ValueError(
+                f"TJ_DATABASE_SECRET_KEY={config.database_secret_key!r} is not a Secret key "
+                "(letters, digits, '-', '_' and '.', at most 253)"
+            )
         if config.namespaces and config.bridge_namespace not in (None, *config.namespaces):
             raise ValueError(
                 f"the bridge namespace {config.bridge_namespace!r} is not watched "
@@ -159,6 +181,9 @@ def _port(text: str, name: str) -> int:
         raise ValueError(f"{name} must be a TCP port number (1-65535), got {text!r}")
     return int(text)
 
+
+_SECRET_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 

@@ -27,3 +27,25 @@ def test_allowed_trainer_images_default_to_the_trainer_image_alone(
     assert OperatorConfig.from_env().trainer_images == ("registry.example/trainer:1",)
     monkeypatch.setenv("TJ_ALLOWED_TRAINER_IMAGES", " trainer:2 , registry.example/trainer:1,")
     assert OperatorConfig.from_env().trainer_images == ("registry.example/trainer:1", "trainer:2")
+
+
+def test_the_database_secret_reference_comes_from_the_chart_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHARED_DATA_PATH", str(tmp_path))
+    config = OperatorConfig.from_env()
+    assert (config.database_secret_name, config.database_secret_key) == (None, "url")
+    monkeypatch.setenv("TJ_DATABASE_SECRET_NAME", "tj-database")
+    monkeypatch.setenv("TJ_DATABASE_SECRET_KEY", "DATABASE_URL")
+    config = OperatorConfig.from_env()
+    assert (config.database_secret_name, config.database_secret_key) == (
+        "tj-database",
+        "DATABASE_URL",
+    )
+    monkeypatch.setenv("TJ_DATABASE_SECRET_NAME", "Not_A_Name")
+    with pytest.raises(ValueError, match="TJ_DATABASE_SECRET_NAME='Not_A_Name' is not a Secret"):
+        OperatorConfig.from_env()
+    monkeypatch.setenv("TJ_DATABASE_SECRET_NAME", "tj-database")
+    monkeypatch.setenv("TJ_DATABASE_SECRET_KEY", "a key")
+    with pytest.raises(ValueError, match="TJ_DATABASE_SECRET_KEY='a key' is not a Secret key"):
+        OperatorConfig.from_env()
