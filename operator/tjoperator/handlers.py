@@ -33,8 +33,8 @@ from tjoperator.job_builder import (
     LABEL_TRAININGJOB,
     build_job,
     build_trainingjob_for_row,
+    check_job_allowed,
     job_name,
-    trainer_image,
 )
 from tjoperator.kueue import QUEUE_LABEL, queue_labels
 from tjoperator.status import Observation, Phase, Verdict
@@ -219,7 +219,7 @@ async def ensure_job(
     config = Runtime.config
     try:
         parsed = validate_spec(dict(spec))
-        trainer_image(parsed, config)  # the operator's allow-list of trainer images
+        check_job_allowed(parsed, config)  # allowed images; workers need PostgreSQL
     except SpecError as err:
         memo[EARLY_VERDICT] = Verdict(Phase.FAILED, "InvalidSpec", str(err))
         return
@@ -346,6 +346,7 @@ async def track_progress(
         row_id=(body.get("status") or {}).get("rowId"),
         total_trials=total,
         parallelism=spec.get("parallelism"),
+        workers=int(spec.get("workers") or 1),
         last_status=dict(body.get("status") or {}),
         job_manifest=manifest,
         queue=queue.get(QUEUE_LABEL),

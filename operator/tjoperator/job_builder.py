@@ -9,6 +9,7 @@ from typing import Any
 
 from tjcore.spec import API_VERSION, KIND, SpecError, TrainingJobSpec
 from tjoperator.config import OperatorConfig
+from tjtrainer.config import STUDY_STORAGE_ENV
 from tjtrainer.exitcodes import PERMANENT_EXIT_CODES
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
@@ -85,6 +86,36 @@ def trainer_image(spec: TrainingJobSpec, config: OperatorConfig) -> str:
     return spec.image
 
 
+def study_secret(spec: TrainingJobSpec, config: OperatorConfig) -> tuple[str, str] | None:
+    """The Secret (name, key) holding the PostgreSQL URL the workers of ``spec`` share
+    their studies in; ``None`` for one worker (its studies stay in the run folder).
+
+    Raises:
+        SpecError: ``spec.workers`` > 1 while the operator has no PostgreSQL database.
+    """
+    if spec.workers <= 1:
+        return None
+    name, key = config.database_secret_name, config.database_secret_key
+    if not name or not config.database_url.startswith("postgresql"):
+        raise SpecError(
+            f"spec.workers: {spec.workers} trainer pods share their Optuna studies in "
+            "PostgreSQL, and this operator's database is SQLite: give it a PostgreSQL URL "
+            "(chart value database.url or database.existingSecret), or set spec.workers: 1"
+        )
+    return name, key
+
+
+def check_job_allowed(spec: TrainingJobSpec, config: OperatorConfig) -> None:
+    """What the operator refuses before it makes a Job: an image it does not allow,
+    workers without PostgreSQL.
+
+    Raises:
+        SpecError: saying what is wrong and how to fix it.
+    """
+    trainer_image(spec, config)
+    study_secret(spec, config)
+
+
 def trainer_mounts(config: OperatorConfig, namespace: str, name: str) -> list[dict[str, Any]]:
     """Only what the trainer needs of the shared volume: its own run folder, ``datasets/``
     read-only and ``models/``; never the table, other runs' folders or the volume's
@@ -142,17 +173,33 @@ def build_job(
     (:func:`tjoperator.kueue.queue_labels`), go on the Job, which then starts suspended
     until Kueue admits it.
 
+    With ``spec.workers`` N > 1 it is an Indexed Job of N pods at once (each finds its
+    index in ``JOB_COMPLETION_INDEX``) that get the study database's URL from the Secret
+    of :func:`study_secret`, never as plain text.
+
     Raises:
-        SpecError: ``spec.image`` is not an allowed trainer image.
+        SpecError: ``spec.image`` is not an allowed trainer image, or ``spec.workers`` > 1
+            without PostgreSQL.
     """
     labels = labels_for(name)
     queue = dict(queue or {})
+    secret = study_secret(spec, config)
+    args = trainer_args(spec, run_dir_in_pod(config, namespace, name), config.shared_mount)
+    env: list[dict[str, Any]] = []
+    if secret is not None:
+        args += ["--workers", str(spec.workers)]
+        env.append(
+            {
+                "name": STUDY_STORAGE_ENV,
+                "valueFrom": {"secretKeyRef": {"name": secret[0], "key": secret[1]}},
+            }
+        )
     container = {
         "name": TRAINER_CONTAINER,
         "image": trainer_image(spec, config),
         "imagePullPolicy": config.trainer_pull_policy,
         "command": ["python", "-m", "tjtrainer"],
-        "args": trainer_args(spec, run_dir_in_pod(config, namespace, name), config.shared_mount),
+        "args": args,
         "env": [
             {"name": "SHARED_DATA_PATH", "value": config.shared_mount},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -163,6 +210,7 @@ def build_job(
             {"name": "PYTHONUNBUFFERED", "value": "1"},
             # The root filesystem is read-only: caches and temporary files go to /tmp.
             {"name": "HOME", "value": "/tmp"},
+            *env,
         ],
         "resources": _quantities_as_strings(spec.resources or config.default_resources),
         "volumeMounts": trainer_mounts(config, namespace, name),
@@ -191,6 +239,24 @@ def build_job(
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.backoffLimit,
+        "activeDeadlineSeconds": spec.activeDeadlineSeconds,
+        "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
+        "podFailurePolicy": pod_failure_policy(),
+        # spec.suspend: the Job controller then runs no pod until it is resumed; a
+        # queued Job waits for Kueue to unsuspend it.
+        "suspend": spec.suspend or bool(queue),
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if secret is not None:
+        # One pod per index, all at once; the Job completes when every index succeeded
+        # (the workers end when no trial is left, worker 0 once the models are saved).
+        job_spec |= {
+            "completionMode": "Indexed",
+            "completions": spec.workers,
+            "parallelism": spec.workers,
+        }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -209,16 +275,7 @@ def build_job(
                 }
             ],
         },
-        "spec": {
-            "backoffLimit": spec.backoffLimit,
-            "activeDeadlineSeconds": spec.activeDeadlineSeconds,
-            "ttlSecondsAfterFinished": spec.ttlSecondsAfterFinished,
-            "podFailurePolicy": pod_failure_policy(),
-            # spec.suspend: the Job controller then runs no pod until it is resumed; a
-            # queued Job waits for Kueue to unsuspend it.
-            "suspend": spec.suspend or bool(queue),
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-        },
+        "spec": job_spec,
     }
 
 

@@ -72,6 +72,7 @@ class Tracker:
     total_trials: int
     last_status: dict[str, Any]
     parallelism: int | None = None  # spec.parallelism (None: the default), for the ETA
+    workers: int = 1  # spec.workers: trainer pods, each running ``parallelism`` trials
     progress: RunProgress | None = None
     progress_mtime: float = -1.0
     trainer_message: str | None = None
@@ -502,7 +503,7 @@ async def publish(
     status["jobName"] = tracker.job_name
     status |= eta_status(
         obs.progress if verdict.phase == Phase.RUNNING else None,
-        parallelism=tracker.parallelism or DEFAULT_PARALLELISM,
+        parallelism=(tracker.parallelism or DEFAULT_PARALLELISM) * tracker.workers,
     )
     if tracker.row_id is not None:  # a null would delete the key in a merge patch
         status["rowId"] = tracker.row_id

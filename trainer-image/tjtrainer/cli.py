@@ -26,7 +26,9 @@ from tjtrainer.config import (
     MAX_PARALLELISM,
     MAX_WORKERS,
     PROMOTIONS,
+    STUDY_STORAGE_ENV,
     TIMEFRAMES,
+    WORKER_INDEX_ENV,
     TrainConfig,
 )
 from tjtrainer.errors import TrainingError
@@ -37,10 +39,6 @@ from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FO
 DEFAULT_DATA_ROOT = "./shared-data"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_ENV = "TERMINATION_MESSAGE_PATH"
-# The study database's URL (it holds a password: the pod gets it from a Secret).
-STUDY_STORAGE_ENV = "TJ_STUDY_STORAGE_URL"
-# Set by Kubernetes in the pods of an Indexed Job.
-WORKER_INDEX_ENV = "JOB_COMPLETION_INDEX"
 log = logging.getLogger("tjtrainer")
 
 

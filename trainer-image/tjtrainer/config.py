@@ -16,6 +16,10 @@ MAX_PARALLELISM = 16
 DEFAULT_PARALLELISM = 2
 # Trainer processes of one run sharing its studies (spec.workers; the CRD's bound reads it).
 MAX_WORKERS = 32
+# The trainer's environment: the study database's URL (it holds a password: the operator
+# gives it from a Secret) and the worker's index (Kubernetes sets it in an Indexed Job).
+STUDY_STORAGE_ENV = "TJ_STUDY_STORAGE_URL"
+WORKER_INDEX_ENV = "JOB_COMPLETION_INDEX"
 
 
 @dataclass(frozen=True)
