@@ -4,6 +4,7 @@ operator's RBAC checked with `kubectl auth can-i` against the real API server.""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -385,6 +386,100 @@ def test_metrics_values_add_the_port_its_service_monitor_and_policy(cluster: Any
     assert clash.returncode != 0 and "metrics.port must differ" in clash.stderr, clash.stderr
 
 
+def test_the_database_url_reaches_pods_only_through_a_secret(
+    cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "postgresql://tj:s3cret-pw@db.example:6432/jobs"
+    encoded = base64.b64encode(url.encode()).decode()
+
+    def deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {
+            d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["spec"][
+                "containers"
+            ][0]
+            for d in docs
+            if d["kind"] == "Deployment"
+        }
+
+    def url_env(container: dict[str, Any]) -> dict[str, Any]:
+        [variable] = [e for e in container["env"] if e["name"] == "DATABASE_URL"]
+        return dict(variable)
+
+    docs = template(
+        cluster,
+        "ns1",
+        watchNamespaces=["ns1", "ns2"],
+        **{"database.url": url, "database.port": 6432},
+    )
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    assert {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in secrets} == {
+        ("ns1", f"{FULLNAME}-database"),
+        ("ns2", f"{FULLNAME}-database"),
+    }
+    assert all(base64.b64decode(d["data"]["database-url"]).decode() == url for d in secrets)
+    # Nowhere else: not in a plain env, a ConfigMap, an annotation, a NOTES line.
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            text = json.dumps(doc)
+            assert "s3cret" not in text and encoded not in text and "db.example" not in text, doc
+    notes = cluster.helm_run(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--dry-run",
+        "--namespace",
+        "ns1",
+        *sets({"database.url": url}),
+    ).stdout
+    assert "s3cret" not in notes.split("MANIFEST:")[0]
+    wanted = {"secretKeyRef": {"name": f"{FULLNAME}-database", "key": "database-url"}}
+    for container in deployments(docs).values():
+        assert url_env(container) == {"name": "DATABASE_URL", "valueFrom": wanted}
+    # The operator hands trainer pods the Secret's name and key, never the URL.
+    operator_env = {e["name"]: e for e in deployments(docs)["operator"]["env"]}
+    for variable in operator_env.values():
+        if "value" in variable:
+            monkeypatch.setenv(variable["name"], variable["value"])
+    monkeypatch.setenv("SHARED_DATA_PATH", str(tmp_path))
+    config = OperatorConfig.from_env()
+    assert (config.database_secret_name, config.database_secret_key) == (
+        f"{FULLNAME}-database",
+        "database-url",
+    )
+    # Trainer pods may reach the database's port (and DNS), nothing else.
+    trainers = [
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-trainers")
+    ]
+    assert len(trainers) == 2
+    for policy in trainers:
+        ports = [p for rule in policy["spec"]["egress"] for p in rule["ports"]]
+        assert ports == [
+            {"port": 6432, "protocol": "TCP"},
+            {"port": 53, "protocol": "UDP"},
+            {"port": 53, "protocol": "TCP"},
+        ]
+
+    # A Secret of the user's: referenced, none made.
+    mine = template(cluster, "ns1", **{"database.existingSecret": "pg", "database.secretKey": "u"})
+    assert not [d for d in mine if d["kind"] == "Secret"]
+    for container in deployments(mine).values():
+        assert url_env(container)["valueFrom"] == {"secretKeyRef": {"name": "pg", "key": "u"}}
+    operator_env = {e["name"]: e.get("value") for e in deployments(mine)["operator"]["env"]}
+    assert (operator_env["TJ_DATABASE_SECRET_NAME"], operator_env["TJ_DATABASE_SECRET_KEY"]) == (
+        "pg",
+        "u",
+    )
+
+    # No database: the SQLite file on the volume, no Secret, trainers without egress.
+    default = template(cluster, "ns1")
+    assert not [d for d in default if d["kind"] == "Secret"]
+    for container in deployments(default).values():
+        names = {e["name"] for e in container["env"]}
+        assert "DATABASE_URL" not in names and "TJ_DATABASE_SECRET_NAME" not in names
+
+
 def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> None:
     for values, message in (
         # values.schema.json
@@ -398,6 +493,8 @@ def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> N
         ({"ui.maxQueuedJobs": 0}, "at '/ui/maxQueuedJobs'"),
         ({"networkPolicy.uiAccessLabel": "no spaces"}, "at '/networkPolicy/uiAccessLabel'"),
         ({"metrics.port": 0}, "at '/metrics/port'"),
+        ({"database.port": 0}, "at '/database/port'"),
+        ({"database.secretKey": "a key"}, "at '/database/secretKey'"),
         ({"metrics.serviceMonitor.interval": "often"}, "at '/metrics/serviceMonitor/interval'"),
         # the templates' own checks
         ({"watchNamespaces": ["a"], "bridge.namespace": "b"}, 'bridge.namespace "b"'),

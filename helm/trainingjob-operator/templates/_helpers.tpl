@@ -96,19 +96,27 @@ capabilities:
     - ALL
 {{- end }}
 
-{{/* The environment that tells the operator and the UI where the shared data lives. */}}
+{{/* The Secret that holds the database URL: database.existingSecret, or the one the chart
+makes from database.url (database-secret.yaml); empty: the SQLite file on the volume. */}}
+{{- define "tjop.databaseSecretName" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecret }}
+{{- else if .Values.database.url }}
+{{- include "tjop.fullname" . }}-database
+{{- end }}
+{{- end }}
+
+{{/* The environment that tells the operator and the UI where the shared data lives; the
+database URL only ever through a secretKeyRef. */}}
 {{- define "tjop.sharedDataEnv" -}}
 - name: SHARED_DATA_PATH
   value: {{ .Values.persistence.mountPath | quote }}
-{{- if .Values.database.existingSecret }}
+{{- with include "tjop.databaseSecretName" . }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.database.existingSecret }}
-      key: {{ .Values.database.secretKey }}
-{{- else if .Values.database.url }}
-- name: DATABASE_URL
-  value: {{ .Values.database.url | quote }}
+      name: {{ . }}
+      key: {{ $.Values.database.secretKey }}
 {{- end }}
 - name: HOME
   value: /tmp
