@@ -29,6 +29,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from tjcore.settings import redact_text
 from tjcore.store import JobRow, JobStore
 from tjoperator import kube, metrics
 from tjoperator.job_builder import (
@@ -145,6 +148,13 @@ def end_rows_of_deleted(store: JobStore, namespace: str) -> None:
         )
 
 
+def _first_line(err: SQLAlchemyError) -> str:
+    """The driver's words without SQLAlchemy's SQL echo and parameters."""
+    original = getattr(err, "orig", None) or err
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
 async def run(store: JobStore, namespace: str) -> None:
     """Keep the table and the cluster of ``namespace`` in step until cancelled."""
     done: set[int] = set()
@@ -164,6 +174,13 @@ async def run(store: JobStore, namespace: str) -> None:
                     await loop.run_in_executor(own, step)
                 except asyncio.CancelledError:
                     raise
+                except SQLAlchemyError as err:  # the table: one line, never its password
+                    metrics.reconcile_error("bridge")
+                    log.warning(
+                        "table bridge: %s failed (%s); trying again",
+                        what,
+                        redact_text(_first_line(err), store.url),
+                    )
                 except Exception:
                     metrics.reconcile_error("bridge")
                     log.exception("table bridge: %s failed; trying again", what)
