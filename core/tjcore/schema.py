@@ -23,6 +23,10 @@ Version 6: the promotion policy of the spec (``promotion``) and what it decided
 
 Version 7: whether a row's cancel request has reached its TrainingJob
 (``cancel_forwarded``), so the table bridge sends it once, not at every start.
+
+Version 8: a second table, ``model_aliases``: every switch of a model alias (``champion``,
+``challenger``) made by ``tjctl models`` or the UI, with who and when (the trainer's own
+promotions are in its row: ``model_version``, ``promoted``, ``completed_at``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = MetaData()
 # Columns added after the seed's table carry the schema version that added them.
@@ -52,6 +56,7 @@ V4 = {"since": 4}
 V5 = {"since": 5}
 V6 = {"since": 6}
 V7 = {"since": 7}
+V8 = {"since": 8}
 
 training_jobs = Table(
     "training_jobs",
@@ -115,6 +120,24 @@ training_jobs = Table(
 # The version whose table on SQLite has AUTOINCREMENT ids (older tables are rebuilt).
 AUTOINCREMENT_SINCE = 3
 
+# Version 8: one row per switch of a model alias (tjtrainer.versions holds the aliases
+# themselves, as symbolic links; this is who switched them and when).
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("timeframe", Text, nullable=False),
+    Column("model", Text, nullable=False),  # LONG or SHORT
+    Column("alias", Text, nullable=False),  # champion or challenger
+    Column("version", Text),  # None: the alias was removed
+    Column("previous_version", Text),
+    Column("action", Text, nullable=False),  # promote or rollback
+    Column("changed_by", Text, nullable=False),
+    Column("changed_at", Text, nullable=False),
+    info=V8,
+    sqlite_autoincrement=True,
+)
+
 schema_table = Table(
     "training_jobs_schema",
     metadata,
@@ -127,6 +150,7 @@ INDEXES = (
     # One row per Kubernetes object: a TrainingJob deleted and created again under the
     # same name is a new object with a new uid, and gets a new row.
     "CREATE UNIQUE INDEX IF NOT EXISTS ix_training_jobs_uid ON training_jobs (uid)",
+    "CREATE INDEX IF NOT EXISTS ix_model_aliases_alias ON model_aliases (timeframe, model, alias)",
 )
 
 
@@ -192,6 +216,8 @@ def migrate(conn: Connection) -> int:
         metadata.create_all(conn)
     else:
         schema_table.create(conn, checkfirst=True)
+        if found < V8["since"]:
+            model_aliases.create(conn, checkfirst=True)
         existing = {c["name"] for c in inspect(conn).get_columns("training_jobs")}
         for column in training_jobs.columns:
             added_in = column.info.get("since", 1)

@@ -127,3 +127,30 @@ def test_the_v2_table_keeps_its_rows_and_uids(tmp_path: Path) -> None:
     assert (pending.seed, pending.train_ratio, pending.uid) == (9, 0.75, "uid-b")
     with pytest.raises(ValueError, match="exists already"):
         store.submit(timeframe="1h", n_trials=1, train_ratio=0.8, source="t", uid="uid-b")
+
+
+def test_the_v7_table_gains_the_model_aliases_table_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "v7.db"
+    make_database(db, FIXTURES / "training_jobs_v7.sql")
+    store = JobStore(f"sqlite:///{db}")
+    with store.engine.connect() as conn:
+        assert current_version(conn) == SCHEMA_VERSION == 8
+        assert conn.execute(text("SELECT count(*) FROM model_aliases")).scalar() == 0
+    done, pending = store.get(1), store.get(2)
+    assert done is not None and pending is not None
+    assert (done.status, done.model_version, done.promoted, done.name) == (
+        "completed",
+        "15m_20261201_120000",
+        True,
+        "train-15m",
+    )
+    assert (pending.status, pending.timeframe, pending.train_ratio) == ("pending", "1h", 0.75)
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO model_aliases (timeframe, model, alias, version, action, "
+                "changed_by, changed_at) VALUES ('15m', 'LONG', 'champion', "
+                "'15m_20261201_120000', 'promote', 'me', 'now')"
+            )
+        )
+    assert JobStore(f"sqlite:///{db}").get(1) == done  # opening again changes nothing

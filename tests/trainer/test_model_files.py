@@ -23,6 +23,8 @@ from tjtrainer.models import save_models
 from tjtrainer.splits import make_splits
 
 LATEST = [
+    "champion_15m_long",
+    "champion_15m_short",
     "latest_15m",
     "metadata_15m_latest.json",
     "model_long_15m_latest.pkl",
@@ -60,6 +62,8 @@ def test_latest_names_are_links_through_one_pointer(completed_run: RecordedRun) 
     models = completed_run.config.models_dir
     version = str(completed_run.final.model_version)
     assert os.readlink(models / "latest_15m") == version
+    assert os.readlink(models / "champion_15m_long") == version
+    assert os.readlink(models / "champion_15m_short") == version
     for name in VERSION_FILES:
         stem, suffix = name.rsplit(".", 1)
         latest = models / f"{stem}_15m_latest.{suffix}"

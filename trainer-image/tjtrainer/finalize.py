@@ -46,7 +46,7 @@ from tjtrainer.search import (
     trial_seed,
 )
 from tjtrainer.splits import CV_SHARE, Splits
-from tjtrainer.versions import latest_metadata
+from tjtrainer.versions import alias_version, latest_metadata
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,11 @@ def finish_models(
     promoted, reason = promotion_decision(config, summary)
     metadata = _metadata(config, dataset, splits, progress, summary)
     metadata["promotion"] = {"policy": config.promotion, "promoted": promoted, "reason": reason}
+    if promoted:  # what `tjctl models rollback` goes back to
+        metadata["promotion"]["replaces"] = {
+            m: alias_version(config.models_dir, "champion", config.timeframe, m.lower())
+            for m in MODELS
+        }
     saved = save_models(
         config.models_dir,
         timeframe=config.timeframe,

@@ -84,8 +84,9 @@ def save_models(
     metadata: dict[str, Any],
     promote: bool = True,
 ) -> SavedModels:
-    """Write a new version of the models, then (with ``promote``) publish it as the latest
-    in one atomic switch; a version not promoted stays a version of its own. What saves
+    """Write a new version of the models, then (with ``promote``) publish it as the champion
+    of both models and so the latest, in one atomic switch; a version not promoted becomes
+    the challenger of both models. What saves
     that died left behind is removed first (:func:`tjtrainer.versions.clean_abandoned`)."""
     versions.clean_abandoned(models_dir)
     names = version_file_names()
@@ -120,6 +121,7 @@ def save_models(
         atomic_write_bytes(metadata_path, text)  # the version is complete from here on
 
     if not promote:
+        versions.make_challenger(models_dir, timeframe, version)
         return SavedModels(version, folder, metadata_path, None)
     versions.publish(models_dir, timeframe, version, [*names.values(), METADATA_FILE])
     fault_point()
@@ -148,7 +150,7 @@ class LatestModel:
 
 
 def load_latest(models_dir: Path | str, timeframe: str, side: str) -> LatestModel:
-    """The published ``side`` (``long`` or ``short``) model of ``timeframe``, loaded from
+    """The champion ``side`` (``long`` or ``short``) model of ``timeframe``, loaded from
     XGBoost's own format after checking every file it uses against the SHA-256 recorded in
     its version's ``metadata.json``; no pickle is loaded.
 
@@ -160,11 +162,12 @@ def load_latest(models_dir: Path | str, timeframe: str, side: str) -> LatestMode
     lower = side.lower()
     if lower.upper() not in MODELS:
         raise ModelFileError(f"side must be one of long, short, got {side!r}")
-    version = versions.latest_version(root, timeframe)
+    version = versions.alias_version(root, "champion", timeframe, lower)
     if version is None:
         raise ModelFileError(
-            f"no published {timeframe} model under {root} (no {versions.pointer_name(timeframe)}"
-            " pointing at a complete version); train one first"
+            f"no published {timeframe} model under {root} (no "
+            f"{versions.alias_name('champion', timeframe, lower)} or "
+            f"{versions.pointer_name(timeframe)} pointing at a complete version); train one first"
         )
     folder = versions.version_folder(root, version)
     metadata = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))

@@ -15,6 +15,16 @@ Publishing replaces the pointer by a new symlink with one ``rename``, so a reade
 process killed at any moment) sees the old version or the new one, whole. The per-file
 ``*_latest`` names are links through the pointer made once; they never change again.
 
+**Aliases.** Each model (``long``, ``short``) of a timeframe has a ``champion`` and a
+``challenger``, relative symlinks switched with one ``rename`` each (``champion_15m_long ->
+15m_20260123_140000``). The ``*_latest`` names follow the champions: ``latest_<tf>`` names
+the champions' version, or, while the two models' champions are different versions (which
+is allowed only when they share their feature scaling), a ``mix_<long>_<short>`` folder of
+links to both, with a metadata.json of its own. ``latest_<tf>`` is switched last, in one
+``rename``, so a reader of the ``*_latest`` names sees one whole set, the old or the new.
+A models folder from before aliases has none: its champion is ``latest_<tf>``'s version.
+Alias switches are serialised by an advisory lock on the models folder.
+
 A folder without ``metadata.json`` whose lock nobody holds and which has not changed for
 :data:`ABANDONED_AFTER_S`, and hidden ``*.tmp`` files as old, were left by a save that died:
 :func:`clean_abandoned` removes them (the trainer calls it before every save).
@@ -42,6 +52,7 @@ from typing import Any
 from tjtrainer.files import (
     STALE_TEMPORARY_S,
     TEMP_SUFFIX,
+    atomic_write_bytes,
     fault_point,
     fsync_path,
     remove_stale_temporaries,
@@ -54,6 +65,25 @@ WRITING_LOCK = ".writing.lock"
 ABANDONED_AFTER_S = STALE_TEMPORARY_S
 # What reserved_version names: only such folders are ever cleaned up.
 VERSION_NAME = re.compile(r"[A-Za-z0-9]+_[0-9]{8}_[0-9]{6}(_[0-9]{3,})?")
+ALIASES = ("champion", "challenger")
+SIDES = ("long", "short")
+MIX_PREFIX = "mix_"
+# The files of a version that both models use (the rest belong to one model each).
+SHARED_SCALING = "scaler.json"
+
+
+class AliasError(ValueError):
+    """An alias switch that is refused (the message says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """One alias of one model that a switch moved from ``old`` to ``new``."""
+
+    alias: str
+    side: str
+    old: str | None
+    new: str | None
 
 
 def pointer_name(timeframe: str) -> str:
@@ -125,8 +155,18 @@ def reserved_version(models_dir: Path, timeframe: str) -> Iterator[Reservation]:
 
 
 def publish(models_dir: Path, timeframe: str, version: str, file_names: list[str]) -> None:
-    """Make ``version`` (complete, holding ``file_names``) the latest of ``timeframe``."""
+    """Make ``version`` (complete, holding ``file_names``) the champion of both models of
+    ``timeframe`` and so the target of its ``*_latest`` names (the challengers stay)."""
     model_version(version)
+    with alias_lock(models_dir, timeframe):
+        _make_links(models_dir, timeframe, file_names, version)
+        for side in SIDES:
+            _replace_symlink(models_dir / alias_name("champion", timeframe, side), version)
+        _replace_symlink(models_dir / pointer_name(timeframe), version)
+
+
+def _make_links(models_dir: Path, timeframe: str, file_names: list[str], version: str) -> None:
+    """The ``*_latest`` links through ``latest_<tf>``, made once (a reader sees no change)."""
     pointer = models_dir / pointer_name(timeframe)
     for name in file_names:
         link = models_dir / latest_name(name, timeframe)
@@ -139,7 +179,6 @@ def publish(models_dir: Path, timeframe: str, version: str, file_names: list[str
             old = _legacy_latest_version(models_dir, timeframe) or version
             _replace_symlink(pointer, old)
         _replace_symlink(link, target)
-    _replace_symlink(pointer, version)
 
 
 def _readlink(path: Path) -> str | None:
@@ -252,3 +291,196 @@ def _remove_if_unlocked(folder: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def alias_name(alias: str, timeframe: str, side: str) -> str:
+    """``champion_15m_long``: the symlink naming ``alias`` of model ``side`` of ``timeframe``."""
+    return f"{alias}_{timeframe}_{side.lower()}"
+
+
+@contextmanager
+def alias_lock(models_dir: Path, timeframe: str) -> Iterator[None]:
+    """Hold the lock that serialises alias switches (blocking): an advisory ``flock`` on
+    the models folder itself, so no lock file lies among the versions."""
+    del timeframe  # one lock for all timeframes: switches are rare and quick
+    models_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(models_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _complete(models_dir: Path, name: str) -> str | None:
+    try:
+        folder = confined(models_dir, model_version(name))
+    except UnsafePathError:
+        return None
+    return name if (folder / METADATA_FILE).is_file() else None
+
+
+def alias_version(models_dir: Path, alias: str, timeframe: str, side: str) -> str | None:
+    """The version ``alias`` names for model ``side`` of ``timeframe``, if any. In a models
+    folder from before aliases the champion is ``latest_<tf>``'s version."""
+    target = _readlink(models_dir / alias_name(alias, timeframe, side))
+    if target is not None:
+        return _complete(models_dir, target)
+    if alias == "champion":
+        current = latest_version(models_dir, timeframe)
+        if current is not None and not current.startswith(MIX_PREFIX):
+            return current
+    return None
+
+
+def aliases(models_dir: Path, timeframe: str) -> dict[tuple[str, str], str | None]:
+    """(alias, side) → version for ``timeframe``."""
+    return {(a, s): alias_version(models_dir, a, timeframe, s) for a in ALIASES for s in SIDES}
+
+
+def version_metadata(models_dir: Path, version: str) -> dict[str, Any] | None:
+    """The ``metadata.json`` of ``version``, if it is complete and readable."""
+    try:
+        return _read_json(version_folder(models_dir, version) / METADATA_FILE)
+    except UnsafePathError:
+        return None
+
+
+def list_versions(models_dir: Path, timeframe: str | None = None) -> list[str]:
+    """The complete versions under ``models_dir`` (of ``timeframe``), newest first."""
+    try:
+        entries = list(models_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    found = [
+        e.name
+        for e in entries
+        if VERSION_NAME.fullmatch(e.name)
+        and not e.is_symlink()
+        and (e / METADATA_FILE).is_file()
+        and (timeframe is None or e.name.startswith(f"{timeframe}_"))
+    ]
+    return sorted(found, reverse=True)
+
+
+def _checked(models_dir: Path, timeframe: str, version: str) -> dict[str, Any]:
+    """The metadata of ``version`` if it is a complete version of ``timeframe``."""
+    try:
+        model_version(version)
+    except UnsafePathError as err:
+        raise AliasError(str(err)) from None
+    metadata = None if version.startswith(MIX_PREFIX) else version_metadata(models_dir, version)
+    if metadata is None:
+        raise AliasError(
+            f"{version} is not a complete model version under {models_dir}; "
+            "`tjctl models list` lists them"
+        )
+    if metadata.get("timeframe") != timeframe:
+        raise AliasError(
+            f"{version} is a model version of timeframe {metadata.get('timeframe')}, "
+            f"not {timeframe}"
+        )
+    return metadata
+
+
+def make_champion(
+    models_dir: Path, timeframe: str, version: str, sides: tuple[str, ...] = SIDES
+) -> list[AliasChange]:
+    """Make ``version`` the champion of the models ``sides`` of ``timeframe``; each champion
+    it replaces becomes that model's challenger, and ``*_latest`` follows (last, in one
+    rename). Returns the changes made (none if ``version`` is the champion already).
+
+    Raises:
+        AliasError: ``version`` is not a complete version of ``timeframe``, the other
+            model has no champion, or the two champions would not share their scaling.
+    """
+    with alias_lock(models_dir, timeframe):
+        _checked(models_dir, timeframe, version)
+        current = {s: alias_version(models_dir, "champion", timeframe, s) for s in SIDES}
+        wanted = {s: version if s in sides else current[s] for s in SIDES}
+        for side, found in wanted.items():
+            if found is None:
+                raise AliasError(
+                    f"the {side} model of {timeframe} has no champion yet; promote {version} "
+                    "for both models"
+                )
+        target = _latest_target(models_dir, timeframe, wanted)
+        changes: list[AliasChange] = []
+        for side in SIDES:
+            link = models_dir / alias_name("champion", timeframe, side)
+            old = current[side]
+            if side not in sides or old == version:
+                if _readlink(link) is None and old is not None:
+                    _replace_symlink(link, old)  # pin it before latest_<tf> moves
+                continue
+            challenger = alias_version(models_dir, "challenger", timeframe, side)
+            if old is not None and challenger != old:
+                _replace_symlink(models_dir / alias_name("challenger", timeframe, side), old)
+                changes.append(AliasChange("challenger", side, challenger, old))
+            _replace_symlink(link, version)
+            changes.append(AliasChange("champion", side, old, version))
+        pointer = models_dir / pointer_name(timeframe)
+        if _readlink(pointer) != target:
+            _replace_symlink(pointer, target)
+        return changes
+
+
+def make_challenger(
+    models_dir: Path, timeframe: str, version: str, sides: tuple[str, ...] = SIDES
+) -> list[AliasChange]:
+    """Make ``version`` the challenger of the models ``sides`` of ``timeframe``."""
+    with alias_lock(models_dir, timeframe):
+        _checked(models_dir, timeframe, version)
+        changes = []
+        for side in sides:
+            old = alias_version(models_dir, "challenger", timeframe, side)
+            if old != version:
+                _replace_symlink(models_dir / alias_name("challenger", timeframe, side), version)
+                changes.append(AliasChange("challenger", side, old, version))
+        return changes
+
+
+def _latest_target(models_dir: Path, timeframe: str, champions: dict[str, str | None]) -> str:
+    """What ``latest_<tf>`` must name for these champions: their version, or a mix folder
+    of links to both (made once; its metadata.json written last)."""
+    long_v, short_v = str(champions["long"]), str(champions["short"])
+    if long_v == short_v:
+        return long_v
+    found = {v: _checked(models_dir, timeframe, v) for v in (long_v, short_v)}
+    scaling = {v: (m.get("files") or {}).get(SHARED_SCALING) for v, m in found.items()}
+    features = {v: m.get("features") for v, m in found.items()}
+    if scaling[long_v] != scaling[short_v] or features[long_v] != features[short_v]:
+        raise AliasError(
+            f"the long champion {long_v} and the short champion {short_v} of {timeframe} "
+            "scale their features differently (another dataset or trainRatio), so the "
+            f"*_latest files cannot hold both; promote one version for both models"
+        )
+    name = f"{MIX_PREFIX}{long_v}_{short_v}"
+    folder = models_dir / name
+    if (folder / METADATA_FILE).is_file():
+        return name
+    folder.mkdir(exist_ok=True)
+    files: dict[str, str] = {}
+    for file_name in found[long_v].get("files") or {}:
+        source = short_v if "short" in file_name else long_v
+        digest = (found[source].get("files") or {}).get(file_name)
+        if digest is None:
+            continue
+        _replace_symlink(folder / file_name, f"../{source}/{file_name}")
+        files[file_name] = digest
+    models = {
+        side.upper(): (found[v].get("models") or {}).get(side.upper())
+        for side, v in (("long", long_v), ("short", short_v))
+    }
+    mixed = {
+        "format": found[long_v].get("format"),
+        "version": name,
+        "timeframe": timeframe,
+        "mixed": {"LONG": long_v, "SHORT": short_v},
+        "features": features[long_v],
+        "models": models,
+        "files": files,
+        "latest_files": {latest_name(f, timeframe): d for f, d in files.items()},
+    }
+    atomic_write_bytes(folder / METADATA_FILE, (json.dumps(mixed, indent=2) + "\n").encode())
+    return name

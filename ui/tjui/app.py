@@ -1,7 +1,8 @@
 """The Streamlit page (``streamlit run`` this file, or ``tjctl ui``).
 
 Sidebar: the "Start Training" form. Main: a job picker, the live view of the chosen job,
-then the history of all jobs and the comparison of model versions. The chosen job is in
+then the model aliases (champion, challenger) with their switches, then the history of
+all jobs and the comparison of model versions. The chosen job is in
 the URL (``?job=7``) so a link opens it.
 """
 
@@ -16,6 +17,7 @@ from tjcore.store import JobRow
 from tjui.db import DataError, Reader, describe_url, open_reader
 from tjui.formatting import short_time
 from tjui.forms import render_start_form
+from tjui.views.aliases import render_aliases
 from tjui.views.history import render_history
 from tjui.views.job import render_job
 
@@ -110,6 +112,8 @@ def main() -> None:
         )
     else:
         render_job(reader, settings.shared_data_path / "models", job_id)
+    st.divider()
+    render_aliases(settings.database_url, reader.store, settings.shared_data_path / "models")
     st.divider()
     render_history(rows, open_job)
 
