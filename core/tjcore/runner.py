@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -217,6 +217,38 @@ def running_elsewhere(row: JobRow, *, data_root: Path, lease_seconds: float) -> 
     return held if age is not None and age < lease_seconds else None
 
 
+def workers_refusal(workers: int, database_url: str) -> str | None:
+    """Why ``tjctl run`` cannot run ``workers`` trainer processes with the table at
+    ``database_url`` (their studies go to the same database), or ``None``."""
+    if workers <= 1 or database_url.startswith("postgresql"):
+        return None
+    return (
+        f"spec.workers: {workers} trainers share their Optuna studies in PostgreSQL, and "
+        "the table is SQLite: set DATABASE_URL=postgresql+psycopg://user:password@host/db "
+        "(the studies go there too), or set spec.workers: 1"
+    )
+
+
+def _helper_workers(config: TrainConfig) -> list[threading.Thread]:
+    """Workers 1 .. N-1 of ``config`` on threads of this process (daemons: an interrupted
+    run leaves their trials to the heartbeat, and the next run redoes them)."""
+    from tjtrainer.train import run_training
+
+    def work(index: int) -> None:
+        try:
+            run_training(replace(config, worker_index=index))
+        except TrainingError as err:  # worker 0 goes on with the slots left
+            log.warning("worker %d: %s", index, err)
+
+    threads = [
+        threading.Thread(target=work, args=(index,), name=f"tj-worker-{index}", daemon=True)
+        for index in range(1, config.workers)
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 def run_row(
     store: JobStore,
     row: JobRow,
@@ -224,10 +256,13 @@ def run_row(
     data_root: Path,
     show_progress: bool,
     lease_seconds: float = 60.0,
+    workers: int = 1,
+    study_storage: str | None = None,
 ) -> RunOutcome:
     """Train the job of ``row`` (which has a namespace and name) to its end, in the run
     folder of its uid (given to the row here if it has none), holding the row's lease
-    (renewed every third of ``lease_seconds``)."""
+    (renewed every third of ``lease_seconds``). With ``workers`` > 1, that many trainers
+    (threads of this process) share the studies in ``study_storage`` (PostgreSQL)."""
     from tjtrainer.train import run_training
 
     assert row.namespace and row.name, "a row needs its TrainingJob name before it runs"
@@ -270,6 +305,8 @@ def run_row(
         cv_folds=row.cv_folds,
         embargo=row.embargo,
         promotion=row.promotion,
+        study_storage=study_storage if workers > 1 else None,
+        workers=workers,
     )
     bar = _ProgressBar(2 * row.n_trials, enabled=show_progress)
     watcher = _CancelWatcher(
@@ -281,8 +318,11 @@ def run_row(
         store.apply_progress(row.id, progress)
         bar.update(progress)
 
+    helpers = _helper_workers(config) if workers > 1 else []
     try:
         final = run_training(config, on_progress=on_progress)
+        for helper in helpers:
+            helper.join()
     except TrainingError as err:
         message = failure_message(err, where=run_dir)
         _record_failure(store, row.id, message)
