@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
-    from tjcore.runner import new_run_uid, run_row, running_elsewhere
+    from tjcore.runner import new_run_uid, run_row, running_elsewhere, workers_refusal
 
     try:
         manifest = load_manifest(Path(args.file), default_namespace=args.namespace)
@@ -145,6 +145,9 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
     if manifest.spec.suspend:
         return _fail(f"{args.file}: spec.suspend is true; set it to false to run it")
     spec = manifest.spec
+    refusal = workers_refusal(spec.workers, settings.database_url)
+    if refusal:
+        return _fail(refusal)
     store = _open_store(settings.database_url)
     row = store.get_by_name(manifest.namespace, manifest.name)
     if row is None:
@@ -204,6 +207,8 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
         data_root=settings.shared_data_path,
         show_progress=not args.no_progress,
         lease_seconds=settings.lease_seconds,
+        workers=spec.workers,
+        study_storage=settings.database_url,
     )
     if outcome.exit_code:
         return _fail(outcome.message)
