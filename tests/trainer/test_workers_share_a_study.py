@@ -215,3 +215,36 @@ def test_an_unreachable_study_database_names_the_host_never_the_password(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot use the study database on 127.0.0.1"), last
     assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+def test_worker_0_killed_and_started_again_resumes_and_saves_once(
+    data_root: Path, postgres_url: str
+) -> None:
+    run_dir = data_root / "runs" / "default" / "leader"
+    workers = start_workers(data_root, run_dir, postgres_url)
+    leader = workers[0]
+    try:
+        deadline = time.monotonic() + 180
+        while (progress := read_progress(run_dir)) is None or progress.completed_trials < 1:
+            if time.monotonic() > deadline or leader.process.poll() is not None:
+                pytest.fail(f"worker 0 wrote no trial:\n{leader.output}")
+            time.sleep(0.01)
+        leader.process.send_signal(signal.SIGKILL)
+        leader.wait()
+        kept = read_progress(run_dir)
+        assert kept is not None
+        again = Worker(data_root, run_dir, 0, postgres_url)  # as the Job makes a new pod 0
+        workers.append(again)
+        codes = [w.wait() for w in (*workers[1:3], again)]
+    finally:
+        stop_all(workers)
+    assert codes == [0, 0, 0], "\n---\n".join(w.output for w in workers)
+    assert "resuming with" in again.output
+    progress = read_progress(run_dir)
+    assert progress is not None and progress.state == RunState.COMPLETED
+    assert progress.completed_trials == 2 * N_TRIALS >= kept.completed_trials
+    trials = studies(postgres_url, run_dir)
+    for model in MODELS:
+        assert len(finished(trials[model])) == N_TRIALS, model
+    versions = [p.name for p in (data_root / "models").iterdir() if VERSION_NAME.fullmatch(p.name)]
+    assert versions == [progress.model_version]
