@@ -13,8 +13,8 @@ from tjoperator.status import DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS
 DEFAULT_TRAINER_IMAGE = "trainingjob-trainer:0.1.0"
 DEFAULT_PVC = "trainingjob-shared"
 DEFAULT_MOUNT = "/shared"
-# The key of the chart's database Secret that holds the URL (database.existingSecret.key).
-DEFAULT_DATABASE_SECRET_KEY = "url"
+# The key of the database Secret that holds the URL (the chart's database.secretKey).
+DEFAULT_DATABASE_SECRET_KEY = "database-url"
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def test_the_database_secret_reference_comes_from_the_chart_env(
 ) -> None:
     monkeypatch.setenv("SHARED_DATA_PATH", str(tmp_path))
     config = OperatorConfig.from_env()
-    assert (config.database_secret_name, config.database_secret_key) == (None, "url")
+    assert (config.database_secret_name, config.database_secret_key) == (None, "database-url")
     monkeypatch.setenv("TJ_DATABASE_SECRET_NAME", "tj-database")
     monkeypatch.setenv("TJ_DATABASE_SECRET_KEY", "DATABASE_URL")
     config = OperatorConfig.from_env()
