@@ -1,6 +1,7 @@
 """A bound on queued jobs (TJ_MAX_QUEUED_JOBS): whoever reaches `tjctl submit` or the
-UI's Start button cannot queue without end. Real `tjctl` processes, a real SQLite file
-and the UI's own write path; several submitters at once never pass the bound."""
+UI's Start button cannot queue without end. Real `tjctl` processes, a real SQLite file or
+a real PostgreSQL database, and the UI's own write path; several submitters at once never
+pass the bound."""
 
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ from tjui.db import DataError, submit_job
 TJCTL = str(Path(sys.executable).with_name("tjctl"))
 
 
-def submit(shared: Path, limit: str | None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHARED_DATA_PATH": str(shared)}
-    env.pop("DATABASE_URL", None)
+def submit(shared: Path, limit: str | None, url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHARED_DATA_PATH": str(shared), "DATABASE_URL": url}
     env.pop("TJ_MAX_QUEUED_JOBS", None)
     if limit is not None:
         env["TJ_MAX_QUEUED_JOBS"] = limit
@@ -35,45 +35,45 @@ def submit(shared: Path, limit: str | None) -> subprocess.CompletedProcess[str]:
     )
 
 
-def pending(shared: Path) -> int:
-    store = JobStore(f"sqlite:///{shared / 'training_jobs.db'}")
+def pending(url: str) -> int:
+    store = JobStore(url)
     try:
         return len(store.list_jobs(limit=1000, status="pending"))
     finally:
         store.close()
 
 
-def test_tjctl_submit_refuses_past_the_bound_with_one_error_line(tmp_path: Path) -> None:
+def test_tjctl_submit_refuses_past_the_bound_with_one_error_line(
+    shared_dir: Path, database_url: str
+) -> None:
     for _ in range(3):
-        assert submit(tmp_path, "3").returncode == 0
-    refused = submit(tmp_path, "3")
+        assert submit(shared_dir, "3", database_url).returncode == 0
+    refused = submit(shared_dir, "3", database_url)
     assert refused.returncode == 1
     assert refused.stderr.strip().count("\n") == 0 and "Traceback" not in refused.stderr
     assert refused.stderr.startswith("error: 3 jobs are queued already")
     assert "TJ_MAX_QUEUED_JOBS" in refused.stderr and "tjctl cancel" in refused.stderr
-    assert pending(tmp_path) == 3
+    assert pending(database_url) == 3
 
 
-def test_concurrent_submitters_never_pass_the_bound(tmp_path: Path) -> None:
+def test_concurrent_submitters_never_pass_the_bound(shared_dir: Path, database_url: str) -> None:
     with ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(lambda _: submit(tmp_path, "4"), range(8)))
+        results = list(pool.map(lambda _: submit(shared_dir, "4", database_url), range(8)))
     assert sorted(r.returncode for r in results) == [0] * 4 + [1] * 4
-    assert pending(tmp_path) == 4
+    assert pending(database_url) == 4
 
 
 def test_the_ui_start_button_path_is_bounded_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SHARED_DATA_PATH", str(tmp_path))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("TJ_MAX_QUEUED_JOBS", "2")
-    url = f"sqlite:///{tmp_path / 'training_jobs.db'}"
+    url = database_url
     spec = validate_spec({"timeframe": "1h"})
     submit_job(url, spec)
     submit_job(url, spec)
     with pytest.raises(DataError, match="2 jobs are queued already"):
         submit_job(url, spec)
-    assert pending(tmp_path) == 2
+    assert pending(url) == 2
 
 
 def test_the_bound_defaults_and_is_checked(tmp_path: Path) -> None:

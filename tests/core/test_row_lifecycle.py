@@ -1,6 +1,7 @@
 """The table's lifecycle under abuse (issue 15, item 5 and the smaller ones): a second
 `tjctl run` of a live job, rows with bad values, cancels forwarded once, bounded
-messages. Real `tjctl` processes, real SQLite files, the real trainer."""
+messages. Real `tjctl` processes, real SQLite files (and, where the test takes
+``any_store`` or ``database_url``, a real PostgreSQL database too), the real trainer."""
 
 from __future__ import annotations
 
@@ -177,8 +178,8 @@ def test_a_row_with_bad_values_shows_as_damaged_and_the_others_work(
 
 
 # -- cancels are forwarded once; schema v7 -------------------------------------------
-def test_a_forwarded_cancel_is_not_listed_again(tmp_path: Path) -> None:
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+def test_a_forwarded_cancel_is_not_listed_again(any_store: JobStore) -> None:
+    store = any_store
     ours = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="ui")
     assert store.claim(ours, namespace="bridge", name="row-1-abc", start=False)
     theirs = store.submit(
@@ -207,19 +208,19 @@ def test_a_version_6_table_gains_cancel_forwarded(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         names = {r[1] for r in conn.execute("PRAGMA table_info(training_jobs)")}
         (version,) = conn.execute("SELECT version FROM training_jobs_schema").fetchone()
-    assert "cancel_forwarded" in names and version == SCHEMA_VERSION == 7
+    assert "cancel_forwarded" in names and version == SCHEMA_VERSION
     row = upgraded.get(job)
     assert row is not None and row.cancel_forwarded is False and row.n_trials == 5
 
 
 # -- bounded messages ------------------------------------------------------------------
-def test_messages_are_bounded_with_an_ellipsis(tmp_path: Path) -> None:
+def test_messages_are_bounded_with_an_ellipsis(any_store: JobStore) -> None:
     assert bounded_message("short") == "short"
     long = "é" * 5000
     cut = bounded_message(long)
     assert cut is not None and cut.endswith("…")
     assert len(cut.encode()) <= MESSAGE_LIMIT
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store = any_store
     job = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="t")
     store.finish(job, RunState.FAILED, error="x" * 100_000)
     row = store.get(job)
@@ -230,10 +231,10 @@ def test_messages_are_bounded_with_an_ellipsis(tmp_path: Path) -> None:
     assert row is not None and row.error is not None and len(row.error.encode()) <= MESSAGE_LIMIT
 
 
-def test_rows_of_local_runners_are_never_the_bridges(tmp_path: Path) -> None:
+def test_rows_of_local_runners_are_never_the_bridges(any_store: JobStore) -> None:
     """`tjctl run -n <the bridge's namespace>`: its row has a uid and a name but no
     TrainingJob; the bridge must neither end it as deleted nor forward its cancel."""
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store = any_store
     local = store.submit(
         timeframe="15m",
         n_trials=1,
@@ -271,3 +272,23 @@ def test_tjctl_run_leaves_a_job_of_the_operator_alone(shared: Path, tmp_path: Pa
     row = store.get(job)
     assert row is not None and (row.status, row.lease_owner) == ("pending", None)
     assert not (shared / "runs" / "default" / "the-operators").exists()
+
+
+# -- tjctl submit, worker and jobs on each backend ---------------------------------------
+def test_tjctl_submit_worker_and_jobs_share_the_table(shared: Path, database_url: str) -> None:
+    env = {**_env(shared), "DATABASE_URL": database_url}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([TJCTL, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        return done
+
+    run("submit", "--timeframe", "15m", "--n-trials", "2", "--seed", "3")
+    run("worker", "--once", "--no-progress")
+    (row,) = json.loads(run("jobs", "-o", "json").stdout)
+    assert (row["status"], row["current_trial"]) == ("completed", 4)
+    store = JobStore(database_url)
+    done = store.get(row["id"])
+    store.close()
+    assert done is not None and [t["trial"] for t in done.trial_log] == [1, 2, 3, 4]
+    assert done.model_version and (shared / "models" / "metadata_15m_latest.json").exists()

@@ -44,9 +44,9 @@ sys.exit(code)
 """
 
 
-def test_sigterm_inside_the_idle_wait_stops_the_worker(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["SHARED_DATA_PATH"] = str(tmp_path / "shared")
+def test_sigterm_inside_the_idle_wait_stops_the_worker(shared_dir: Path, database_url: str) -> None:
+    """On SQLite and on PostgreSQL (the worker polls the table there)."""
+    env = {**os.environ, "SHARED_DATA_PATH": str(shared_dir), "DATABASE_URL": database_url}
     worker = subprocess.Popen(
         [sys.executable, "-c", WORKER_WITH_SIGTERM_IN_EVENT_WAIT],
         env=env,
