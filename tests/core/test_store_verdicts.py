@@ -1,10 +1,10 @@
 """Schema versions 5 and 6: the folds and promotion policy of a spec, each model's verdict
-and the promotion decision, as table columns; a version-4 table gains them in place."""
+and the promotion decision, as table columns; a version-4 table gains them in place. On
+SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from sqlalchemy import inspect, text
 
 from tjcore.schema import SCHEMA_VERSION
 from tjcore.spec import validate_spec
@@ -33,8 +33,8 @@ EVALUATION = {
 }
 
 
-def test_progress_with_a_verdict_fills_the_verdict_columns(tmp_path: Path) -> None:
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+def test_progress_with_a_verdict_fills_the_verdict_columns(any_store: JobStore) -> None:
+    store = any_store
     job_id = store.submit_spec(
         validate_spec({"timeframe": "15m", "cvFolds": 4, "embargo": 0}), source="test"
     )
@@ -55,19 +55,18 @@ def test_progress_with_a_verdict_fills_the_verdict_columns(tmp_path: Path) -> No
     assert row.evaluation == EVALUATION
 
 
-def test_a_version_4_table_gains_the_columns_and_keeps_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.db"
-    store = JobStore(f"sqlite:///{path}")
+def test_a_version_4_table_gains_the_columns_and_keeps_its_rows(any_store: JobStore) -> None:
+    store = any_store
     job_id = store.submit(timeframe="1h", n_trials=5, train_ratio=0.7, source="old")
-    store.close()
-    with sqlite3.connect(path) as conn:  # make it the table release 4 had
+    with store.engine.begin() as conn:  # make it the table release 4 had
         for column in (*V5_COLUMNS, *V6_COLUMNS, "cancel_forwarded"):
-            conn.execute(f"ALTER TABLE training_jobs DROP COLUMN {column}")
-        conn.execute("UPDATE training_jobs_schema SET version = 4")
-    upgraded = JobStore(f"sqlite:///{path}")
-    with sqlite3.connect(path) as conn:
-        names = {r[1] for r in conn.execute("PRAGMA table_info(training_jobs)")}
-        (version,) = conn.execute("SELECT version FROM training_jobs_schema").fetchone()
+            conn.execute(text(f"ALTER TABLE training_jobs DROP COLUMN {column}"))
+        conn.execute(text("UPDATE training_jobs_schema SET version = 4"))
+    store.close()
+    upgraded = JobStore(store.url)
+    with upgraded.engine.connect() as conn:
+        names = {c["name"] for c in inspect(conn).get_columns("training_jobs")}
+        version = conn.execute(text("SELECT version FROM training_jobs_schema")).scalar_one()
     assert set(V5_COLUMNS) | set(V6_COLUMNS) <= names and version == SCHEMA_VERSION
     row = upgraded.get(job_id)
     assert row is not None and (row.timeframe, row.n_trials, row.source) == ("1h", 5, "old")
@@ -75,9 +74,8 @@ def test_a_version_4_table_gains_the_columns_and_keeps_its_rows(tmp_path: Path) 
     assert (row.promotion, row.promoted, row.promotion_reason) == ("always", None, None)
 
 
-def test_an_unreadable_evaluation_is_no_error(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.db"
-    store = JobStore(f"sqlite:///{path}")
+def test_an_unreadable_evaluation_is_no_error(any_store: JobStore) -> None:
+    store = any_store
     job_id = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="t")
     store.update_job(job_id, evaluation="{not json")
     row = store.get(job_id)
