@@ -438,9 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     crd = sub.add_parser("crd", help="print the TrainingJob CustomResourceDefinition")
     crd.set_defaults(func=cmd_crd)
 
-    from tjcore import models_cli
+    from tjcore import dashboard, models_cli
 
     models_cli.register(sub)
+    dashboard.register(sub)
     _add_component_commands(sub)
     return parser
 

@@ -60,6 +60,9 @@ class Settings:
       worker's rows) or fails it (``tjctl run``'s). Default 60.
     - ``TJ_MAX_QUEUED_JOBS``: how many pending rows ``tjctl submit`` and the UI's Start
       button may queue at once; past it they refuse with a message. Default 20.
+    - ``TJ_DASHBOARD_URL``: where the UI links a job's study in optuna-dashboard (served
+      by ``tjctl dashboard``), with ``{namespace}`` and ``{name}`` filled in, e.g.
+      ``http://127.0.0.1:8080/``; unset: the UI says how to start it.
     """
 
     shared_data_path: Path
@@ -67,6 +70,13 @@ class Settings:
     poll_interval: float
     lease_seconds: float = 60.0
     max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS
+    dashboard_url: str | None = None
+
+    def dashboard_link(self, namespace: str, name: str) -> str | None:
+        """The optuna-dashboard URL of the study of ``namespace/name``, if one is set."""
+        if self.dashboard_url is None:
+            return None
+        return self.dashboard_url.format(namespace=namespace, name=name)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -80,7 +90,23 @@ class Settings:
             poll_interval=_seconds(env, "TRAINING_POLL_INTERVAL", "5"),
             lease_seconds=_seconds(env, "TRAINING_LEASE_SECONDS", "60"),
             max_queued_jobs=_count(env, "TJ_MAX_QUEUED_JOBS", DEFAULT_MAX_QUEUED_JOBS),
+            dashboard_url=_dashboard_url(env.get("TJ_DASHBOARD_URL") or None),
         )
+
+
+def _dashboard_url(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        filled = raw.format(namespace="ns", name="name")
+    except (KeyError, IndexError, ValueError):
+        filled = ""
+    if not filled.startswith(("http://", "https://")):
+        raise SettingsError(
+            f"TJ_DASHBOARD_URL must be an http:// or https:// URL with at most {{namespace}} "
+            f"and {{name}} in it, got {raw!r}"
+        )
+    return raw
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from conftest import APP_PATH, add_job, running_progress
 from streamlit.testing.v1 import AppTest
 
@@ -170,3 +171,18 @@ def test_a_row_cannot_point_the_model_view_outside_models(
     assert not any("hunter2" in text for text in shown), shown
     assert not [e for e in at.expander if e.label.startswith("Metadata")]
     assert any("not a model version" in str(c.value) for c in at.caption)
+
+
+def test_the_study_links_to_optuna_dashboard(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = add_job(store, running_progress(n_trials=3, done=2), namespace="ml", name="train-a")
+
+    at = _open(job_id)  # no TJ_DASHBOARD_URL: how to serve it
+    assert any("`tjctl dashboard train-a -n ml`" in c.value for c in at.caption)
+
+    monkeypatch.setenv("TJ_DASHBOARD_URL", "http://127.0.0.1:8080/{namespace}/{name}/")
+    at = _open(job_id)
+    (button,) = at.get("link_button")
+    assert button.proto.url == "http://127.0.0.1:8080/ml/train-a/"
+    assert button.proto.label == "Study in optuna-dashboard"

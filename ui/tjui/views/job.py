@@ -13,6 +13,7 @@ from typing import Literal
 
 import streamlit as st
 
+from tjcore.settings import Settings
 from tjcore.store import JobRow
 from tjui import charts, data
 from tjui.artifacts import find_artifacts
@@ -240,12 +241,28 @@ def _models(row: JobRow, models_dir: Path) -> None:
             st.json(found.metadata, expanded=2)
 
 
+def _dashboard(row: JobRow) -> None:
+    """A link to the job's study in optuna-dashboard (``TJ_DASHBOARD_URL``), else how to
+    serve it."""
+    if not row.name or not row.namespace:
+        return
+    link = Settings.from_env().dashboard_link(row.namespace, row.name)
+    if link:
+        st.link_button("Study in optuna-dashboard", link)
+    else:
+        st.caption(
+            f"`tjctl dashboard {row.name} -n {row.namespace}` serves this job's study in "
+            "optuna-dashboard (read-only); set TJ_DASHBOARD_URL to link it here."
+        )
+
+
 def _trials(row: JobRow) -> None:
     if not row.trial_log:
         return
     frame = data.trial_frame(row.trial_log)
     st.altair_chart(charts.trial_chart(frame, n_trials=row.n_trials), width="stretch")
     st.caption("Dots: Spearman of each trial · line: best so far, per model.")
+    _dashboard(row)
     # A fixed label keeps the expander open across refreshes.
     with st.expander("Trial log"):
         st.dataframe(

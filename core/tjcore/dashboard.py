@@ -1,0 +1,213 @@
+"""``tjctl dashboard NAME``: optuna-dashboard (the ``dashboard`` extra) on the Optuna
+studies of one TrainingJob, read-only, on loopback unless told otherwise.
+
+The studies are the run folder's ``study.db`` (opened with SQLite's ``mode=ro``: nothing
+is written, no schema is ever upgraded), or, for a run whose studies live in PostgreSQL
+(``TJ_STUDY_STORAGE_URL``, several workers), that database in read-only transactions,
+showing only that run's studies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import signal
+import socket
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from tjcore.settings import Settings
+from tjtrainer.config import STUDY_STORAGE_ENV
+from tjtrainer.paths import UnsafePathError
+from tjtrainer.progress import STUDY_FILE, run_dir_for
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+class DashboardError(Exception):
+    """Why the dashboard cannot be served (one line for the user)."""
+
+
+def _read_only_sqlite(path: Path) -> RDBStorage:
+    from optuna.storages import RDBStorage
+
+    # SQLite's own read-only mode: a write (or a schema upgrade) fails instead of happening.
+    return RDBStorage(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true", skip_table_creation=True)
+
+
+def _read_only_postgres(url: str, prefix: str) -> RDBStorage:
+    from optuna.storages import RDBStorage
+    from optuna.study._frozen import FrozenStudy
+
+    class RunStudies(RDBStorage):
+        """The database's studies of one run only (others' runs share the database)."""
+
+        def get_all_studies(self) -> list[FrozenStudy]:
+            return [s for s in super().get_all_studies() if s.study_name.startswith(prefix)]
+
+    return RunStudies(
+        url,
+        engine_kwargs={"connect_args": {"options": "-c default_transaction_read_only=on"}},
+        skip_table_creation=True,
+    )
+
+
+def open_studies(
+    data_root: Path, namespace: str, name: str, *, study_url: str | None
+) -> tuple[RDBStorage, str]:
+    """The read-only storage of the run ``namespace/name`` and what to call it."""
+    from tjtrainer.shared_studies import is_sqlite, storage_label, study_prefix
+
+    try:
+        run_dir = run_dir_for(data_root, namespace, name)
+    except UnsafePathError as err:
+        raise DashboardError(str(err)) from None
+    if not run_dir.is_dir():
+        raise DashboardError(
+            f"no TrainingJob {namespace}/{name} has run here (no run folder {run_dir}); "
+            "`tjctl jobs` lists the jobs, -n names the namespace"
+        )
+    study_db = run_dir / STUDY_FILE
+    try:
+        if study_db.is_file() and study_db.stat().st_size > 0:
+            return _read_only_sqlite(study_db), f"{study_db}, read-only"
+        if study_url and not is_sqlite(study_url):
+            storage = _read_only_postgres(study_url, study_prefix(run_dir))
+            return storage, f"{storage_label(study_url)}, read-only"
+    except Exception as err:  # SQLAlchemy, sqlite3 or Optuna's own refusals
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+        raise DashboardError(
+            f"cannot read the study of {namespace}/{name}: {reason[0] if reason else err}"
+        ) from None
+    raise DashboardError(
+        f"TrainingJob {namespace}/{name} has no study yet (no {study_db}"
+        + ("" if study_url else f", and no {STUDY_STORAGE_ENV}")
+        + "): it has not started a trial"
+    )
+
+
+def read_only(app: Any) -> Any:
+    """``app`` answering 405 to every request that could write (notes, new studies, …):
+    the database refuses writes too, but with a stack trace in the log."""
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD", "GET") in ("GET", "HEAD", "OPTIONS"):
+            return app(environ, start_response)
+        body = b"tjctl dashboard serves the study read-only\n"
+        start_response(
+            "405 Method Not Allowed",
+            [
+                ("Content-Type", "text/plain"),
+                ("Allow", "GET, HEAD"),
+                ("Content-Length", str(len(body))),
+            ],
+        )
+        return [body]
+
+    return guarded
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _listen(host: str, port: int, app: Any) -> Any:
+    try:
+        return make_server(host, port, app, handler_class=_QuietHandler)
+    except socket.gaierror:
+        raise DashboardError(f"--host {host} is not an address or host name") from None
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise DashboardError(
+                f"port {port} on {host} is taken (another server listens there); "
+                "choose another with --port"
+            ) from None
+        if err.errno == errno.EADDRNOTAVAIL:
+            raise DashboardError(f"--host {host} is not an address of this machine") from None
+        if err.errno == errno.EACCES:
+            raise DashboardError(f"port {port} needs root; choose one above 1023") from None
+        raise
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+    try:
+        import optuna_dashboard
+    except ModuleNotFoundError:
+        return fail(
+            "optuna-dashboard is not installed: pip install 'trainingjob-operator[dashboard]'"
+        )
+    import os
+
+    settings = Settings.from_env()
+    study_url = args.study_storage or os.environ.get(STUDY_STORAGE_ENV) or None
+    try:
+        storage, where = open_studies(
+            settings.shared_data_path, args.namespace, args.name, study_url=study_url
+        )
+        server = _listen(args.host, args.port, read_only(optuna_dashboard.wsgi(storage)))
+    except DashboardError as err:
+        return fail(str(err))
+
+    def on_term(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    # SIGINT too: a shell without job control starts background commands ignoring it.
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
+    address = f"[{args.host}]" if ":" in args.host else args.host
+    print(
+        f"optuna-dashboard of {args.namespace}/{args.name} ({where}) on "
+        f"http://{address}:{server.server_port}/ (Ctrl-C stops it)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.server_close()
+        storage.engine.dispose()
+    return 0
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535 (0: any free port), got {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``tjctl dashboard`` to ``tjctl``'s subcommands."""
+    dashboard = sub.add_parser(
+        "dashboard", help="serve optuna-dashboard on a TrainingJob's study (read-only)"
+    )
+    dashboard.add_argument("name", help="the TrainingJob's name (metadata.name)")
+    dashboard.add_argument("-n", "--namespace", default="default", help="(default)")
+    dashboard.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on ({DEFAULT_HOST})"
+    )
+    dashboard.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT}; 0: any free)"
+    )
+    dashboard.add_argument(
+        "--study-storage",
+        help=f"the studies' PostgreSQL URL for runs of several workers (${STUDY_STORAGE_ENV})",
+    )
+    dashboard.set_defaults(func=cmd_dashboard)

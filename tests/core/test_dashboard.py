@@ -1,0 +1,144 @@
+"""`tjctl dashboard NAME` serves optuna-dashboard on a finished local run's study over
+loopback, read-only (the study file's SHA-256 is the same afterwards), and says in one
+line what is wrong when it cannot (unknown job, no study yet, port taken)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from local_runs_lib import TJCTL, manifest, shared_folder, tjctl
+
+NAME = "dash-run"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shared folder holding one completed run of 3 trials per model."""
+    shared = shared_folder(tmp_path_factory)
+    folder = tmp_path_factory.mktemp("manifests")
+    done = tjctl(shared, "run", "-f", str(manifest(folder, NAME, nTrials=3)), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    return shared
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def _start(shared: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "SHARED_DATA_PATH": str(shared)}
+    env.pop("DATABASE_URL", None)
+    env.pop("TJ_STUDY_STORAGE_URL", None)
+    server = subprocess.Popen(
+        [TJCTL, "dashboard", NAME, "--port", "0", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    found = re.search(r"http://\S+/", line)
+    if found is None:
+        server.kill()
+        pytest.fail(f"no URL in {line!r}; stderr: {server.communicate()[1]}")
+    return server, found.group(0)
+
+
+def test_the_dashboard_serves_the_runs_trials_read_only(finished_run: Path) -> None:
+    study = finished_run / "runs" / "default" / NAME / "study.db"
+    before = _sha256(study)
+    server, url = _start(finished_run)
+    try:
+        assert url.startswith("http://127.0.0.1:")  # loopback by default
+        summaries = _get(f"{url}api/studies")["study_summaries"]
+        assert sorted(s["study_name"] for s in summaries) == ["LONG", "SHORT"]
+        for summary in summaries:
+            detail = _get(f"{url}api/studies/{summary['study_id']}?after=0")
+            trials = detail["trials"]
+            assert len(trials) == 3
+            assert {p["name"] for p in trials[0]["params"]} >= {"max_depth", "learning_rate"}
+            assert all(t["state"] in ("Complete", "Pruned") for t in trials)
+        write = urllib.request.Request(
+            f"{url}api/studies",
+            data=json.dumps({"study_name": "x", "directions": ["maximize"]}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(write, timeout=30)
+        assert refused.value.code == 405
+        assert len(_get(f"{url}api/studies")["study_summaries"]) == 2
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert _sha256(study) == before
+
+
+def test_unknown_jobs_missing_studies_and_taken_ports_are_one_error_line(
+    finished_run: Path,
+) -> None:
+    (finished_run / "runs" / "default" / "not-started").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for args, words in [
+            (("nobody",), "no TrainingJob default/nobody has run here"),
+            (("not-started",), "has no study yet"),
+            ((NAME, "-n", "Bad_NS"), "namespace"),
+            ((NAME, "--port", port), f"port {port} on 127.0.0.1 is taken"),
+            ((NAME, "--host", "203.0.113.7"), "not an address of this machine"),
+        ]:
+            done = tjctl(finished_run, "dashboard", *args, timeout=60)
+            assert done.returncode == 1, (args, done.stdout)
+            (line,) = done.stderr.strip().splitlines()
+            assert line.startswith("error: ") and words in line, (args, line)
+
+
+def test_a_run_whose_studies_are_in_postgresql_shows_only_its_own(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    import optuna
+
+    from tjtrainer.shared_studies import study_prefix
+
+    shared = tmp_path / "shared"
+    run_dir = shared / "runs" / "default" / NAME
+    run_dir.mkdir(parents=True)
+    (run_dir / "OWNER").write_text("uid-of-this-run\n")
+    storage = optuna.storages.RDBStorage(postgres_url)
+    mine = optuna.create_study(storage=storage, study_name=f"{study_prefix(run_dir)}:LONG")
+    mine.enqueue_trial({"x": 1.0})
+    mine.optimize(lambda t: t.suggest_float("x", 0, 2), n_trials=2)
+    optuna.create_study(storage=storage, study_name="tj:uid-of-another-run:LONG")
+    storage.engine.dispose()
+
+    server, url = _start(shared, "--study-storage", postgres_url)
+    try:
+        (summary,) = _get(f"{url}api/studies")["study_summaries"]
+        assert summary["study_name"] == "tj:uid-of-this-run:LONG"
+        trials = _get(f"{url}api/studies/{summary['study_id']}?after=0")["trials"]
+        assert [t["params"][0]["param_external_value"] for t in trials][:1] == ["1.0"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert "password" not in err and postgres_url not in err
