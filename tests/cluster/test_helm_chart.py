@@ -480,6 +480,84 @@ def test_the_database_url_reaches_pods_only_through_a_secret(
         assert "DATABASE_URL" not in names and "TJ_DATABASE_SECRET_NAME" not in names
 
 
+def _secret_value(doc: dict[str, Any], key: str) -> str:
+    return base64.b64decode(doc["data"][key]).decode()
+
+
+def test_the_charts_own_postgresql_is_off_by_default_and_wired_through_secrets(
+    cluster: Any,
+) -> None:
+    assert not [d for d in template(cluster) if d["kind"] == "StatefulSet"]
+    docs = template(
+        cluster,
+        "ns1",
+        watchNamespaces=["ns1", "ns2"],
+        **{"postgresql.enabled": True, "postgresql.password": "pw-of-the-test"},
+    )
+    name = f"{FULLNAME}-postgresql"
+    by_kind = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs}
+    statefulset = by_kind[("StatefulSet", "ns1", name)]
+    assert by_kind[("Service", "ns1", name)]["spec"]["ports"][0]["port"] == 5432
+    assert _secret_value(by_kind[("Secret", "ns1", name)], "password") == "pw-of-the-test"
+    url = f"postgresql://tj:pw-of-the-test@{name}.ns1.svc:5432/trainingjobs"
+    for namespace in ("ns1", "ns2"):
+        secret = by_kind[("Secret", namespace, f"{FULLNAME}-database")]
+        assert _secret_value(secret, "database-url") == url
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            assert "pw-of-the-test" not in json.dumps(doc), doc
+    pod = statefulset["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["POSTGRES_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": name, "key": "password"}
+    }
+    assert (env["POSTGRES_USER"]["value"], env["POSTGRES_DB"]["value"]) == ("tj", "trainingjobs")
+    # Only the release's operator and UI and the trainer pods may connect.
+    policy = by_kind[("NetworkPolicy", "ns1", name)]["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and "egress" not in policy
+    sources = policy["ingress"][0]["from"]
+    assert [s["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for s in sources] == [
+        "operator",
+        "ui",
+        "trainer",
+        "trainer",
+    ]
+    assert [s.get("namespaceSelector") for s in sources[2:]] == [
+        {"matchLabels": {"kubernetes.io/metadata.name": "ns1"}},
+        {"matchLabels": {"kubernetes.io/metadata.name": "ns2"}},
+    ]
+    both = cluster.helm_run(
+        "template",
+        RELEASE,
+        str(CHART),
+        *KUBE,
+        *sets({"postgresql.enabled": True, "database.url": "postgresql://a:b@c/d"}),
+        check=False,
+    )
+    assert both.returncode != 0 and "postgresql.enabled deploys the chart's own" in both.stderr
+
+
+def test_the_charts_postgresql_is_admitted_as_restricted_and_keeps_its_password(
+    cluster: Any, release: str
+) -> None:
+    values = {"postgresql.enabled": True, "operator.replicas": 0, "ui.enabled": False}
+    result = install(cluster, release, **values)
+    assert "violate PodSecurity" not in result.stderr, result.stderr
+    name = f"{FULLNAME}-postgresql"
+
+    def secrets() -> tuple[str, str]:
+        password = cluster.get_json("secret", name, "-n", release)
+        database = cluster.get_json("secret", f"{FULLNAME}-database", "-n", release)
+        return _secret_value(password, "password"), _secret_value(database, "database-url")
+
+    password, url = secrets()
+    assert len(password) == 32 and f"tj:{password}@{name}.{release}.svc:5432/" in url
+    cluster.helm_run(
+        "upgrade", RELEASE, str(CHART), "--namespace", release, *sets(values), timeout=180
+    )
+    assert secrets() == (password, url), "an upgrade changed the database password"
+
+
 def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> None:
     for values, message in (
         # values.schema.json
@@ -495,6 +573,8 @@ def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> N
         ({"metrics.port": 0}, "at '/metrics/port'"),
         ({"database.port": 0}, "at '/database/port'"),
         ({"database.secretKey": "a key"}, "at '/database/secretKey'"),
+        ({"postgresql.password": "has@at"}, "at '/postgresql/password'"),
+        ({"postgresql.user": "Bad-User"}, "at '/postgresql/user'"),
         ({"metrics.serviceMonitor.interval": "often"}, "at '/metrics/serviceMonitor/interval'"),
         # the templates' own checks
         ({"watchNamespaces": ["a"], "bridge.namespace": "b"}, 'bridge.namespace "b"'),

@@ -97,11 +97,12 @@ capabilities:
 {{- end }}
 
 {{/* The Secret that holds the database URL: database.existingSecret, or the one the chart
-makes from database.url (database-secret.yaml); empty: the SQLite file on the volume. */}}
+makes from database.url or for its own server (postgresql.enabled; database-secret.yaml);
+empty: the SQLite file on the volume. */}}
 {{- define "tjop.databaseSecretName" -}}
 {{- if .Values.database.existingSecret }}
 {{- .Values.database.existingSecret }}
-{{- else if .Values.database.url }}
+{{- else if or .Values.database.url .Values.postgresql.enabled }}
 {{- include "tjop.fullname" . }}-database
 {{- end }}
 {{- end }}
@@ -136,6 +137,9 @@ database URL only ever through a secretKeyRef. */}}
 {{- end }}
 {{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.operator.healthPort)) }}
 {{- fail "metrics.port must differ from operator.healthPort: kopf's liveness endpoint has that port" }}
+{{- end }}
+{{- if and .Values.postgresql.enabled (or .Values.database.url .Values.database.existingSecret) }}
+{{- fail "postgresql.enabled deploys the chart's own database: leave database.url and database.existingSecret empty, or turn postgresql.enabled off to use yours" }}
 {{- end }}
 {{- if not (has .Values.persistence.accessMode (list "ReadWriteOnce" "ReadWriteMany")) }}
 {{- fail "persistence.accessMode must be ReadWriteOnce or ReadWriteMany: the operator, the UI and every trainer pod mount the shared volume" }}
