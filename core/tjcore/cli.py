@@ -209,6 +209,7 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
         lease_seconds=settings.lease_seconds,
         workers=spec.workers,
         study_storage=settings.database_url,
+        warm_start=spec.warmStart,
     )
     if outcome.exit_code:
         return _fail(outcome.message)

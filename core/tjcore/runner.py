@@ -258,12 +258,15 @@ def run_row(
     lease_seconds: float = 60.0,
     workers: int = 1,
     study_storage: str | None = None,
+    warm_start: str = "none",
 ) -> RunOutcome:
     """Train the job of ``row`` (which has a namespace and name) to its end, in the run
     folder of its uid (given to the row here if it has none), holding the row's lease
     (renewed every third of ``lease_seconds``). With ``workers`` > 1, that many trainers
-    (threads of this process) share the studies in ``study_storage`` (PostgreSQL)."""
+    (threads of this process) share the studies in ``study_storage`` (PostgreSQL).
+    ``warm_start``: the spec's ``warmStart`` (:mod:`tjtrainer.warmstart`)."""
     from tjtrainer.train import run_training
+    from tjtrainer.warmstart import check_warm_start
 
     assert row.namespace and row.name, "a row needs its TrainingJob name before it runs"
     if row.spec_damage:
@@ -307,6 +310,7 @@ def run_row(
         promotion=row.promotion,
         study_storage=study_storage if workers > 1 else None,
         workers=workers,
+        warm_start=warm_start,
     )
     bar = _ProgressBar(2 * row.n_trials, enabled=show_progress)
     watcher = _CancelWatcher(
@@ -320,6 +324,7 @@ def run_row(
 
     helpers = _helper_workers(config) if workers > 1 else []
     try:
+        check_warm_start(config)
         final = run_training(config, on_progress=on_progress)
         for helper in helpers:
             helper.join()

@@ -60,6 +60,7 @@ def trainer_args(spec: TrainingJobSpec, run_dir: str, data_root: str) -> list[st
         run_dir,
         "--data-root",
         data_root,
+        *(["--warm-start", spec.warmStart] if spec.warmStart != "none" else []),
     ]
 
 

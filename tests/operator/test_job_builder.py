@@ -72,6 +72,14 @@ def test_spec_fields_reach_the_job_and_the_trainer() -> None:
     assert args[args.index("--run-dir") + 1] == "/data/runs/ml/tj-a"
 
 
+@pytest.mark.parametrize("warm", ["latest", "15m_20261201_120000"])
+def test_a_warm_start_reaches_the_trainer_and_none_adds_nothing(warm: str) -> None:
+    args = build(warmStart=warm)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--warm-start") + 1] == warm
+    cold = build()["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--warm-start" not in cold
+
+
 def test_defaults_come_from_the_operator_config() -> None:
     container = build()["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "trainer:1"

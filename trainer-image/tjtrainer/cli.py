@@ -35,6 +35,7 @@ from tjtrainer.errors import TrainingError
 from tjtrainer.exitcodes import EXIT_OK, exit_code_for
 from tjtrainer.progress import RunProgress, verdict_lines
 from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
+from tjtrainer.versions import VERSION_NAME
 
 DEFAULT_DATA_ROOT = "./shared-data"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
@@ -54,6 +55,15 @@ def _bounded_int(name: str, low: int, high: int | None = None) -> Callable[[str]
         return value
 
     return parse
+
+
+def _warm_start(text: str) -> str:
+    if text in ("none", "latest") or VERSION_NAME.fullmatch(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"--warm-start must be none, latest or a model version such as 15m_20261201_120000, "
+        f"got {text!r}"
+    )
 
 
 def _train_ratio(text: str) -> float:
@@ -273,6 +283,13 @@ def add_train_parser(subparsers: Any) -> None:
         "--run-dir", type=Path, required=True, help="progress, study and cancel marker"
     )
     train.add_argument(
+        "--warm-start",
+        type=_warm_start,
+        default="none",
+        help="none, latest or a model version: its best trials are the first trials of "
+        "this search (default: none)",
+    )
+    train.add_argument(
         "--workers",
         type=_bounded_int("--workers", 1, MAX_WORKERS),
         default=1,
@@ -337,6 +354,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from tjtrainer.train import run_training
+    from tjtrainer.warmstart import check_warm_start
 
     config = TrainConfig(
         timeframe=args.timeframe,
@@ -352,6 +370,7 @@ def _train(args: argparse.Namespace) -> int:
         study_storage=args.study_storage or os.environ.get(STUDY_STORAGE_ENV) or None,
         workers=args.workers,
         worker_index=_worker_index(args.worker_index),
+        warm_start=args.warm_start,
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -363,6 +382,7 @@ def _train(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
+        check_warm_start(config)
         progress = run_training(config, on_progress=_TrialPrinter())
     except Exception as exc:  # TrainingError, or anything it did not wrap: one line each
         message = (

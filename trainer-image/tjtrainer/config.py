@@ -48,6 +48,8 @@ class TrainConfig:
         workers: trainer processes sharing the studies (``spec.workers``).
         worker_index: this process's place among them, 0 .. workers - 1; worker 0 writes
             ``progress.json`` and refits and saves the models.
+        warm_start: ``none``, ``latest`` or a model version whose best trials are the
+            first trials of this search (:mod:`tjtrainer.warmstart`).
     """
 
     timeframe: str
@@ -63,6 +65,7 @@ class TrainConfig:
     study_storage: str | None = None
     workers: int = 1
     worker_index: int = 0
+    warm_start: str = "none"
 
     @property
     def dataset_dir(self) -> Path:

@@ -47,6 +47,7 @@ from tjtrainer.search import (
 )
 from tjtrainer.splits import CV_SHARE, Splits
 from tjtrainer.versions import alias_version, latest_metadata
+from tjtrainer.warmstart import top_params
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ def _model_summary(
     folds = best.user_attrs.get("fold_scores") or []
     return {
         "best_params": dict(best.params),
+        "top_params": top_params(trials),  # what a warm start of a later run begins with
         "best_trial_number": best.number,
         "trial_rounds": best.user_attrs.get("rounds"),
         "fold_rounds": best.user_attrs.get("fold_rounds"),

@@ -18,6 +18,9 @@ samples what the killed trial had. A trial that failed with an error keeps its s
 - **Pruning from the same history**: the bar a trial is pruned against (successive
   halving: the best third of the running means after as many folds) is taken, when the
   trial is asked, from the finished trials among those it was sampled from.
+- **A warm start** (:mod:`tjtrainer.warmstart`): the first slots are given parameters
+  (an earlier version's best trials) instead of sampled ones; their seeds and history
+  rules are the same, so everything after them is as reproducible.
 - **Which slots exist**: slot ``k`` is tried only while fewer than ``nTrials`` of the slots
   before it succeeded (failed trials do not count), decided as soon as it is certain.
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -37,6 +40,10 @@ from optuna.samplers._lazy_random_state import LazyRandomState
 from optuna.trial import FrozenTrial, TrialState
 
 from tjtrainer.search import ROUND_RUNGS
+
+if TYPE_CHECKING:
+    from tjtrainer.config import TrainConfig
+    from tjtrainer.studies import DurableStudies
 
 SLOT_ATTR = "slot"
 PRUNER_STARTUP_TRIALS = 5
@@ -109,14 +116,28 @@ class SlotSampler(BaseSampler):
     """Multivariate TPE whose random state and history are fixed per trial by
     :meth:`prepare` (called, under the run's lock, right before each ``study.ask``)."""
 
-    def __init__(self, seed: int, model: str) -> None:
+    def __init__(self, seed: int, model: str, warm: Sequence[dict[str, Any]] = ()) -> None:
+        """``warm``: the parameters of the first slots, in order (a warm start,
+        :mod:`tjtrainer.warmstart`); later slots are sampled by TPE as usual."""
         self.seed = seed
         self.model = model
+        self.warm = [dict(params) for params in warm]
         self._inner = TPESampler(multivariate=True, seed=slot_seed(seed, model, 0))
         self._visible: frozenset[int] = frozenset()
+        self._slot = 0
+
+    @classmethod
+    def of_run(cls, config: TrainConfig, model: str, studies: DurableStudies) -> SlotSampler:
+        """The sampler of ``model`` in the run of ``config``, with the run's warm start
+        (stamped on, or read back from, its durable study)."""
+        from tjtrainer.warmstart import warm_params
+
+        storage, study_id = studies.storage, studies.study_ids[model]
+        return cls(config.seed, model, warm_params(config, model, storage, study_id))
 
     def prepare(self, slot: int, visible: frozenset[int]) -> None:
         """The next trial is ``slot``, sampled from the trials numbered ``visible``."""
+        self._slot = slot
         state = slot_seed(self.seed, self.model, slot)
         self._inner._rng = LazyRandomState(state)
         self._inner._random_sampler._rng = LazyRandomState(state)
@@ -130,9 +151,15 @@ class SlotSampler(BaseSampler):
     ) -> dict[str, BaseDistribution]:
         return self._inner.infer_relative_search_space(self._view(study), trial)
 
+    def _warm(self) -> dict[str, Any] | None:
+        return self.warm[self._slot] if self._slot < len(self.warm) else None
+
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        warm = self._warm()
+        if warm is not None:
+            return {name: warm[name] for name in search_space if name in warm}
         return self._inner.sample_relative(self._view(study), trial, search_space)
 
     def sample_independent(
@@ -142,6 +169,9 @@ class SlotSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
+        warm = self._warm()
+        if warm is not None and param_name in warm:
+            return warm[param_name]
         return self._inner.sample_independent(
             self._view(study), trial, param_name, param_distribution
         )
