@@ -62,6 +62,7 @@ class PostgresServer:
 
     ``url`` is the SQLAlchemy URL of ``database`` as ``user`` (password authentication
     over TCP on 127.0.0.1); ``new_database()`` makes another empty database of that role.
+    ``port`` fixes the TCP port (default: a free one).
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class PostgresServer:
         password: str | None = None,
         listen: str = "127.0.0.1",
         root: Path | None = None,
+        port: int | None = None,
     ) -> None:
         self.user = user
         self.database = database
@@ -79,7 +81,8 @@ class PostgresServer:
         self.listen = listen
         self._root_given = root
         self.root: Path | None = None
-        self.port = 0
+        self._port_given = port
+        self.port = port or 0
         self.started = False
 
     # -- paths ---------------------------------------------------------------------------
@@ -141,8 +144,8 @@ class PostgresServer:
 
     def _start_on_a_free_port(self, pg_ctl: Path) -> None:
         last_error: PostgresError | None = None
-        for _ in range(3):  # a port free a moment ago may be taken by now
-            self.port = free_ports(1)[0]
+        for _ in range(1 if self._port_given else 3):  # a free port may be taken by now
+            self.port = self._port_given or free_ports(1)[0]
             try:
                 self._pg_ctl_start(pg_ctl)
                 return

@@ -25,7 +25,7 @@ import kopf
 from tjcore.messages import bounded_message
 from tjcore.settings import redact_text, redact_url
 from tjcore.spec import GROUP, PLURAL, VERSION, SpecError, TrainingJobSpec, validate_spec
-from tjcore.store import JobRow, JobStore
+from tjcore.store import DatabaseUnreachableError, JobRow, JobStore
 from tjoperator import bridge, kube, metrics
 from tjoperator.config import OperatorConfig
 from tjoperator.job_builder import (
@@ -55,6 +55,8 @@ JOB_REFUSED_FOR_GOOD = frozenset({400, 422})
 # The memo key under which the create handler hands the daemon an early verdict.
 EARLY_VERDICT = "early_verdict"
 EVENT_COMPONENT = "trainingjob-operator"
+# How often the operator tries again to reach a database that was not up when it started.
+STORE_RETRY_SECONDS = 5.0
 
 
 class Runtime:
@@ -89,21 +91,45 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         except Exception as err:
             # No traceback: SQLAlchemy's messages may quote the URL, password and all.
             reason = redact_text(f"{type(err).__name__}: {err}", config.database_url)
+            unreachable = isinstance(err, DatabaseUnreachableError)
             log.error(
                 "cannot open the training_jobs table at %s (%s); the CR status "
-                "still works, the table and the bridge do not",
+                "still works, the table and the bridge do not%s",
                 redact_url(config.database_url),
                 reason.splitlines()[0],
+                f" until it can be reached (trying every {STORE_RETRY_SECONDS:.0f} s)"
+                if unreachable
+                else "",
             )
+            if unreachable:  # a database that starts after the operator, say
+                memo.store_task = asyncio.create_task(_open_store_later(config, memo))
     if Runtime.store is not None and config.bridge_namespace:
+        memo.bridge_task = asyncio.create_task(bridge.run(Runtime.store, config.bridge_namespace))
+
+
+async def _open_store_later(config: OperatorConfig, memo: kopf.Memo) -> None:
+    """Open the table once its database can be reached, then start the bridge."""
+    while Runtime.store is None:
+        await asyncio.sleep(STORE_RETRY_SECONDS)
+        try:
+            Runtime.store = await asyncio.to_thread(JobStore, config.database_url)
+        except DatabaseUnreachableError:
+            continue
+        except Exception as err:
+            reason = redact_text(f"{type(err).__name__}: {err}", config.database_url)
+            log.error("cannot open the training_jobs table: %s", reason.splitlines()[0])
+            return
+    log.info("the training_jobs table at %s is open now", redact_url(config.database_url))
+    if config.bridge_namespace:
         memo.bridge_task = asyncio.create_task(bridge.run(Runtime.store, config.bridge_namespace))
 
 
 @kopf.on.cleanup()
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("bridge_task")
-    if task is not None:
-        task.cancel()
+    for key in ("store_task", "bridge_task"):
+        task = memo.get(key)
+        if task is not None:
+            task.cancel()
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_TRAININGJOB: kopf.PRESENT})

@@ -20,6 +20,7 @@ from tjdevcluster.procs import free_ports
 from tjui.db import cancel_job, open_reader, submit_job
 
 NAMESPACE = "tj-pg-bridge"
+LATE_NAMESPACE = "tj-pg-late"
 CLAIM = "tj-pg-shared"
 
 
@@ -39,7 +40,7 @@ def env(
         tmp_path_factory.mktemp("operator-pg"),
         claim=CLAIM,
         env={"DATABASE_URL": database, "TJ_CANCEL_GRACE_SECONDS": "30"},
-        args=("--bridge-namespace", NAMESPACE),
+        args=("--namespace", NAMESPACE, "--bridge-namespace", NAMESPACE),
         namespaces=(NAMESPACE,),
     ) as running:
         running.store.close()
@@ -99,7 +100,7 @@ def test_a_database_restarted_mid_run_is_waited_out_and_every_trial_reaches_the_
 
 
 def test_an_unreachable_database_is_one_log_line_with_host_port_and_the_fix(
-    cluster: Any, tmp_path: Any
+    cluster: Any, namespace: str, tmp_path: Any
 ) -> None:
     (port,) = free_ports(1)
     operator = OperatorProcess(
@@ -110,7 +111,7 @@ def test_an_unreachable_database_is_one_log_line_with_host_port_and_the_fix(
             "DATABASE_URL": f"postgresql://tj:s3cret-pw@127.0.0.1:{port}/jobs",
         },
         log_path=tmp_path / "operator.log",
-        args=["--no-bridge"],
+        args=["--namespace", namespace, "--no-bridge"],
     )
     operator.start()
     try:
@@ -133,3 +134,37 @@ def test_an_unreachable_database_is_one_log_line_with_host_port_and_the_fix(
     assert "check the host and port in DATABASE_URL" in line
     text = operator.log_path.read_text(errors="replace")
     assert "s3cret-pw" not in text and "Traceback" not in text, text
+
+
+def test_a_database_that_comes_up_after_the_operator_is_opened_and_the_bridge_starts(
+    cluster: Any, tmp_path: Any
+) -> None:
+    (port,) = free_ports(1)
+    late = PostgresServer(port=port, password="late-pw")
+    with running_operator(
+        cluster,
+        tmp_path,
+        claim="tj-pg-late",
+        env={"DATABASE_URL": late.url},
+        args=("--namespace", LATE_NAMESPACE, "--bridge-namespace", LATE_NAMESPACE),
+        namespaces=(LATE_NAMESPACE,),
+    ) as env:
+        env.store.close()
+        env.wait_for(
+            "the operator to say it keeps trying",
+            lambda: "until it can be reached" in env.operator.log_tail(200),
+            timeout=60,
+        )
+        with late:
+            env.store = JobStore(late.url)
+            job_id = submit_job(
+                late.url, validate_spec({"timeframe": "15m", "nTrials": 1, "seed": 8})
+            )
+            name = _row_name(env, job_id)
+            status = env.wait_phase(LATE_NAMESPACE, name, "Succeeded", "Failed", timeout=300)
+            assert status["phase"] == "Succeeded" and status["rowId"] == job_id, status
+            assert env.store.get(job_id).status == "completed"  # type: ignore[union-attr]
+            env.store.close()
+    log = env.operator.log_path.read_text(errors="replace")
+    assert "the training_jobs table at postgresql+psycopg://tj:***@" in log and "is open now" in log
+    assert "late-pw" not in log and "Traceback" not in log
