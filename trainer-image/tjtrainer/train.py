@@ -317,7 +317,7 @@ class _Run:
             )
         for model in MODELS:
             trials = self.studies.trials(model)
-            self.samplers[model] = SlotSampler(self.config.seed, model)
+            self.samplers[model] = SlotSampler.of_run(self.config, model, self.studies)
             self.mirrors[model] = mirror_study(
                 trials,
                 sampler=self.samplers[model],
@@ -500,19 +500,25 @@ class _Run:
     def _record(
         self, study: optuna.Study, trial: optuna.Trial, outcome: TrialFit | str
     ) -> FrozenTrial:
-        """Tell the in-memory study how the trial ended; return the finished trial."""
-        if isinstance(outcome, str):
-            trial.set_user_attr("error", outcome)
-            study.tell(trial, state=TrialState.FAIL)
+        return record_outcome(study, trial, outcome)
+
+
+def record_outcome(
+    study: optuna.Study, trial: optuna.Trial, outcome: TrialFit | str
+) -> FrozenTrial:
+    """Tell the in-memory study how the trial ended; return the finished trial."""
+    if isinstance(outcome, str):
+        trial.set_user_attr("error", outcome)
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        trial.set_user_attr("rounds", outcome.rounds)
+        trial.set_user_attr("fold_scores", list(outcome.fold_scores))
+        trial.set_user_attr("fold_rounds", list(outcome.fold_rounds))
+        trial.set_user_attr(RUNG_RMSE_ATTR, list(outcome.rung_rmse))
+        if math.isfinite(outcome.first_fold_rmse):
+            trial.set_user_attr(FIRST_FOLD_RMSE_ATTR, outcome.first_fold_rmse)
+        if outcome.pruned:
+            study.tell(trial, state=TrialState.PRUNED)
         else:
-            trial.set_user_attr("rounds", outcome.rounds)
-            trial.set_user_attr("fold_scores", list(outcome.fold_scores))
-            trial.set_user_attr("fold_rounds", list(outcome.fold_rounds))
-            trial.set_user_attr(RUNG_RMSE_ATTR, list(outcome.rung_rmse))
-            if math.isfinite(outcome.first_fold_rmse):
-                trial.set_user_attr(FIRST_FOLD_RMSE_ATTR, outcome.first_fold_rmse)
-            if outcome.pruned:
-                study.tell(trial, state=TrialState.PRUNED)
-            else:
-                study.tell(trial, outcome.score)
-        return study._storage.get_trial(trial._trial_id)
+            study.tell(trial, outcome.score)
+    return study._storage.get_trial(trial._trial_id)
