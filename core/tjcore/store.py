@@ -385,9 +385,11 @@ def unreachable_error(url: str, err: BaseException) -> DatabaseUnreachableError:
         "check the host and port in DATABASE_URL and that PostgreSQL runs there and accepts "
         "connections from this host",
     )
+    backend = parsed.get_backend_name()
+    server = "PostgreSQL" if backend == "postgresql" else f"the {backend} server"
     where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
     message = (
-        f"cannot connect to PostgreSQL at {where} (database {parsed.database!r}, user "
+        f"cannot connect to {server} at {where} (database {parsed.database!r}, user "
         f"{parsed.username!r}): {reason}; {fix} (in the cluster: the chart's database Secret)"
     )
     return DatabaseUnreachableError(redact_text(message, url))
@@ -427,13 +429,16 @@ class JobStore:
     def __init__(self, url: str, *, readonly: bool = False) -> None:
         self.url = url
         self.readonly = readonly
-        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        backend = make_url(url).get_backend_name()
+        self.is_sqlite = backend == "sqlite"
         # Whether a connection ever succeeded: after that, a refused one is waited out.
         self._reached = False
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, readonly=readonly)
-        else:
+        elif backend == "postgresql":
             self.engine = _postgres_engine(url, readonly=readonly)
+        else:  # another SQLAlchemy dialect: untested, as SQLAlchemy makes it
+            self.engine = create_engine(url, pool_pre_ping=True)
         if not readonly:
             self._retry(lambda: self._write(self._migrate))
 
