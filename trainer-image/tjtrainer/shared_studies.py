@@ -33,7 +33,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
@@ -127,7 +127,7 @@ class SharedStudies:
             host, never the password).
     """
 
-    def __init__(self, url: str, run_dir: Path, *, seed: int, worker_index: int) -> None:
+    def __init__(self, url: str, run_dir: Path) -> None:
         self.url = url
         self.prefix = study_prefix(run_dir)
         self._lock_engine = sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=1)
@@ -144,17 +144,11 @@ class SharedStudies:
                         max_retry=MAX_RETRIES
                     ),
                 )
-                for index, model in enumerate(MODELS):
-                    sampler = optuna.samplers.TPESampler(
-                        multivariate=True,
-                        constant_liar=True,  # trials of other workers in flight count as bad
-                        seed=(seed * 1009 + worker_index * 2 + index) & 0x7FFFFFFF,
-                    )
+                for model in MODELS:
                     self.studies[model] = optuna.create_study(
                         storage=self.storage,
                         study_name=f"{self.prefix}:{model}",
                         direction="maximize",
-                        sampler=sampler,
                         load_if_exists=True,
                     )
         except SQLAlchemyError as err:
@@ -227,13 +221,12 @@ class SharedStudies:
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         return waiting, sum(t.state == TrialState.RUNNING for t in trials)
 
-    def take(self, model: str, space: dict[str, BaseDistribution]) -> optuna.Trial | None:
-        """Take a waiting slot of ``model`` (exactly one worker gets each) and sample its
-        parameters (a retried trial keeps its own); ``None`` when none is waiting."""
-        study = self.studies[model]
-        for waiting in self.storage.get_all_trials(
-            study._study_id, deepcopy=False, states=(TrialState.WAITING,)
-        ):
+    def take(self, model: str) -> tuple[FrozenTrial, list[FrozenTrial]] | None:
+        """Take a waiting slot of ``model`` (exactly one worker gets each) and start its
+        heartbeat; return it (a retried trial carries its params) and the study's other
+        trials as read then (one read for both); ``None`` when none is waiting."""
+        trials = self.trials(model)
+        for waiting in (t for t in trials if t.state == TrialState.WAITING):
             try:
                 if not self.storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
                     continue  # another worker took it
@@ -242,16 +235,37 @@ class SharedStudies:
             self.storage.record_heartbeat(waiting._trial_id)
             with self._beat_lock:
                 self._beating.add(waiting._trial_id)
-            trial = optuna.Trial(study, waiting._trial_id)
-            for name, distribution in space.items():
-                _suggest(trial, name, distribution)
-            return trial
+            return waiting, [t for t in trials if t._trial_id != waiting._trial_id]
         return None
 
-    def done(self, trial: optuna.Trial) -> None:
-        """Stop the heartbeat of ``trial`` (it was told, or abandoned)."""
+    def set_params(
+        self, trial_id: int, params: dict[str, Any], distributions: dict[str, BaseDistribution]
+    ) -> None:
+        """Record a taken trial's sampled parameters (its retry runs the same)."""
+        for name, value in params.items():
+            distribution = distributions[name]
+            self.storage.set_trial_param(
+                trial_id, name, distribution.to_internal_repr(value), distribution
+            )
+
+    def finish(self, trial_id: int, finished: FrozenTrial) -> bool:
+        """Copy how the trial ended (learnt in memory) into the study, the state last;
+        ``False`` if another worker failed it meanwhile (its heartbeat was late)."""
+        try:
+            for step, value in finished.intermediate_values.items():
+                self.storage.set_trial_intermediate_value(trial_id, step, value)
+            for key, value in finished.user_attrs.items():
+                self.storage.set_trial_user_attr(trial_id, key, value)
+            self.storage.set_trial_state_values(trial_id, finished.state, finished.values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        return True
+
+    def forget(self, trial_id: int) -> None:
+        """Stop the heartbeat of a trial this worker told or left behind (a trial left
+        behind goes stale and is run again)."""
         with self._beat_lock:
-            self._beating.discard(trial._trial_id)
+            self._beating.discard(trial_id)
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
@@ -267,17 +281,3 @@ class SharedStudies:
         self.storage.remove_session()
         self.storage.engine.dispose()
         self._lock_engine.dispose()
-
-
-def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
-    """Suggest ``name`` from ``distribution`` through Optuna's public API."""
-    if isinstance(distribution, IntDistribution):
-        trial.suggest_int(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    elif isinstance(distribution, FloatDistribution):
-        trial.suggest_float(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    else:  # the search space holds only numbers
-        raise TypeError(f"cannot suggest {name} from {distribution!r}")

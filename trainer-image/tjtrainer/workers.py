@@ -23,13 +23,13 @@ history must include the other workers' trials, which an in-memory mirror would 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import optuna
+from optuna.pruners import NopPruner
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
@@ -52,16 +52,22 @@ from tjtrainer.recorder import snapshot
 from tjtrainer.records import FINISHED, TrialBook
 from tjtrainer.runlock import LOCK_FILE, RunFolderLock
 from tjtrainer.sampling import (
-    FIRST_FOLD_RMSE_ATTR,
-    RUNG_RMSE_ATTR,
     SLOT_ATTR,
     PruningReference,
     reporter,
     rung_check,
+    slot_seed,
 )
 from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
 from tjtrainer.shared_studies import SharedStudies, check_storage_url
-from tjtrainer.studies import check_fingerprint
+from tjtrainer.studies import check_fingerprint, mirror_study
+from tjtrainer.train import (
+    check_same_config,
+    fingerprint,
+    load_data,
+    record_outcome,
+    validate_config,
+)
 
 OnProgress = Callable[[RunProgress], None]
 log = logging.getLogger("tjtrainer")
@@ -85,8 +91,6 @@ def run_worker(
     Returns the run's progress: the final one for the leader, this worker's view for the
     others. Failures raise :class:`TrainingError`; the leader records them first.
     """
-    from tjtrainer.train import check_same_config, validate_config
-
     progress = RunProgress(
         timeframe=config.timeframe,
         n_trials=config.n_trials,
@@ -169,19 +173,12 @@ class _Worker:
 
     # -- lifecycle -------------------------------------------------------------------
     def execute(self) -> RunProgress:
-        from tjtrainer.train import fingerprint, load_data
-
         config = self.config
         dataset, splits = load_data(config)
         scaler, features = scale_features(dataset, splits)
         matrices = build_matrices(dataset, splits, scaler, features, self._nthread(), self.timings)
         assert config.study_storage is not None
-        self.studies = studies = SharedStudies(
-            config.study_storage,
-            config.run_dir,
-            seed=config.seed,
-            worker_index=config.worker_index,
-        )
+        self.studies = studies = SharedStudies(config.study_storage, config.run_dir)
         watcher: threading.Thread | None = None
         try:
             for model in MODELS:
@@ -378,30 +375,38 @@ class _Worker:
         nthread = self._nthread()
         while not self._should_stop():
             started = time.perf_counter()
-            trial = studies.take(model, SEARCH_SPACE)
-            if trial is None:
+            found = studies.take(model)
+            if found is None:
                 return
+            taken, history = found
+            slot = taken.user_attrs.get(SLOT_ATTR, taken.number)
             try:
-                slot = trial.user_attrs.get(SLOT_ATTR, trial.number)
+                mirror, trial = self._sample(model, slot, taken, history)
+                fresh = {k: v for k, v in trial.params.items() if k not in taken.params}
+                studies.set_params(taken._trial_id, fresh, trial.distributions)
+                reference = PruningReference.of([t for t in history if t.state in FINISHED])
+                self.timings.storage_s += time.perf_counter() - started
                 log.info(
                     "worker %d: %s trial #%d (slot %s) started",
                     self.config.worker_index,
                     model,
-                    trial.number,
+                    taken.number,
                     slot,
                 )
-                reference = PruningReference.of(
-                    [t for t in studies.trials(model) if t.state in FINISHED]
-                )
-                self.timings.storage_s += time.perf_counter() - started
                 outcome = self._fit(model, trial, slot, reference, folds, nthread)
                 started = time.perf_counter()
-                finished = self._tell(studies.studies[model], trial, outcome)
+                finished = record_outcome(mirror, trial, outcome)
+                told = studies.finish(taken._trial_id, finished)
                 self.timings.storage_s += time.perf_counter() - started
             finally:
-                studies.done(trial)
-            if finished is None:
-                continue  # taken for dead meanwhile: its retry is queued
+                studies.forget(taken._trial_id)  # no heartbeat for a trial left behind
+            if not told:
+                log.warning(
+                    "trial %d was taken for dead by another worker (its heartbeat was late); "
+                    "its retry runs instead",
+                    taken.number,
+                )
+                continue
             with self.lock:
                 self.own_trials += 1
                 if finished.state in FINISHED:
@@ -413,7 +418,7 @@ class _Worker:
                 "worker %d: %s trial #%d (slot %s) %s value=%s",
                 self.config.worker_index,
                 model,
-                finished.number,
+                taken.number,
                 slot,
                 finished.state.name.lower(),
                 finished.value,
@@ -425,6 +430,23 @@ class _Worker:
                 f"{MAX_FAILURES_IN_A_ROW} {model} trials in a row failed on worker "
                 f"{self.config.worker_index}; last error: {self.last_error}"
             )
+
+    def _sample(
+        self, model: str, slot: int, taken: FrozenTrial, history: list[FrozenTrial]
+    ) -> tuple[optuna.Study, optuna.Trial]:
+        """Sample slot ``slot`` in memory from the study's finished and running trials
+        (one read of the database instead of one per parameter and per look), TPE seeded
+        by the slot; a retried trial keeps the parameters it had."""
+        sampler = optuna.samplers.TPESampler(
+            multivariate=True,
+            constant_liar=True,  # trials running elsewhere count as bad: not sampled again
+            seed=slot_seed(self.config.seed, model, slot),
+        )
+        shown = [t for t in history if t.state in (*FINISHED, TrialState.RUNNING)]
+        mirror = mirror_study(shown, sampler=sampler, pruner=NopPruner(), name=model)
+        if taken.params:
+            mirror.enqueue_trial(taken.params)
+        return mirror, mirror.ask(SEARCH_SPACE)
 
     def _fit(
         self,
@@ -448,29 +470,3 @@ class _Worker:
         except Exception as exc:
             log.warning("%s trial %d failed: %s", model, trial.number, exc)
             return f"{type(exc).__name__}: {exc}"
-
-    def _tell(
-        self, study: optuna.Study, trial: optuna.Trial, outcome: TrialFit | str
-    ) -> FrozenTrial | None:
-        """Tell the study how the trial ended; ``None`` if another worker failed it
-        meanwhile (its heartbeat was late)."""
-        try:
-            if isinstance(outcome, str):
-                trial.set_user_attr("error", outcome)
-                return study.tell(trial, state=TrialState.FAIL)
-            trial.set_user_attr("rounds", outcome.rounds)
-            trial.set_user_attr("fold_scores", list(outcome.fold_scores))
-            trial.set_user_attr("fold_rounds", list(outcome.fold_rounds))
-            trial.set_user_attr(RUNG_RMSE_ATTR, list(outcome.rung_rmse))
-            if math.isfinite(outcome.first_fold_rmse):
-                trial.set_user_attr(FIRST_FOLD_RMSE_ATTR, outcome.first_fold_rmse)
-            if outcome.pruned:
-                return study.tell(trial, state=TrialState.PRUNED)
-            return study.tell(trial, outcome.score)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            log.warning(
-                "trial %d was taken for dead by another worker (its heartbeat was late); "
-                "its retry runs instead",
-                trial.number,
-            )
-            return None
