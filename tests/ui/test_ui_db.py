@@ -14,6 +14,7 @@ from tjcore.spec import validate_spec
 from tjcore.store import JobStore
 from tjdevcluster.postgres import PostgresServer
 from tjdevcluster.procs import free_ports
+from tjui import db
 from tjui.db import DataError, cancel_job, describe_url, open_reader, submit_job
 
 
@@ -95,3 +96,19 @@ def test_the_reader_goes_on_after_the_postgresql_server_restarts(
     postgres_server.restart()
     assert reader.get(job_id) is not None
     assert cancel_job(postgres_url, job_id).status == "cancelled"
+
+
+def test_a_database_that_comes_up_after_the_ui_is_set_up_on_a_later_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (port,) = free_ports(1)
+    late = PostgresServer(port=port)
+    first = open_reader(late.url)
+    assert first.setup_problem and f"127.0.0.1:{port}" in first.setup_problem
+    assert open_reader(late.url) is first  # kept for SETUP_RETRY_SECONDS
+    with late:
+        monkeypatch.setattr(db, "SETUP_RETRY_SECONDS", 0.0)
+        again = open_reader(late.url)
+        assert again.setup_problem is None and again.recent(limit=5) == []
+        assert open_reader(late.url) is again
+        again.store.close()

@@ -8,9 +8,10 @@ what failed and where, so the page shows a sentence, never a stack trace.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import streamlit as st
 from sqlalchemy.engine import make_url
@@ -21,6 +22,9 @@ from tjcore.spec import TrainingJobSpec
 from tjcore.store import JobRow, JobStore
 
 SOURCE = "ui"
+# How long a reader whose table could not be created or upgraded (a database not up yet,
+# a read-only volume) is kept before the server tries again.
+SETUP_RETRY_SECONDS = 10.0
 
 
 class DataError(Exception):
@@ -63,6 +67,7 @@ class Reader:
     url: str
     store: JobStore
     setup_problem: str | None = None
+    opened_at: float = field(default_factory=time.monotonic)
 
     def get(self, job_id: int) -> JobRow | None:
         with friendly_errors(f"read training job {job_id}", self.url):
@@ -73,15 +78,25 @@ class Reader:
             return self.store.list_jobs(limit=limit)
 
 
-@st.cache_resource(show_spinner=False)
 def open_reader(url: str) -> Reader:
     """The read-only reader of ``url``, created once per server.
 
     The table is first created or upgraded with a writable connection, so that a fresh
     shared volume shows "no jobs yet" instead of "unable to open database file" and a
-    seed database gains the newer columns. If that is not allowed (a read-only volume)
-    the reader still opens and the problem is kept for the page to show.
+    seed database gains the newer columns. If that is not allowed (a read-only volume,
+    a database that is not up yet) the reader still opens and the problem is kept for
+    the page to show; after :data:`SETUP_RETRY_SECONDS` the next page tries again.
     """
+    reader = _cached_reader(url)
+    if reader.setup_problem and time.monotonic() - reader.opened_at >= SETUP_RETRY_SECONDS:
+        _cached_reader.clear()
+        reader.store.close()
+        reader = _cached_reader(url)
+    return reader
+
+
+@st.cache_resource(show_spinner=False)
+def _cached_reader(url: str) -> Reader:
     problem = None
     try:
         with friendly_errors("create or upgrade the training_jobs table", url):
