@@ -478,7 +478,7 @@ class JobStore:
                 if not self._reached or time.monotonic() + delay > deadline:
                     raise unreachable_error(self.url, err) from None
                 time.sleep(delay)
-                delay = min(2 * delay, 2.0)
+                delay = min(2 * delay, 0.5)
                 continue
             self._reached = True
             return conn
