@@ -124,7 +124,10 @@ class PostgresServer:
             self._root_given.mkdir(parents=True, exist_ok=True)
             self.root = self._root_given
         else:
-            self.root = Path(tempfile.mkdtemp(prefix="tj-postgres-"))
+            # As root, in /tmp: the postgres user must reach the folder, and TMPDIR may be
+            # a folder of root's alone.
+            where = "/tmp" if os.geteuid() == 0 else None
+            self.root = Path(tempfile.mkdtemp(prefix="tj-postgres-", dir=where))
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         self._give_to_server_user(self.root)
         try:
