@@ -227,12 +227,14 @@ class SharedStudies:
         trials as read then (one read for both); ``None`` when none is waiting."""
         trials = self.trials(model)
         for waiting in (t for t in trials if t.state == TrialState.WAITING):
+            # The heartbeat first: a trial RUNNING without one would never be taken for
+            # dead (Optuna skips it), and a worker killed in between would leave it so.
+            self.storage.record_heartbeat(waiting._trial_id)
             try:
                 if not self.storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
                     continue  # another worker took it
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
-            self.storage.record_heartbeat(waiting._trial_id)
             with self._beat_lock:
                 self._beating.add(waiting._trial_id)
             return waiting, [t for t in trials if t._trial_id != waiting._trial_id]
