@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
+from tjcore.store import JobStore
+from tjdevcluster.postgres import PostgresServer
 from tjdevcluster.procs import free_ports
 from tjdevcluster.testing import wait_for
 from tjoperator.config import OperatorConfig
@@ -630,6 +633,52 @@ def test_install_in_a_restricted_namespace_admits_every_object_and_runs_the_pods
         )
     crd = cluster.get_json("crd", "trainingjobs.mltraining.dev")
     assert crd["spec"]["names"]["shortNames"] == ["tj"]
+
+
+def test_the_operator_pod_gets_its_database_from_the_charts_secret(
+    cluster: Any, release: str, ports: dict[str, int], postgres_server: PostgresServer
+) -> None:
+    """database.url on a real PostgreSQL server: the chart's Secret, the operator pod's
+    secretKeyRef (resolved as a kubelet would), the operator creating the table there and
+    its table bridge turning a row of that database into a TrainingJob."""
+    url = postgres_server.new_database()
+    try:
+        values = {**ports, "ui.enabled": False, "database.url": url}
+        install(cluster, release, **values)
+        [pod] = wait_for(lambda: pods_of(cluster, release, "operator"), 60, "the operator pod")
+        [env] = [e for e in pod["spec"]["containers"][0]["env"] if e["name"] == "DATABASE_URL"]
+        assert "value" not in env and env["valueFrom"]["secretKeyRef"]["name"] == (
+            f"{FULLNAME}-database"
+        )
+        assert postgres_server.password not in json.dumps(pod)
+
+        def table_made() -> bool:
+            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+                row = conn.execute("SELECT to_regclass('training_jobs')").fetchone()
+            return row is not None and row[0] is not None
+
+        wait_for(table_made, 90, "the operator pod to create the table in PostgreSQL")
+        store = JobStore(url)
+        try:
+            job_id = store.submit(timeframe="15m", n_trials=1, train_ratio=0.8, source="ui")
+
+            def claimed_name() -> str | None:
+                row = store.get(job_id)
+                return row.name if row else None
+
+            name = wait_for(claimed_name, 60, "the bridge to claim the row")
+
+            def made() -> bool:
+                found = cluster.kubectl("get", "trainingjob", name, "-n", release, check=False)
+                return bool(found.returncode == 0)
+
+            wait_for(made, 60, "the bridge's TrainingJob")
+            cluster.kubectl("delete", "trainingjob", name, "-n", release, "--timeout=60s")
+        finally:
+            store.close()
+    finally:
+        uninstall(cluster, release)
+        postgres_server.drop_database(url.rsplit("/", 1)[1])
 
 
 def test_upgrade_with_changed_values_then_uninstall(
