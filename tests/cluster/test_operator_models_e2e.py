@@ -1,0 +1,112 @@
+"""Issue 13 items 5, 6 and 8 with the real operator and trainer on the real control plane:
+a second TrainingJob with ``warmStart: latest`` starts from the first one's best trials,
+the trainer's promotions move the champion (``tjctl models`` lists it, with the run that
+set it, and rolls it back), and ``tjctl dashboard`` serves the run's study read-only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from tests.cluster.operator_env import OperatorEnv, running_operator
+
+TJCTL = str(Path(sys.executable).with_name("tjctl"))
+SPEC = {"timeframe": "15m", "nTrials": 6, "trainRatio": 0.8, "seed": 4, "parallelism": 1}
+
+
+@pytest.fixture(scope="module")
+def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorEnv]:
+    with running_operator(cluster, tmp_path_factory.mktemp("models")) as env:
+        yield env
+
+
+def _tjctl_env(env: OperatorEnv) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SHARED_DATA_PATH": str(env.shared),
+        "DATABASE_URL": f"sqlite:///{env.shared / 'training_jobs.db'}",
+    }
+
+
+def _tjctl(env: OperatorEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [TJCTL, *args], env=_tjctl_env(env), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _champion(env: OperatorEnv) -> dict[str, Any]:
+    aliases = json.loads(_tjctl(env, "models", "list", "-o", "json").stdout)["aliases"]
+    (found,) = [
+        a
+        for a in aliases
+        if (a["timeframe"], a["model"], a["alias"]) == ("15m", "LONG", "champion")
+    ]
+    return dict(found)
+
+
+def _params_by_slot(study_db: Path, model: str) -> list[dict[str, Any]]:
+    study = optuna.load_study(study_name=model, storage=f"sqlite:///{study_db}")
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.user_attrs["slot"])
+    return [dict(t.params) for t in trials]
+
+
+def test_warm_start_aliases_and_dashboard_with_the_real_operator(
+    env: OperatorEnv, namespace: str
+) -> None:
+    env.apply(namespace, "first", **SPEC)
+    first = env.wait_phase(namespace, "first", "Succeeded", "Failed", timeout=300)
+    assert first["phase"] == "Succeeded", first
+    # Another seed: a cold start would sample other parameters than the first run's.
+    env.apply(namespace, "second", **{**SPEC, "seed": 5}, warmStart="latest")
+    second = env.wait_phase(namespace, "second", "Succeeded", "Failed", timeout=300)
+    assert second["phase"] == "Succeeded", second
+    v1, v2 = first["modelVersion"], second["modelVersion"]
+    models = env.shared / "models"
+
+    # Item 5: the second search began with the first version's best trials.
+    top = json.loads((models / v1 / "metadata.json").read_text())["models"]["LONG"]["top_params"]
+    study_db = env.shared / "runs" / namespace / "second" / "study.db"
+    assert _params_by_slot(study_db, "LONG")[: len(top)] == top
+
+    # Item 6: the trainer's promotion made v2 the champion, set by its operator row.
+    champion = _champion(env)
+    assert champion["version"] == v2 and f"{namespace}/second" in champion["set_by"]
+    _tjctl(env, "models", "rollback", "--timeframe", "15m")
+    assert os.readlink(models / "latest_15m") == v1
+    assert _champion(env)["version"] == v1
+
+    # Item 8: the dashboard serves the finished run's study, and leaves it as it was.
+    before = hashlib.sha256(study_db.read_bytes()).hexdigest()
+    server = subprocess.Popen(
+        [TJCTL, "dashboard", "second", "-n", namespace, "--port", "0"],
+        env=_tjctl_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+/", server.stdout.readline())
+        assert found, server.stderr
+        with urllib.request.urlopen(f"{found.group(0)}api/studies", timeout=30) as answer:
+            summaries = json.loads(answer.read())["study_summaries"]
+        assert sorted(s["study_name"] for s in summaries) == ["LONG", "SHORT"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert hashlib.sha256(study_db.read_bytes()).hexdigest() == before
