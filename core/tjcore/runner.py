@@ -266,7 +266,6 @@ def run_row(
     (threads of this process) share the studies in ``study_storage`` (PostgreSQL).
     ``warm_start``: the spec's ``warmStart`` (:mod:`tjtrainer.warmstart`)."""
     from tjtrainer.train import run_training
-    from tjtrainer.warmstart import check_warm_start
 
     assert row.namespace and row.name, "a row needs its TrainingJob name before it runs"
     if row.spec_damage:
@@ -324,7 +323,6 @@ def run_row(
 
     helpers = _helper_workers(config) if workers > 1 else []
     try:
-        check_warm_start(config)
         final = run_training(config, on_progress=on_progress)
         for helper in helpers:
             helper.join()

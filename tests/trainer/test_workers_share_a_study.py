@@ -8,6 +8,7 @@ stops) and re-run with the same parameters, none lost, none extra.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,23 +20,26 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
+from trainer_testlib import make_config
 
 from tjtrainer.progress import MODELS, RunState, read_progress, request_cancel
 from tjtrainer.shared_studies import study_prefix
+from tjtrainer.train import run_training
 from tjtrainer.versions import VERSION_NAME
+from tjtrainer.warmstart import WARM_TRIALS
 
 N_TRIALS = 4
 WORKERS = 3
 
 
 def worker_command(
-    data_root: Path, run_dir: Path, index: int, url: str, n_trials: int = N_TRIALS
+    data_root: Path, run_dir: Path, index: int, url: str, n_trials: int = N_TRIALS, *extra: str
 ) -> list[str]:
     return [
         sys.executable, "-m", "tjtrainer", "train", "--timeframe", "15m",
         "--n-trials", str(n_trials), "--seed", "5", "--parallelism", "1",
         "--run-dir", str(run_dir), "--data-root", str(data_root),
-        "--workers", str(WORKERS), "--worker-index", str(index),
+        "--workers", str(WORKERS), "--worker-index", str(index), *extra,
     ]  # fmt: skip
 
 
@@ -43,11 +47,17 @@ class Worker:
     """One trainer process; its output is collected line by line on a thread."""
 
     def __init__(
-        self, data_root: Path, run_dir: Path, index: int, url: str, n_trials: int = N_TRIALS
+        self,
+        data_root: Path,
+        run_dir: Path,
+        index: int,
+        url: str,
+        n_trials: int = N_TRIALS,
+        *extra: str,
     ) -> None:
         env = dict(os.environ, TJ_STUDY_STORAGE_URL=url)  # the URL never on a command line
         self.process = subprocess.Popen(
-            worker_command(data_root, run_dir, index, url, n_trials),
+            worker_command(data_root, run_dir, index, url, n_trials, *extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -73,9 +83,9 @@ class Worker:
 
 
 def start_workers(
-    data_root: Path, run_dir: Path, url: str, n_trials: int = N_TRIALS
+    data_root: Path, run_dir: Path, url: str, n_trials: int = N_TRIALS, *extra: str
 ) -> list[Worker]:
-    return [Worker(data_root, run_dir, index, url, n_trials) for index in range(WORKERS)]
+    return [Worker(data_root, run_dir, i, url, n_trials, *extra) for i in range(WORKERS)]
 
 
 def studies(url: str, run_dir: Path) -> dict[str, list[FrozenTrial]]:
@@ -256,3 +266,24 @@ def test_worker_0_killed_and_started_again_resumes_and_saves_once(
         assert len(finished(trials[model])) == N_TRIALS, model
     versions = [p.name for p in (data_root / "models").iterdir() if VERSION_NAME.fullmatch(p.name)]
     assert versions == [progress.model_version]
+
+
+def test_a_warm_start_gives_the_first_slots_the_earlier_versions_best(
+    data_root: Path, postgres_url: str
+) -> None:
+    first = run_training(make_config(data_root, "first", n_trials=6))
+    version = str(first.model_version)
+    metadata = json.loads((data_root / "models" / version / "metadata.json").read_text())
+    run_dir = data_root / "runs" / "default" / "warm"
+    workers = start_workers(data_root, run_dir, postgres_url, 6, "--warm-start", version)
+    try:
+        codes = [worker.wait() for worker in workers]
+    finally:
+        stop_all(workers)
+    assert codes == [0, 0, 0], "\n---\n".join(w.output for w in workers)
+    trials = studies(postgres_url, run_dir)
+    for model in MODELS:
+        best = metadata["models"][model]["top_params"]
+        by_slot = sorted(finished(trials[model]), key=lambda t: t.user_attrs["slot"])
+        assert len(best) == WARM_TRIALS and len(by_slot) == 6
+        assert [dict(t.params) for t in by_slot[:WARM_TRIALS]] == best, model

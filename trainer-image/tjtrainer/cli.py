@@ -354,7 +354,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from tjtrainer.train import run_training
-    from tjtrainer.warmstart import check_warm_start
 
     config = TrainConfig(
         timeframe=args.timeframe,
@@ -382,7 +381,6 @@ def _train(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        check_warm_start(config)
         progress = run_training(config, on_progress=_TrialPrinter())
     except Exception as exc:  # TrainingError, or anything it did not wrap: one line each
         message = (

@@ -174,6 +174,10 @@ class SharedStudies:
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 connection.commit()
 
+    def locked(self, model: str) -> contextlib.AbstractContextManager[None]:
+        """The lock under which ``model``'s slots are queued (one worker at a time)."""
+        return self._locked(f"slots:{model}")
+
     # -- the fingerprint -----------------------------------------------------------------
     def user_attrs(self, model: str) -> dict[str, Any]:
         return self.storage.get_study_user_attrs(self.studies[model]._study_id)
@@ -196,7 +200,7 @@ class SharedStudies:
         """Fail dead workers' trials (queueing their retries), then queue slots until
         finished + waiting + running = ``n_trials``; return how many are waiting."""
         study = self.studies[model]
-        with self._locked(f"slots:{model}"):
+        with self.locked(model):
             fail_stale_trials(study)
             trials = self.trials(model)
             finished = sum(t.state in FINISHED for t in trials)
@@ -215,7 +219,7 @@ class SharedStudies:
     def pending(self, model: str) -> tuple[int, int]:
         """(waiting, running) trials of ``model``, after failing dead workers' trials
         (under the lock of :meth:`top_up`, which must count a retry with its trial)."""
-        with self._locked(f"slots:{model}"):
+        with self.locked(model):
             fail_stale_trials(self.studies[model])
             trials = self.trials(model)
         waiting = sum(t.state == TrialState.WAITING for t in trials)

@@ -89,16 +89,6 @@ def _params_of(models_dir: Path, version: str, config: TrainConfig, model: str) 
     return [p for p in params if isinstance(p, dict) and set(p) == set(SEARCH_SPACE)]
 
 
-def check_warm_start(config: TrainConfig) -> None:
-    """Refuse a warm start the run cannot do: with several workers the sampler works on
-    the database study, not on slots (:mod:`tjtrainer.workers`)."""
-    if config.warm_start != "none" and config.workers > 1:
-        raise TrainingError(
-            f"warmStart {config.warm_start} works with workers 1 only (this run has "
-            f"{config.workers}); set warmStart: none or workers: 1"
-        )
-
-
 def resolve(config: TrainConfig, model: str) -> dict[str, Any]:
     """What ``config.warm_start`` means for ``model``: ``{"version", "params"}`` (no
     version: a cold start).

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import optuna
 from optuna.pruners import NopPruner
@@ -68,6 +69,7 @@ from tjtrainer.train import (
     record_outcome,
     validate_config,
 )
+from tjtrainer.warmstart import warm_params
 
 OnProgress = Callable[[RunProgress], None]
 log = logging.getLogger("tjtrainer")
@@ -167,6 +169,7 @@ class _Worker:
         self.own_trials = 0
         self.recorded = 0
         self.keep_progress_file = False
+        self.warm: dict[str, list[dict[str, Any]]] = {}  # a warm start's first slots
         self._seen = -1
         self._stop_watch = threading.Event()
         self.watch_error: BaseException | None = None
@@ -188,6 +191,10 @@ class _Worker:
                     fingerprint(config, dataset),
                     where=f"the study {studies.prefix}:{model}",
                 )
+                with studies.locked(model):  # the first worker resolves it, before any slot
+                    self.warm[model] = warm_params(
+                        config, model, studies.storage, studies.studies[model]._study_id
+                    )
                 studies.top_up(model, config.n_trials)
             if self.leader:
                 self._check_nothing_lost()
@@ -436,7 +443,8 @@ class _Worker:
     ) -> tuple[optuna.Study, optuna.Trial]:
         """Sample slot ``slot`` in memory from the study's finished and running trials
         (one read of the database instead of one per parameter and per look), TPE seeded
-        by the slot; a retried trial keeps the parameters it had."""
+        by the slot; a retried trial keeps the parameters it had, and a warm start's
+        first slots take the parameters it names."""
         sampler = optuna.samplers.TPESampler(
             multivariate=True,
             constant_liar=True,  # trials running elsewhere count as bad: not sampled again
@@ -444,8 +452,11 @@ class _Worker:
         )
         shown = [t for t in history if t.state in (*FINISHED, TrialState.RUNNING)]
         mirror = mirror_study(shown, sampler=sampler, pruner=NopPruner(), name=model)
+        warm = self.warm.get(model, [])
         if taken.params:
             mirror.enqueue_trial(taken.params)
+        elif isinstance(slot, int) and slot < len(warm):
+            mirror.enqueue_trial(warm[slot])  # a warm start: the earlier version's best
         return mirror, mirror.ask(SEARCH_SPACE)
 
     def _fit(
