@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from tests.cluster.operator_env import OperatorEnv, running_operator
 
@@ -60,7 +61,8 @@ def _champion(env: OperatorEnv) -> dict[str, Any]:
 
 def _params_by_slot(study_db: Path, model: str) -> list[dict[str, Any]]:
     study = optuna.load_study(study_name=model, storage=f"sqlite:///{study_db}")
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.user_attrs["slot"])
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    trials = sorted(finished, key=lambda t: t.user_attrs["slot"])  # a killed trial is redone
     return [dict(t.params) for t in trials]
 
 

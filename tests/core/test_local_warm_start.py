@@ -10,13 +10,15 @@ from pathlib import Path
 import optuna
 import pytest
 from local_runs_lib import manifest, shared_folder, store_of, tjctl
+from optuna.trial import TrialState
 
 
 def _params_by_slot(shared: Path, name: str, model: str) -> list[dict[str, object]]:
     study = optuna.load_study(
         study_name=model, storage=f"sqlite:///{shared / 'runs' / 'default' / name / 'study.db'}"
     )
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.user_attrs["slot"])
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    trials = sorted(finished, key=lambda t: t.user_attrs["slot"])  # a killed trial is redone
     return [dict(t.params) for t in trials]
 
 

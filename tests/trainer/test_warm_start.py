@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from trainer_testlib import make_config
 
 from tjtrainer.train import run_training
@@ -22,7 +23,8 @@ N = 6  # trials per model: enough for WARM_TRIALS warm ones and one of TPE's own
 def _first_params(run_dir: Path, model: str) -> list[dict[str, Any]]:
     """The parameters of a run's trials of ``model`` in slot order, from its study.db."""
     study = optuna.load_study(study_name=model, storage=f"sqlite:///{run_dir / 'study.db'}")
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.user_attrs["slot"])
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    trials = sorted(finished, key=lambda t: t.user_attrs["slot"])  # a killed trial is redone
     return [dict(t.params) for t in trials]
 
 
