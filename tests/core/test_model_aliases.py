@@ -161,3 +161,24 @@ def test_rollback_undoes_the_trainers_promotion_and_then_its_own(
     again = tjctl(shared, "models", "rollback", "--timeframe", "15m")  # undoes the rollback
     assert again.returncode == 0, again.stderr
     assert latest_set(models) == second
+
+
+def test_switches_are_recorded_on_either_backend(database_url: str, shared_dir: Path) -> None:
+    from tjcore.aliases import promote, rollback, states
+    from tjcore.store import JobStore
+
+    first = save_version(shared_dir, 1)
+    second = save_version(shared_dir, 2, promote=False)
+    store, models = JobStore(database_url), shared_dir / "models"
+    try:
+        promote(store, models, second, by="alice@host (test)")
+        champion = {(s.model, s.alias): s for s in states(store, models, ("15m",))}
+        assert champion[("SHORT", "champion")].version == second
+        assert champion[("SHORT", "champion")].set_by == "alice@host (test)"
+        rollback(store, models, "15m", by="bob@host (test)")
+        after = {(s.model, s.alias): s for s in states(store, models, ("15m",))}
+        assert after[("LONG", "champion")].version == first
+        assert after[("LONG", "champion")].set_by == "bob@host (test)"
+        assert after[("LONG", "challenger")].version == second
+    finally:
+        store.close()
