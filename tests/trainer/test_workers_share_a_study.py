@@ -137,6 +137,7 @@ def test_three_workers_finish_exactly_n_trials_per_model_and_save_once(
     # The work was shared: more than one process ran trials.
     ran = [w for w in workers if "trial #" in w.output and " started" in w.output]
     assert len(ran) >= 2, [w.output for w in workers]
+    assert not [w for w in workers if "Warning" in w.output], [w.output for w in workers]
     # Nobody logged the password.
     password = postgres_url.split(":")[2].split("@")[0]
     assert all(password not in w.output for w in workers)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,10 @@ GRACE_SECONDS = 20
 # How often a killed trial is queued again before its slot is given a new sample.
 MAX_RETRIES = 3
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+# Heartbeats and their retry callback are "experimental" in Optuna (since 2.8/2.9): the
+# warnings would only add lines to every worker's output. The version is pinned.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def is_sqlite(url: str | None) -> bool:
