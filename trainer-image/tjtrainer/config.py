@@ -68,9 +68,5 @@ class TrainConfig:
     warm_start: str = "none"
 
     @property
-    def dataset_dir(self) -> Path:
-        return self.data_root / "datasets" / self.timeframe
-
-    @property
     def models_dir(self) -> Path:
         return self.data_root / "models"

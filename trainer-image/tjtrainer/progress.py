@@ -67,7 +67,8 @@ class RunState(StrEnum):
 
 
 def utc_now() -> str:
-    """An ISO-8601 UTC timestamp with seconds precision and a ``Z`` suffix."""
+    """An ISO-8601 UTC timestamp with microseconds and a ``Z`` suffix
+    (``2026-12-02T04:30:00.123456Z``)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
