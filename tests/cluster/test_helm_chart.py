@@ -274,6 +274,9 @@ def test_the_queue_bound_reaches_the_ui(cluster: Any) -> None:
 
     assert ui_env()["TJ_MAX_QUEUED_JOBS"] == "20"
     assert ui_env(**{"ui.maxQueuedJobs": 3})["TJ_MAX_QUEUED_JOBS"] == "3"
+    assert "TJ_DASHBOARD_URL" not in ui_env()
+    link = "http://127.0.0.1:8080/{namespace}/{name}/"
+    assert ui_env(**{"ui.dashboardUrl": link})["TJ_DASHBOARD_URL"] == link
 
 
 def test_the_ui_service_is_cluster_ip_and_network_policies_confine_each_pod(
@@ -572,6 +575,7 @@ def test_values_the_operator_would_reject_fail_at_render_time(cluster: Any) -> N
         ({"operator.imagePullTimeoutSeconds": 0}, "at '/operator/imagePullTimeoutSeconds'"),
         ({"trainer.allowedImages": ["a:1,b:2"]}, "at '/trainer/allowedImages/0'"),
         ({"ui.maxQueuedJobs": 0}, "at '/ui/maxQueuedJobs'"),
+        ({"ui.dashboardUrl": "127.0.0.1:8080"}, "at '/ui/dashboardUrl'"),
         ({"networkPolicy.uiAccessLabel": "no spaces"}, "at '/networkPolicy/uiAccessLabel'"),
         ({"metrics.port": 0}, "at '/metrics/port'"),
         ({"database.port": 0}, "at '/database/port'"),
