@@ -22,6 +22,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from trainer_testlib import make_config
 
+from tjdevcluster.postgres import PostgresServer
 from tjtrainer.progress import MODELS, RunState, read_progress, request_cancel
 from tjtrainer.shared_studies import study_prefix
 from tjtrainer.train import run_training
@@ -288,3 +289,35 @@ def test_a_warm_start_gives_the_first_slots_the_earlier_versions_best(
         by_slot = sorted(finished(trials[model]), key=lambda t: t.user_attrs["slot"])
         assert len(best) == WARM_TRIALS and len(by_slot) == 6
         assert [dict(t.params) for t in by_slot[:WARM_TRIALS]] == best, model
+
+
+def test_workers_reconnect_after_the_database_restarts_mid_run(
+    data_root: Path, postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    run_dir = data_root / "runs" / "default" / "restarted"
+    workers = start_workers(data_root, run_dir, postgres_url, 10)
+    try:
+        deadline = time.monotonic() + 180
+        while (progress := read_progress(run_dir)) is None or progress.completed_trials < 2:
+            if time.monotonic() > deadline or workers[0].process.poll() is not None:
+                pytest.fail(f"no trial finished:\n{workers[0].output}")
+            time.sleep(0.01)
+        postgres_server.restart()  # every open connection is cut
+        codes = [worker.wait() for worker in workers]
+        # A worker still opening the studies when the server went away fails at once
+        # (exit 75, "cannot use the study database on 127.0.0.1"); the Job makes it a new
+        # pod, as here. A worker that was running its trials went on by itself.
+        retried = [i for i, code in enumerate(codes) if code == 75]
+        assert all("cannot use the study database" in workers[i].output for i in retried)
+        again = [Worker(data_root, run_dir, i, postgres_url, 10) for i in retried]
+        workers += again
+        codes = [0 if c == 75 else c for c in codes] + [w.wait() for w in again]
+    finally:
+        stop_all(workers)
+    assert set(codes) == {0}, "\n---\n".join(w.output for w in workers)
+    assert len(retried) < WORKERS and "trying again" in "".join(w.output for w in workers)
+    progress = read_progress(run_dir)
+    assert progress is not None and progress.state == RunState.COMPLETED
+    trials = studies(postgres_url, run_dir)
+    for model in MODELS:
+        assert len(finished(trials[model])) == 10, model

@@ -18,6 +18,9 @@ ones. What keeps the search exact with workers racing:
 - **A failed trial** (an error of its own) keeps its place in the log; the next
   :meth:`top_up` queues a new slot for it, as one process does today.
 
+- **A database restart.** Every call below that a restart can cut is retried from its
+  start (each re-reads what it counts) for :data:`RECONNECT_SECONDS`, on new connections.
+
 Nothing here logs the database URL (it holds a password): :func:`storage_label` is what
 a message may name.
 """
@@ -25,12 +28,15 @@ a message may name.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import logging
 import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import optuna
 import sqlalchemy
@@ -38,7 +44,7 @@ from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLAlchemyError
 
 from tjtrainer.errors import TrainingError, TransientError
 from tjtrainer.progress import MODELS, OWNER_FILE
@@ -49,11 +55,57 @@ HEARTBEAT_SECONDS = 5
 GRACE_SECONDS = 20
 # How often a killed trial is queued again before its slot is given a new sample.
 MAX_RETRIES = 3
+# How long a worker waits for a database that went away (a restart) before it fails.
+RECONNECT_SECONDS = 120.0
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+P = ParamSpec("P")
+T = TypeVar("T")
+log = logging.getLogger("tjtrainer")
 
 # Heartbeats and their retry callback are "experimental" in Optuna (since 2.8/2.9): the
 # warnings would only add lines to every worker's output. The version is pinned.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _transient(err: BaseException | None) -> bool:
+    """Whether ``err`` (or what caused it) is a lost or refused database connection."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (OperationalError, InterfaceError)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _reconnecting(method: Callable[P, T]) -> Callable[P, T]:
+    """Retry ``method`` while the database is away (restarted, failed over), for at most
+    :data:`RECONNECT_SECONDS`; the pool's pre-ping then opens new connections. Each
+    method so wrapped is safe to repeat from its start (it re-reads what it counts)."""
+
+    @functools.wraps(method)
+    def again(*args: P.args, **kwargs: P.kwargs) -> T:
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                return method(*args, **kwargs)
+            except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
+                if not _transient(err) or time.monotonic() > deadline:
+                    raise
+                reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+                log.warning(
+                    "the study database is unreachable (%s); trying again in %.1f s",
+                    reason[0] if reason else type(err).__name__,
+                    delay,
+                )
+                studies = args[0]
+                assert isinstance(studies, SharedStudies)
+                studies.storage.remove_session()
+                time.sleep(delay)
+                delay = min(5.0, 2 * delay)
+
+    return again
 
 
 def is_sqlite(url: str | None) -> bool:
@@ -191,9 +243,11 @@ class SharedStudies:
         self.storage.set_study_user_attr(self.studies[model]._study_id, key, value)
 
     # -- slots ---------------------------------------------------------------------------
+    @_reconnecting
     def trials(self, model: str) -> list[FrozenTrial]:
         return self.storage.get_all_trials(self.studies[model]._study_id, deepcopy=False)
 
+    @_reconnecting
     def finished_count(self) -> int:
         """Finished (and failed) trials of both models: one cheap COUNT per model."""
         states = (*FINISHED, TrialState.FAIL)
@@ -201,6 +255,7 @@ class SharedStudies:
             self.storage.get_n_trials(self.studies[m]._study_id, state=states) for m in MODELS
         )
 
+    @_reconnecting
     def top_up(self, model: str, n_trials: int) -> int:
         """Fail dead workers' trials (queueing their retries), then queue slots until
         finished + waiting + running = ``n_trials``; return how many are waiting."""
@@ -221,6 +276,7 @@ class SharedStudies:
                 waiting += 1
         return waiting
 
+    @_reconnecting
     def pending(self, model: str) -> tuple[int, int]:
         """(waiting, running) trials of ``model``, after failing dead workers' trials
         (under the lock of :meth:`top_up`, which must count a retry with its trial)."""
@@ -230,6 +286,7 @@ class SharedStudies:
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         return waiting, sum(t.state == TrialState.RUNNING for t in trials)
 
+    @_reconnecting
     def take(self, model: str) -> tuple[FrozenTrial, list[FrozenTrial]] | None:
         """Take a waiting slot of ``model`` (exactly one worker gets each) and start its
         heartbeat; return it (a retried trial carries its params) and the study's other
@@ -249,6 +306,7 @@ class SharedStudies:
             return waiting, [t for t in trials if t._trial_id != waiting._trial_id]
         return None
 
+    @_reconnecting
     def set_params(
         self, trial_id: int, params: dict[str, Any], distributions: dict[str, BaseDistribution]
     ) -> None:
@@ -259,6 +317,7 @@ class SharedStudies:
                 trial_id, name, distribution.to_internal_repr(value), distribution
             )
 
+    @_reconnecting
     def finish(self, trial_id: int, finished: FrozenTrial) -> bool:
         """Copy how the trial ended (learnt in memory) into the study, the state last;
         ``False`` if another worker failed it meanwhile (its heartbeat was late)."""
