@@ -115,6 +115,8 @@ def read_only(app: Any) -> Any:
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30  # a client that sends nothing does not hold the one serving thread
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -166,12 +168,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     # SIGINT too: a shell without job control starts background commands ignoring it.
     previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     address = f"[{args.host}]" if ":" in args.host else args.host
-    print(
-        f"optuna-dashboard of {args.namespace}/{args.name} ({where}) on "
-        f"http://{address}:{server.server_port}/ (Ctrl-C stops it)",
-        flush=True,
-    )
-    try:
+    try:  # a signal right after the line below is a stop too
+        print(
+            f"optuna-dashboard of {args.namespace}/{args.name} ({where}) on "
+            f"http://{address}:{server.server_port}/ (Ctrl-C stops it)",
+            flush=True,
+        )
         server.serve_forever()
     except KeyboardInterrupt:
         pass

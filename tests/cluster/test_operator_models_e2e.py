@@ -66,6 +66,17 @@ def _params_by_slot(study_db: Path, model: str) -> list[dict[str, Any]]:
     return [dict(t.params) for t in trials]
 
 
+def stop(server: subprocess.Popen[str], signum: int) -> tuple[str, str]:
+    """Stop the dashboard with ``signum``; killed (and the test failed) if it stays."""
+    server.send_signal(signum)
+    try:
+        return server.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        _, err = server.communicate()
+        pytest.fail(f"tjctl dashboard did not stop on signal {signum}: {err[-2000:]}")
+
+
 def test_warm_start_aliases_and_dashboard_with_the_real_operator(
     env: OperatorEnv, namespace: str
 ) -> None:
@@ -108,7 +119,6 @@ def test_warm_start_aliases_and_dashboard_with_the_real_operator(
             summaries = json.loads(answer.read())["study_summaries"]
         assert sorted(s["study_name"] for s in summaries) == ["LONG", "SHORT"]
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=30)
-    assert server.returncode == 0
+        _, err = stop(server, signal.SIGTERM)
+    assert server.returncode == 0, err
     assert hashlib.sha256(study_db.read_bytes()).hexdigest() == before

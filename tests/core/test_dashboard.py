@@ -37,8 +37,19 @@ def _sha256(path: Path) -> str:
 
 
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as answer:
+    with urllib.request.urlopen(url, timeout=60) as answer:
         return json.loads(answer.read())
+
+
+def stop(server: subprocess.Popen[str], signum: int) -> tuple[str, str]:
+    """Stop the dashboard with ``signum``; killed (and the test failed) if it stays."""
+    server.send_signal(signum)
+    try:
+        return server.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        _, err = server.communicate()
+        pytest.fail(f"tjctl dashboard did not stop on signal {signum}: {err[-2000:]}")
 
 
 def _start(shared: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
@@ -86,8 +97,7 @@ def test_the_dashboard_serves_the_runs_trials_read_only(finished_run: Path) -> N
         assert refused.value.code == 405
         assert len(_get(f"{url}api/studies")["study_summaries"]) == 2
     finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
+        _, err = stop(server, signal.SIGINT)
     assert server.returncode == 0, err
     assert _sha256(study) == before
 
@@ -138,7 +148,6 @@ def test_a_run_whose_studies_are_in_postgresql_shows_only_its_own(
         trials = _get(f"{url}api/studies/{summary['study_id']}?after=0")["trials"]
         assert [t["params"][0]["param_external_value"] for t in trials][:1] == ["1.0"]
     finally:
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=30)
+        _, err = stop(server, signal.SIGTERM)
     assert server.returncode == 0, err
     assert "password" not in err and postgres_url not in err
