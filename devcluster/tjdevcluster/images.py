@@ -1,13 +1,16 @@
-"""Build the project's two images on this machine with no network, and load them into the
-dev cluster node's containerd: the code behind ``tjctl images build [--load]``.
+"""Build the project's images (trainer, operator, and the chart's PostgreSQL) on this
+machine with no network, and load them into the dev cluster node's containerd: the code
+behind ``tjctl images build [--load]``.
 
 Development and test scaffolding. Steps (each cached; see imagecache.py for the layout):
 
 1. the base image ``python:3.11-slim`` from debootstrap (baseimage.py), ``docker import``ed;
-2. the wheels of both images from PyPI (wheelhouse.py);
+2. the wheels of the Python images from PyPI (wheelhouse.py), the .deb files of the
+   PostgreSQL image from the Debian mirror (pgdebs.py);
 3. ``docker build --network=none --pull=false`` with the classic builder, in the project's
    own dockerd (dockerd.py), of a build context assembled from the files .dockerignore
-   allows plus the wheels in ``images/wheels/`` (``--build-arg WHEELS=...``: pip --no-index);
+   allows plus the wheels in ``images/wheels/`` (``--build-arg WHEELS=...``: pip --no-index)
+   and the .deb files in ``images/postgres/debs/`` (dpkg --install);
 4. optionally ``docker save | ctr images import -`` into the node's containerd (no tarball).
 
 Python callers (the node test tier, bench/node_latency.py) use :func:`build_images` and
@@ -25,7 +28,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import baseimage, dockerd, wheelhouse
+from . import baseimage, dockerd, pgdebs, wheelhouse
 from .imagecache import (
     ImagesError,
     Log,
@@ -40,24 +43,35 @@ from .imagecache import (
 REPO = Path(__file__).resolve().parents[2]
 WHEELS_IN_CONTEXT = "images/wheels"  # the Dockerfiles COPY images/ to /src/images/
 WHEELS_BUILD_ARG = f"/src/{WHEELS_IN_CONTEXT}"
+DEBS_IN_CONTEXT = "images/postgres/debs"  # images/postgres/Dockerfile COPYs it
 # Sizes the images must stay under (docker image inspect -f {{.Size}}).
-SIZE_LIMITS = {"trainer": 750_000_000, "operator": 450_000_000}
+SIZE_LIMITS = {"trainer": 750_000_000, "operator": 450_000_000, "postgres": 275_000_000}
 NODE_HINT = "start it with tjctl dev-cluster up --node kubelet"
 
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One image of the project: its Dockerfile and its repository name."""
+    """One image of the project: its Dockerfile, its repository name, the files of its
+    context beyond .dockerignore's, and whether it installs the wheels (a Python image)."""
 
     name: str
     dockerfile: str
     repository: str
+    context: tuple[str, ...] = ()
+    python: bool = True
 
 
 IMAGES = {
     "trainer": ImageSpec("trainer", "trainer-image/Dockerfile", "localhost/trainingjob-trainer"),
     "operator": ImageSpec(
         "operator", "images/operator/Dockerfile", "localhost/trainingjob-operator"
+    ),
+    "postgres": ImageSpec(
+        "postgres",
+        "images/postgres/Dockerfile",
+        "localhost/trainingjob-postgres",
+        context=("images/postgres/entrypoint.sh",),
+        python=False,
     ),
 }
 
@@ -77,7 +91,7 @@ class ImageInfo:
 
 
 def project_version() -> str:
-    """The version in pyproject.toml (the tag of both images)."""
+    """The version in pyproject.toml (the tag of every image)."""
     return str(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"])
 
 
@@ -97,11 +111,23 @@ def _allowed_paths() -> list[str]:
     return [line[1:].strip().rstrip("/") for line in lines if line.startswith("!")]
 
 
-def assemble_context(dest: Path, wheels: Path | None) -> None:
-    """A build context: the allowed files of the repo, the Dockerfiles, and the wheels
-    (hard links to the cache when possible) in ``images/wheels/``."""
+def _link_files(files: list[Path], folder: Path) -> None:
+    """Hard links to the cache in ``folder`` (copies across file systems)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        try:
+            os.link(file, folder / file.name)
+        except OSError:
+            shutil.copy2(file, folder / file.name)
+
+
+def assemble_context(dest: Path, wheels: Path | None, debs: Path | None = None) -> None:
+    """A build context: the allowed files of the repo, the Dockerfiles and the images' own
+    files, the wheels in ``images/wheels/`` and the .deb files in ``images/postgres/debs/``
+    (hard links to the cache when possible)."""
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".mypy_cache")
-    for rel in [*_allowed_paths(), ".dockerignore", *(spec.dockerfile for spec in IMAGES.values())]:
+    own = [rel for spec in IMAGES.values() for rel in (spec.dockerfile, *spec.context)]
+    for rel in [*_allowed_paths(), ".dockerignore", *own]:
         src, target = REPO / rel, dest / rel
         if src.is_dir():
             shutil.copytree(src, target, ignore=skip, dirs_exist_ok=True)
@@ -109,12 +135,8 @@ def assemble_context(dest: Path, wheels: Path | None) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
     folder = dest / WHEELS_IN_CONTEXT
-    folder.mkdir(parents=True, exist_ok=True)
-    for wheel in sorted(wheels.glob("*.whl")) if wheels else []:
-        try:
-            os.link(wheel, folder / wheel.name)
-        except OSError:
-            shutil.copy2(wheel, folder / wheel.name)
+    _link_files(sorted(wheels.glob("*.whl")) if wheels else [], folder)
+    _link_files(sorted(debs.glob("*.deb")) if debs else [], dest / DEBS_IN_CONTEXT)
     if wheels and (wheels / wheelhouse.LOCAL_CONSTRAINTS).exists():
         shutil.copy2(wheels / wheelhouse.LOCAL_CONSTRAINTS, folder / wheelhouse.LOCAL_CONSTRAINTS)
 
@@ -145,6 +167,7 @@ def build_image(
 ) -> ImageInfo:
     """``docker build`` one image (classic builder, no network, no pull) and tag it."""
     spec, ref = IMAGES[name], image_ref(name)
+    wheels = wheels and spec.python
     start = time.monotonic()
     log(f"docker build {ref} ({spec.dockerfile})")
     common = [
@@ -181,7 +204,7 @@ def build_image(
 def build_images(
     log: Log = print, only: str | None = None, engine: dockerd.Dockerd | None = None
 ) -> dict[str, ImageInfo]:
-    """Build both images (or ``only`` one) and return their info by name.
+    """Build every image (or ``only`` one) and return their info by name.
 
     Starts and stops the project's own dockerd unless ``engine`` is a running one.
     """
@@ -193,12 +216,14 @@ def build_images(
         with dockerd.running(log) as own:
             return build_images(log, only, own)
     check_free_space(cache_root())
-    wheels = wheelhouse.ensure_wheels(log)
+    python = any(IMAGES[name].python for name in names)
+    wheels = wheelhouse.ensure_wheels(log) if python else None
+    debs = pgdebs.ensure_debs(log) if "postgres" in names else None
     import_base(engine, log)
     built: dict[str, ImageInfo] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="context-", dir=scratch_dir()) as tmp:
-            assemble_context(Path(tmp), wheels)
+            assemble_context(Path(tmp), wheels, debs)
             for name in names:
                 built[name] = build_image(engine, name, Path(tmp), log)
         # Earlier builds' layers that no tag needs any more (the cache stays: it is tagged).

@@ -1,4 +1,4 @@
-"""``tjctl images build [--load] [--only trainer|operator] [--state-dir D] [--json]``.
+"""``tjctl images build [--load] [--only trainer|operator|postgres] [--state-dir D] [--json]``.
 
 Development and test scaffolding; core/tjcore/cli.py calls :func:`register`.
 """
@@ -26,7 +26,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    """Build both images (or one), optionally load them into the dev cluster's node."""
+    """Build every image (or one), optionally load them into the dev cluster's node."""
     from . import dockerd, images
     from .controlplane import ClusterConfig, default_state_dir
 
@@ -77,19 +77,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``images build`` (sets ``func``)."""
     parser = subparsers.add_parser(
         "images",
-        help="build the trainer and operator images here, without network (dev/test)",
+        help="build the trainer, operator and PostgreSQL images here, without network (dev/test)",
         description="Build the project's images from its Dockerfiles on this machine, with "
         "no network during the builds, in the project's own dockerd. Needs root.",
     )
     actions = parser.add_subparsers(dest="images_command", required=True)
     build = actions.add_parser(
         "build",
-        help="build localhost/trainingjob-{trainer,operator}:<version>",
-        description="debootstrap a python:3.11-slim base, download the wheels from PyPI, "
-        "and docker build both images with --network=none (all cached under "
-        f"{cache_root()}).",
+        help="build localhost/trainingjob-{trainer,operator,postgres}:<version>",
+        description="debootstrap a python:3.11-slim base, download the wheels from PyPI "
+        "and the PostgreSQL packages from the Debian mirror, and docker build the images "
+        f"with --network=none (all cached under {cache_root()}).",
     )
-    build.add_argument("--only", choices=["trainer", "operator"], help="build only this image")
+    build.add_argument(
+        "--only", choices=["trainer", "operator", "postgres"], help="build only this image"
+    )
     build.add_argument(
         "--load",
         action="store_true",

@@ -1,6 +1,7 @@
-"""``tjctl images build``: both images built here with no network, in the project's own
-dockerd, and what they are: sizes, user, read-only runs, no NVIDIA wheels, nothing of this
-machine inside, the host's network untouched, and the streamed load into a containerd.
+"""``tjctl images build``: the trainer, operator and PostgreSQL images built here with no
+network, in the project's own dockerd, and what they are: sizes, user, read-only runs, no
+NVIDIA wheels, a PostgreSQL server that takes password logins, nothing of this machine
+inside, the host's network untouched, and the streamed load into a containerd.
 
 Independent of the node tier's cluster fixture: builds (or finds cached) images itself.
 Needs root; a build that cannot run fails every test with the reason.
@@ -127,7 +128,7 @@ def test_sizes_are_under_the_targets(built: Built) -> None:
         assert info.ref == image_ref(name)
         assert info.ref.startswith("localhost/trainingjob-") and info.ref.endswith(":0.1.0")
         assert 50_000_000 < info.size_bytes <= SIZE_LIMITS[name], (name, info.size_bytes)
-    assert set(built.images) == {"trainer", "operator"}
+    assert set(built.images) == {"trainer", "operator", "postgres"}
 
 
 def test_build_leaves_nothing_running_mounted_or_behind(built: Built) -> None:
@@ -224,15 +225,93 @@ def test_operator_image_runs_tjctl_help(built: Built, engine: dockerd.Dockerd) -
 
 def test_images_keep_user_entrypoint_and_command(built: Built, engine: dockerd.Dockerd) -> None:
     expected = {
-        "trainer": (["python", "-m", "tjtrainer"], ["--help"]),
-        "operator": (["tjctl"], ["operator", "--liveness=http://0.0.0.0:8080/healthz"]),
+        "trainer": ("10001:10001", ["python", "-m", "tjtrainer"], ["--help"]),
+        "operator": (
+            "10001:10001",
+            ["tjctl"],
+            ["operator", "--liveness=http://0.0.0.0:8080/healthz"],
+        ),
+        "postgres": ("999:999", ["tj-postgres-entrypoint"], ["postgres"]),
     }
     for name, info in built.images.items():
         config = json.loads(
             engine.run("image", "inspect", "-f", "{{json .Config}}", info.ref).stdout
         )
-        assert config["User"] == "10001:10001"
-        assert (config["Entrypoint"], config["Cmd"]) == expected[name]
+        assert (config["User"], config["Entrypoint"], config["Cmd"]) == expected[name]
+
+
+# -- the chart's PostgreSQL --------------------------------------------------------------------
+def _postgres(engine: dockerd.Dockerd, ref: str, *env: str) -> str:
+    """A server container as the chart runs it: no network, read-only root, uid 999, its
+    data, socket and /tmp folders writable (the pod's volume and emptyDirs); its id."""
+    writable = ("/tmp", "/var/run/postgresql", "/var/lib/postgresql/data")
+    mounts = [arg for path in writable for arg in ("--tmpfs", f"{path}:uid=999,gid=999")]
+    argv = ["run", "-d", "--network=none", "--read-only", "--user", "999", *mounts]
+    for pair in env:
+        argv += ["-e", pair]
+    return str(engine.run(*argv, ref).stdout.strip())
+
+
+def _psql(
+    engine: dockerd.Dockerd, container: str, password: str, sql: str
+) -> subprocess.CompletedProcess[str]:
+    return engine.run(
+        "exec", "-e", f"PGPASSWORD={password}", container,
+        "psql", "-h", "127.0.0.1", "-U", "tj", "-d", "trainingjobs", "-w", "-Atc", sql,
+        check=False,
+    )  # fmt: skip
+
+
+def test_postgres_starts_and_takes_a_password_login_on_loopback(
+    built: Built, engine: dockerd.Dockerd
+) -> None:
+    ref = built.images["postgres"].ref
+    container = _postgres(
+        engine, ref, "POSTGRES_USER=tj", "POSTGRES_DB=trainingjobs", "POSTGRES_PASSWORD=s3cret"
+    )
+    try:
+        ready = ["exec", container, "pg_isready", "-h", "127.0.0.1", "-U", "tj"]
+        wait_for_ready = time.monotonic() + 60
+        while engine.run(*ready, check=False).returncode != 0:
+            logs = engine.run("logs", container, check=False)
+            assert time.monotonic() < wait_for_ready, logs.stdout + logs.stderr
+            time.sleep(0.5)
+        login = _psql(
+            engine, container, "s3cret", "select current_user, current_database(), version()"
+        )
+        assert login.returncode == 0, login.stderr
+        user, database, version = login.stdout.strip().split("|")
+        assert (user, database) == ("tj", "trainingjobs")
+        assert version.startswith("PostgreSQL 15.")
+        wrong = _psql(engine, container, "wrong", "select 1")
+        assert wrong.returncode != 0
+        assert 'password authentication failed for user "tj"' in wrong.stderr
+        # The server is PID 1, runs as 999, and its environment no longer holds the password.
+        proc = engine.run(
+            "exec", container, "sh", "-c",
+            "grep ^Uid: /proc/1/status; tr '\\0' ' ' < /proc/1/cmdline; echo; "
+            "tr '\\0' '\\n' < /proc/1/environ",
+        ).stdout  # fmt: skip
+        uid_line, cmdline, *environ = proc.splitlines()
+        assert uid_line.split()[1:] == ["999"] * 4
+        assert cmdline.startswith("postgres -D /var/lib/postgresql/data/pgdata")
+        assert [var for var in environ if "s3cret" in var or "PASSWORD" in var] == []
+    finally:
+        engine.run("rm", "-f", container, check=False)
+
+
+def test_postgres_without_a_password_says_so(built: Built, engine: dockerd.Dockerd) -> None:
+    container = _postgres(engine, built.images["postgres"].ref, "POSTGRES_USER=tj")
+    try:
+        code = engine.run("wait", container).stdout.strip()
+        logs = engine.run("logs", container)
+    finally:
+        engine.run("rm", "-f", container, check=False)
+    assert code == "1"
+    assert logs.stderr.strip().splitlines() == [
+        "error: POSTGRES_PASSWORD is empty; set it (the chart takes it from the Secret "
+        "<release>-postgresql)"
+    ]
 
 
 # -- nothing of this machine inside ------------------------------------------------------------
@@ -332,7 +411,7 @@ def scans(built: Built) -> dict[str, Scan]:
         return {name: _scan(running, info.ref) for name, info in built.images.items()}
 
 
-@pytest.mark.parametrize("name", ["trainer", "operator"])
+@pytest.mark.parametrize("name", ["trainer", "operator", "postgres"])
 def test_nothing_of_this_machine_is_inside(scans: dict[str, Scan], name: str) -> None:
     scan = scans[name]
     assert scan.files > 1000  # the whole file system was read
