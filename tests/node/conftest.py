@@ -8,7 +8,8 @@ real images loaded into its containerd, and the chart installed unchanged.
   stopped and removed at the end. A :class:`tjdevcluster.testing.Cluster`.
 - ``release`` (module): the chart installed with ``ci/dev-cluster-values.yaml`` into a
   namespace that enforces the restricted Pod Security Standard, with a synthetic dataset
-  written by the chart's hook Job; a :class:`Release` to drive it.
+  written by the chart's hook Job; a :class:`Release` to drive it. A test module may add
+  ``helm --set`` arguments by defining its own ``release_values`` fixture.
 
 Needs root (namespaces, mounts, cgroups). If something cannot be built or started, every
 test of the tier fails with the reason; none is skipped.
@@ -148,7 +149,15 @@ class Release:
 
 
 @pytest.fixture(scope="module")
-def release(node_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Release]:
+def release_values() -> list[str]:
+    """Extra ``helm install`` arguments of a module's release (none by default)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def release(
+    node_cluster: Cluster, request: pytest.FixtureRequest, release_values: list[str]
+) -> Iterator[Release]:
     """The chart in a restricted namespace of the real node, with a 15m dataset."""
     namespace = f"tj-{request.module.__name__.rsplit('.', 1)[-1].replace('_', '-')[:40]}"
     node_cluster.kubectl("create", "namespace", namespace)
@@ -175,6 +184,7 @@ def release(node_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[R
         # The image test_a_missing_trainer_image_is_named names: allowed, never loaded.
         "--set-json",
         f"trainer.allowedImages={json.dumps([MISSING_IMAGE])}",
+        *release_values,
         "--wait",
         "--wait-for-jobs",
         "--timeout=6m",
