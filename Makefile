@@ -49,7 +49,8 @@ cluster-tests: cluster-tools postgres
 node-deps:
 	bash scripts/install-node-deps.sh
 
-# Both images, built with no network against a base made from Debian packages (root).
+# The images (trainer, operator, the chart's PostgreSQL), built with no network against a
+# base made from Debian packages (root).
 images: $(STAMP) node-deps
 	$(TJCTL) images build
 
