@@ -11,6 +11,7 @@ table bridge, in a thread of its own, through :func:`retrying`.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import random
@@ -194,6 +195,26 @@ def set_workload_active(namespace: str, name: str, active: bool) -> bool:
             return False
         raise
     return True
+
+
+def latest_job_event(
+    namespace: str, job_name: str, reason: str, *, max_age_s: float = 300.0
+) -> str | None:
+    """The message of the latest Event ``reason`` about Job ``namespace/job_name`` seen in
+    the last ``max_age_s`` seconds (an older one says nothing about now)."""
+    found: Any = client.CoreV1Api().list_namespaced_event(
+        namespace,
+        field_selector=f"involvedObject.kind=Job,involvedObject.name={job_name},reason={reason}",
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    latest: tuple[datetime.datetime, str] | None = None
+    for event in found.items or []:
+        when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+        if when is None or (now - when).total_seconds() > max_age_s:
+            continue
+        if latest is None or when > latest[0]:
+            latest = (when, str(event.message))
+    return latest[1] if latest else None
 
 
 def job_pod_selector(namespace: str, name: str) -> str | None:

@@ -28,7 +28,7 @@ POD_FAILURE_REASONS = frozenset(
     {"OOMKilled", "ImageNotFound", "InvalidImageName", "ImagePullBackOff"}
 )
 # Non-final verdicts that deserve a Warning Event (once, when they appear).
-WARNING_REASONS = frozenset({"ImagePullBackOff", "Retrying"})
+WARNING_REASONS = frozenset({"ImagePullBackOff", "Retrying", "PodsNotCreated"})
 
 
 class Phase(StrEnum):
@@ -95,6 +95,10 @@ class Observation:
     cancelled_while_suspended: bool = False
     # Where Kueue stands with it, if the TrainingJob names a queue (tjoperator.kueue).
     queue: QueueState | None = None
+    # Trainer pods the Job should run but its controller could not create, with the
+    # controller's last FailedCreate message (a ResourceQuota, a LimitRange...).
+    pods_missing: int = 0
+    create_failure: str | None = None
 
 
 def seed_word_of(phase: Phase, progress: RunProgress | None) -> str:
@@ -373,6 +377,21 @@ def _queued(queue: QueueState, progress: RunProgress | None) -> Verdict:
     return Verdict(Phase.PENDING, "Queued", queue.waiting)
 
 
+def _pods_not_created(obs: Observation, progress: RunProgress | None) -> Verdict:
+    """The Job controller cannot create some trainer pods (a quota, most often): the run
+    goes on with the pods it has, or waits if it has none, and says why and what to do."""
+    missing = obs.pods_missing
+    said = (
+        f"the Job controller cannot create {missing} trainer pod(s): {obs.create_failure}; "
+        "raise the namespace's ResourceQuota, or lower spec.workers or "
+        "spec.resources.requests (the controller keeps trying)"
+    )
+    if progress is not None and progress.state == RunState.RUNNING:
+        where = f"trial {progress.completed_trials}/{progress.total_trials}"
+        return Verdict(Phase.RUNNING, "PodsNotCreated", f"{where}; {said}")
+    return Verdict(Phase.PENDING, "PodsNotCreated", said)
+
+
 def judge(obs: Observation) -> Verdict:
     """The phase, reason and message that ``obs`` implies."""
     progress = obs.progress
@@ -449,6 +468,8 @@ def judge(obs: Observation) -> Verdict:
         return _queued(obs.queue, progress)
     if trouble is not None and trouble.pulling:
         return _trouble_verdict(trouble, obs)
+    if obs.create_failure and obs.pods_missing:
+        return _pods_not_created(obs, progress)
     if state == RunState.RUNNING:
         done = progress.completed_trials if progress else 0
         total = progress.total_trials if progress else 0

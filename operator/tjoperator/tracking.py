@@ -96,6 +96,8 @@ class Tracker:
     workload_checked_at: float = -math.inf
     ran_before: bool = False  # its Job has run (so being held again is an eviction)
     held_job_itself: bool = False  # suspended with no Workload: the operator held the Job
+    create_failure: str | None = None  # the Job controller's last FailedCreate message
+    create_checked_at: float = -math.inf
     # Events to post (type, reason, message), drained by the daemon.
     notices: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -319,6 +321,33 @@ async def _look_at_queue(
     )
 
 
+def _pods_missing(tracker: Tracker, job_status: dict[str, Any] | None) -> int:
+    """Trainer pods the Job should be running and has not (none while it is held,
+    finished or being stopped)."""
+    if job_status is None or _job_finished(job_status) or job_says_suspended(job_status):
+        return 0
+    if job_status.get("succeeded") or tracker.job_deleted_for_cancel:
+        return 0
+    return max(0, tracker.workers - int(job_status.get("active") or 0))
+
+
+async def _look_at_create_failures(
+    tracker: Tracker, job_status: dict[str, Any] | None, now: float
+) -> int:
+    """How many trainer pods are missing; while some are, the Job controller's last
+    ``FailedCreate`` message (read at most every POD_CHECK_SECONDS) says why."""
+    missing = _pods_missing(tracker, job_status)
+    if not missing:
+        tracker.create_failure = None
+        return 0
+    if now - tracker.create_checked_at >= POD_CHECK_SECONDS:
+        tracker.create_checked_at = now
+        tracker.create_failure = await kube.call(
+            lambda: kube.latest_job_event(tracker.namespace, tracker.job_name, "FailedCreate")
+        )
+    return missing
+
+
 def _may_still_write(pod: dict[str, Any]) -> bool:
     """Whether the trainer in ``pod`` may still write a trial: the pod runs, or one of
     its containers has started. A pod whose containers never started (its image missing
@@ -414,6 +443,7 @@ async def observe(
     looked = _pods_due(tracker, job_status, now)
     if looked:
         await _look_at_pods(tracker, job_status, now)
+    missing = await _look_at_create_failures(tracker, job_status, now)
 
     def observation() -> Observation:
         since = tracker.image_pull_since
@@ -430,6 +460,8 @@ async def observe(
             suspending=suspending,
             cancelled_while_suspended=tracker.cancelled_while_suspended,
             queue=queue,
+            pods_missing=missing,
+            create_failure=tracker.create_failure,
         )
 
     obs = observation()

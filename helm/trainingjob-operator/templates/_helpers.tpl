@@ -170,8 +170,9 @@ database URL only ever through a secretKeyRef. */}}
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# An Event for each transition (kopf posts core/v1 Events).
+# An Event for each transition (kopf posts core/v1 Events); the Job controller's
+# FailedCreate Events say why trainer pods are missing (a ResourceQuota).
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "list"]
 {{- end }}
