@@ -223,6 +223,34 @@ def _read_existing(config: TrainConfig, run: _Run) -> RunProgress | None:
         ) from None
 
 
+def fit_slot(
+    trial: optuna.Trial,
+    *,
+    model: str,
+    slot: int,
+    seed: int,
+    reference: PruningReference,
+    folds: list[FoldInput],
+    nthread: int,
+    timings: Timings,
+) -> TrialFit | str:
+    """The fit of ``trial`` in ``slot`` (seeded by the slot, pruned against ``reference``),
+    or the error that stopped it; one process's trials and the workers' alike."""
+    try:
+        return fit_trial(
+            trial.params,
+            folds,
+            seed=trial_seed(seed, model, slot),
+            nthread=nthread,
+            report=reporter(trial, reference),
+            rungs=rung_check(reference),
+            timings=timings,
+        )
+    except Exception as exc:
+        log.warning("%s trial %d failed: %s", model, trial.number, exc)
+        return f"{type(exc).__name__}: {exc}"
+
+
 class _Run:
     """The state of one run while it executes; one lock guards all of it."""
 
@@ -424,7 +452,16 @@ class _Run:
                     self.recorder.trial_started(
                         model, trial.number, trial.params, trial.distributions
                     )
-                outcome = self._fit(model, trial, slot, reference, folds, nthread)
+                outcome = fit_slot(
+                    trial,
+                    model=model,
+                    slot=slot,
+                    seed=self.config.seed,
+                    reference=reference,
+                    folds=folds,
+                    nthread=nthread,
+                    timings=self.timings,
+                )
                 with self.lock:
                     finished = self._record(study, trial, outcome)
                     slots.in_flight.discard(slot)
@@ -472,30 +509,6 @@ class _Run:
             self.cancelled = True
             return True
         return False
-
-    def _fit(
-        self,
-        model: str,
-        trial: optuna.Trial,
-        slot: int,
-        reference: PruningReference,
-        folds: list[FoldInput],
-        nthread: int,
-    ) -> TrialFit | str:
-        """The trial's fit, or the error that stopped it."""
-        try:
-            return fit_trial(
-                trial.params,
-                folds,
-                seed=trial_seed(self.config.seed, model, slot),
-                nthread=nthread,
-                report=reporter(trial, reference),
-                rungs=rung_check(reference),
-                timings=self.timings,
-            )
-        except Exception as exc:
-            log.warning("%s trial %d failed: %s", model, trial.number, exc)
-            return f"{type(exc).__name__}: {exc}"
 
     def _record(
         self, study: optuna.Study, trial: optuna.Trial, outcome: TrialFit | str

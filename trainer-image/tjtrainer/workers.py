@@ -55,16 +55,15 @@ from tjtrainer.runlock import LOCK_FILE, RunFolderLock
 from tjtrainer.sampling import (
     SLOT_ATTR,
     PruningReference,
-    reporter,
-    rung_check,
     slot_seed,
 )
-from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
+from tjtrainer.search import SEARCH_SPACE, Timings
 from tjtrainer.shared_studies import SharedStudies, check_storage_url
 from tjtrainer.studies import check_fingerprint, mirror_study
 from tjtrainer.train import (
     check_same_config,
     fingerprint,
+    fit_slot,
     load_data,
     record_outcome,
     validate_config,
@@ -400,7 +399,16 @@ class _Worker:
                     taken.number,
                     slot,
                 )
-                outcome = self._fit(model, trial, slot, reference, folds, nthread)
+                outcome = fit_slot(
+                    trial,
+                    model=model,
+                    slot=slot,
+                    seed=self.config.seed,
+                    reference=reference,
+                    folds=folds,
+                    nthread=nthread,
+                    timings=self.timings,
+                )
                 started = time.perf_counter()
                 finished = record_outcome(mirror, trial, outcome)
                 told = studies.finish(taken._trial_id, finished)
@@ -458,26 +466,3 @@ class _Worker:
         elif isinstance(slot, int) and slot < len(warm):
             mirror.enqueue_trial(warm[slot])  # a warm start: the earlier version's best
         return mirror, mirror.ask(SEARCH_SPACE)
-
-    def _fit(
-        self,
-        model: str,
-        trial: optuna.Trial,
-        slot: int,
-        reference: PruningReference,
-        folds: list[FoldInput],
-        nthread: int,
-    ) -> TrialFit | str:
-        try:
-            return fit_trial(
-                trial.params,
-                folds,
-                seed=trial_seed(self.config.seed, model, slot),
-                nthread=nthread,
-                report=reporter(trial, reference),
-                rungs=rung_check(reference),
-                timings=self.timings,
-            )
-        except Exception as exc:
-            log.warning("%s trial %d failed: %s", model, trial.number, exc)
-            return f"{type(exc).__name__}: {exc}"
