@@ -59,6 +59,16 @@ class FinalModels:
     promoted: bool = True
     promotion_reason: str | None = None
 
+    def record_in(self, progress: RunProgress) -> None:
+        """Put the saved version, its test scores, verdicts and promotion in ``progress``."""
+        progress.model_version = self.version
+        progress.models_dir = str(self.models_dir)
+        progress.test_score_long = self.test_scores["LONG"]
+        progress.test_score_short = self.test_scores["SHORT"]
+        progress.evaluation = self.evaluation
+        progress.promoted = self.promoted
+        progress.promotion_reason = self.promotion_reason
+
 
 def best_trial(model: str, trials: list[FrozenTrial]) -> FrozenTrial:
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]

@@ -317,13 +317,7 @@ class _Run:
             )
             if final is None:
                 return self._finish(RunState.CANCELLED)
-            self.progress.model_version = final.version
-            self.progress.models_dir = str(final.models_dir)
-            self.progress.test_score_long = final.test_scores["LONG"]
-            self.progress.test_score_short = final.test_scores["SHORT"]
-            self.progress.evaluation = final.evaluation
-            self.progress.promoted = final.promoted
-            self.progress.promotion_reason = final.promotion_reason
+            final.record_in(self.progress)
             return self._finish(RunState.COMPLETED)
         finally:
             self.recorder.close()
