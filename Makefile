@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy core trainer-image/tjtrainer operator/tjoperator ui/tjui devcluster/tjdevcluster bench
+	$(VENV)/bin/mypy contract/tjcontract core trainer-image/tjtrainer operator/tjoperator ui/tjui devcluster/tjdevcluster bench
 
 cluster-tools: $(STAMP)
 	$(TJCTL) cluster-tools

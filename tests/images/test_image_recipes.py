@@ -270,6 +270,7 @@ def test_build_context_holds_the_allowed_files_and_the_wheels(tmp_path: Path) ->
         [
             ".dockerignore",
             "README.md",
+            "contract",
             "core",
             "devcluster",
             "images",

@@ -1,0 +1,8 @@
+"""The contract every component of trainingjob-operator shares (standard library only).
+
+What the trainer, core, the operator and the UI must agree on lives here once: the spec's
+fields with their bounds and defaults, the status words, the progress format, the
+shared-volume layout, atomic writes and the time helper. The dependency direction is
+contract ← trainer ← core ← operator / UI ← ``tjctl``; nothing here imports any of them
+or anything outside the standard library (``tests/test_import_direction.py``).
+"""
