@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TJCTL := $(VENV)/bin/tjctl
-# The virtualenv is rebuilt when pyproject.toml changes.
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# The virtualenv is rebuilt when a pyproject.toml changes (the product's, the dev tools').
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devcluster/pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DATA ?= ./shared-data
 
 .PHONY: venv demo test lint typecheck unit cluster-tests node-tests cluster-tools node-deps images browser postgres bench clean
@@ -13,13 +13,13 @@ DEMO_DATA ?= ./shared-data
 # The test environment is requirements-dev.lock (images/pin-constraints.py writes it): every
 # file checked against its SHA-256 (--require-hashes), the pinned pip first, the project
 # last without dependencies.
-$(STAMP): pyproject.toml requirements-dev.lock
+$(STAMP): pyproject.toml devcluster/pyproject.toml requirements-dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r <(grep '^pip==' requirements-dev.lock)
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock || { echo \
 		"error: requirements-dev.lock does not fit this Python ($$($(PY) -V)); it covers the" \
 		"interpreters its header names; regenerate it: $(PY) images/pin-constraints.py"; exit 1; }
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . -e ./devcluster
 	@rm -f $(VENV)/.installed-*; touch $@
 
 venv: $(STAMP)
@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy contract/tjcontract core trainer-image/tjtrainer operator/tjoperator ui/tjui devcluster/tjdevcluster bench
+	$(VENV)/bin/mypy cli/tjctl contract/tjcontract core trainer-image/tjtrainer operator/tjoperator ui/tjui devcluster/tjdevcluster bench
 
 cluster-tools: $(STAMP)
 	$(TJCTL) cluster-tools

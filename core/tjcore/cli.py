@@ -1,7 +1,8 @@
-"""``tjctl``: the command line of trainingjob-operator.
+"""Core's commands of ``tjctl`` (the ``tjctl`` package puts them together with the others).
 
-Subcommands are added by the module of their component; heavy imports happen only
-when a subcommand runs, so ``tjctl --help`` and ``tjctl jobs`` stay fast.
+``run``, ``submit``, ``jobs``, ``show``, ``cancel``, ``worker``, ``crd``, plus ``models`` and
+``dashboard`` from their modules; heavy imports happen only when a command runs, so
+``tjctl --help`` and ``tjctl jobs`` stay fast.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -365,14 +365,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tjctl",
-        description="Train XGBoost LONG/SHORT models with Optuna, locally or "
-        "through the TrainingJob operator.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add core's commands (the table, local runs, the CRD, models, the dashboard)."""
     run = sub.add_parser("run", help="train a TrainingJob manifest in this process")
     run.add_argument("-f", "--file", required=True, help="TrainingJob manifest (YAML)")
     run.add_argument(
@@ -443,41 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     models_cli.register(sub)
     dashboard.register(sub)
-    _add_component_commands(sub)
-    return parser
 
 
-def _add_component_commands(sub: argparse._SubParsersAction) -> None:
-    """Commands owned by other components, when their code is installed."""
-    from importlib import import_module
-
-    for module_name in (
-        "tjtrainer.cli",
-        "tjoperator.cli",
-        "tjui.cli",
-        "tjdevcluster.cli",
-        "tjdevcluster.images_cli",
-    ):
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        register = getattr(module, "register", None) or getattr(module, "add_dataset_parser", None)
-        if register is not None:
-            register(sub)
+# Errors a command may end with that are the user's or the environment's to fix.
+USER_ERRORS = (SettingsError, SQLAlchemyError, OSError)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except SettingsError as err:
-        return _fail(str(err))
-    except (SQLAlchemyError, OSError) as err:
-        return _fail(_explain(err))
-    return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def explain(err: SettingsError | SQLAlchemyError | OSError) -> str:
+    """One line for an error of :data:`USER_ERRORS` that reached the command line."""
+    return str(err) if isinstance(err, SettingsError) else _explain(err)

@@ -1,7 +1,8 @@
 """``tjctl dev-cluster ...`` and ``tjctl cluster-tools``: the local control plane CLI.
 
-Development and test scaffolding. core/tjcore/cli.py calls :func:`register`;
-``python -m tjdevcluster`` uses the same function.
+Development and test scaffolding. ``tjctl`` calls :func:`register` through the
+``tjctl.commands`` entry points of devcluster/pyproject.toml; ``python -m tjdevcluster``
+uses the same function.
 """
 
 from __future__ import annotations

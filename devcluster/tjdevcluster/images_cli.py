@@ -1,6 +1,7 @@
 """``tjctl images build [--load] [--only trainer|operator|postgres] [--state-dir D] [--json]``.
 
-Development and test scaffolding; core/tjcore/cli.py calls :func:`register`.
+Development and test scaffolding; ``tjctl`` calls :func:`register` through the
+``tjctl.commands`` entry points of devcluster/pyproject.toml.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-TJCTL = [sys.executable, "-m", "tjcore.cli"]
+TJCTL = [sys.executable, "-m", "tjctl"]
 MANIFEST = """\
 apiVersion: mltraining.dev/v1alpha1
 kind: TrainingJob

@@ -24,7 +24,7 @@ from tjcore.sqlite_fs import network_filesystem
 from tjcore.store import JobStore
 
 SFTP_SERVERS = (Path("/usr/lib/openssh/sftp-server"), Path("/usr/lib/sftp-server"))
-TJCTL = [sys.executable, "-m", "tjcore.cli"]
+TJCTL = [sys.executable, "-m", "tjctl"]
 
 
 def _mounted(mount_point: Path) -> bool:

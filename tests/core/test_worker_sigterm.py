@@ -35,9 +35,9 @@ def hook(frame, event, arg):
         return local
     return None
 
-threading.Timer(3.0, term).start()
+threading.Timer(10.0, term).start()  # a fallback: long enough for a loaded machine
 sys.settrace(hook)
-from tjcore.cli import main
+from tjctl.main import main
 code = main(["worker", "--interval", "0.05", "--no-progress"])
 print("worker exited", code, flush=True)
 sys.exit(code)

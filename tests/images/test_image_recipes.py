@@ -270,9 +270,9 @@ def test_build_context_holds_the_allowed_files_and_the_wheels(tmp_path: Path) ->
         [
             ".dockerignore",
             "README.md",
+            "cli",
             "contract",
             "core",
-            "devcluster",
             "images",
             "operator",
             "pyproject.toml",
@@ -287,6 +287,7 @@ def test_build_context_holds_the_allowed_files_and_the_wheels(tmp_path: Path) ->
     assert wheel.read_bytes() == b"PK"
     assert not list(context.rglob("__pycache__")) and not list(context.rglob("*.egg-info"))
     assert not (context / "tests").exists() and not (context / "helm").exists()
+    assert not (context / "devcluster").exists()  # test scaffolding, never in an image
 
 
 def test_slim_venv_removes_what_is_never_imported_and_links_copies(tmp_path: Path) -> None:

@@ -141,7 +141,7 @@ def test_train_prints_one_line_per_trial(
 
 def _tjctl_dataset(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tjcore.cli", "dataset", *args, "--data-root", str(root)],
+        [sys.executable, "-m", "tjctl", "dataset", *args, "--data-root", str(root)],
         capture_output=True,
         text=True,
         timeout=120,

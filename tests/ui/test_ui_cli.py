@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tjcore.cli import build_parser
+from tjctl.main import build_parser
 from tjui import APP_PATH
 from tjui.cli import cmd_ui, streamlit_command
 
@@ -77,7 +77,7 @@ def test_sigterm_stops_the_streamlit_server_too(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["SHARED_DATA_PATH"] = str(tmp_path / "shared")
     ui = subprocess.Popen(
-        [sys.executable, "-m", "tjcore.cli", "ui", "--port", str(port)],
+        [sys.executable, "-m", "tjctl", "ui", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

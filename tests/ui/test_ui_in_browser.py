@@ -87,7 +87,7 @@ def ui_url(shared: Path, db: JobStore) -> Iterator[str]:
     port = _free_port()
     env = os.environ | {"SHARED_DATA_PATH": str(shared), "DATABASE_URL": db.url}
     server = subprocess.Popen(
-        [sys.executable, "-m", "tjcore.cli", "ui", "--port", str(port)],
+        [sys.executable, "-m", "tjctl", "ui", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

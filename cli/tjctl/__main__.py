@@ -1,0 +1,5 @@
+"""``python -m tjctl``."""
+
+from tjctl.main import main
+
+raise SystemExit(main())
