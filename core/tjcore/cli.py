@@ -22,6 +22,7 @@ from types import FrameType
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from tjcontract import checks
 from tjcore.settings import (
     Settings,
     SettingsError,
@@ -353,16 +354,8 @@ def cmd_crd(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    if value > MAX_INT:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_INT}, got {text}")
-    return value
+# A row id or a count the table can hold (SQLite's INTEGER).
+_positive_int = checks.flag_type(checks.integer(1, MAX_INT))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -19,10 +19,12 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+from tjcontract import checks
 from tjcore.settings import Settings
 from tjtrainer.config import STUDY_STORAGE_ENV
 from tjtrainer.paths import UnsafePathError
-from tjtrainer.progress import STUDY_FILE, run_dir_for
+from tjcontract.layout import STUDY_FILE
+from tjtrainer.progress import run_dir_for
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
@@ -185,14 +187,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535 (0: any free port), got {value}")
-    return value
+_port = checks.flag_type(checks.port(zero_for_any=True))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -11,6 +10,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from tjcontract import checks
 
 DEFAULT_SHARED_DATA_PATH = "./shared-data"
 DB_FILE_NAME = "training_jobs.db"
@@ -110,14 +111,7 @@ def _dashboard_url(raw: str | None) -> str | None:
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name) or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise SettingsError(f"{name} must be an integer >= 1, got {raw!r}")
-    return value
+    return checks.named(checks.integer(low=1), name, SettingsError)(env.get(name) or str(default))
 
 
 def _folder(raw: str) -> Path:
@@ -175,11 +169,6 @@ def check_database_driver(url: str) -> None:
 
 
 def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
-    raw = env.get(name) or default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise SettingsError(f"{name} must be a finite number of seconds > 0, got {raw!r}")
-    return value
+    return checks.named(checks.number(above=0, unit="seconds"), name, SettingsError)(
+        env.get(name) or default
+    )

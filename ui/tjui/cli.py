@@ -8,6 +8,7 @@ import subprocess
 import sys
 from types import FrameType
 
+from tjcontract import checks
 from tjui import APP_PATH
 
 DEFAULT_PORT = 8501
@@ -15,14 +16,7 @@ DEFAULT_ADDRESS = "127.0.0.1"
 STOP_GRACE_SECONDS = 10.0
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 65535, got {value}")
-    return value
+_port = checks.flag_type(checks.port())
 
 
 def streamlit_command(*, port: int, address: str) -> list[str]:
