@@ -42,7 +42,7 @@ from typing import Any, TypeVar, cast
 
 from kubernetes import client, config, watch
 
-from tjcore.spec import GROUP, PLURAL, VERSION
+from tjcontract.names import GROUP, PLURAL, VERSION
 from tjdevcluster import dockerd
 from tjdevcluster.controlplane import ControlPlaneError
 from tjdevcluster.imagecache import ImagesError

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.cluster.operator_env import CLAIM, OperatorProcess, make_dataset  # noqa: E402
-from tjcore.spec import GROUP, PLURAL, VERSION  # noqa: E402
+from tjcontract.names import GROUP, PLURAL, VERSION  # noqa: E402
 from tjcore.store import JobStore  # noqa: E402
 from tjdevcluster.testing import running_cluster  # noqa: E402
 from tjdevcluster.tools import ensure_tools  # noqa: E402

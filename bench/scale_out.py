@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from operator_latency import FINAL, StatusWatcher, body, epoch, pct  # noqa: E402
 
 from tests.cluster.operator_env import CLAIM, OperatorProcess, make_dataset  # noqa: E402
-from tjcore.spec import GROUP, PLURAL, VERSION  # noqa: E402
+from tjcontract.names import GROUP, PLURAL, VERSION  # noqa: E402
 from tjdevcluster.postgres import PostgresServer  # noqa: E402
 from tjdevcluster.testing import running_cluster  # noqa: E402
 from tjdevcluster.tools import ensure_tools  # noqa: E402

@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import Connection, desc, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from tjcontract.names import TIMEFRAMES
+from tjcontract.times import utc_now
 from tjcore.schema import model_aliases, training_jobs
 from tjcore.store import JobStore
-from tjtrainer.config import TIMEFRAMES
 from tjtrainer.paths import UnsafePathError, model_version
-from tjtrainer.progress import utc_now
 from tjtrainer.versions import (
     ALIASES,
     SIDES,

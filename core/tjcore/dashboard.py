@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from tjcontract import checks
+from tjcontract.layout import STUDY_FILE
 from tjcore.settings import Settings
 from tjtrainer.config import STUDY_STORAGE_ENV
 from tjtrainer.paths import UnsafePathError
-from tjcontract.layout import STUDY_FILE
 from tjtrainer.progress import run_dir_for
 
 if TYPE_CHECKING:

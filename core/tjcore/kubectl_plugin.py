@@ -23,8 +23,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from tjcontract.names import GROUP, PLURAL
+from tjcontract.words import FINAL_PHASES
 from tjcore.settings import Settings, SettingsError, check_database_driver, redact_url
-from tjcore.spec import GROUP, PLURAL
 from tjcore.store import JobRow, JobStore
 
 RESOURCE = f"{PLURAL}.{GROUP}"
@@ -206,7 +207,7 @@ def _running(args: argparse.Namespace, verb: str) -> dict[str, Any]:
     """The TrainingJob, which must not have ended."""
     body = _trainingjob(args)
     phase = (body.get("status") or {}).get("phase")
-    if phase in ("Succeeded", "Failed", "Cancelled"):
+    if phase in FINAL_PHASES:
         raise PluginError(
             f"TrainingJob {args.namespace}/{args.name} has already ended ({phase}); "
             f"nothing to {verb}"

@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from tjcontract.layout import models_dir
+from tjcontract.names import TIMEFRAMES
 from tjcore.aliases import (
     AliasError,
     UnrecordedSwitch,
@@ -23,7 +25,6 @@ from tjcore.aliases import (
 )
 from tjcore.settings import Settings
 from tjcore.store import JobStore
-from tjtrainer.config import TIMEFRAMES
 from tjtrainer.versions import SIDES, AliasChange, list_versions, version_metadata
 
 MODEL_CHOICES = ("long", "short", "both")
@@ -36,7 +37,7 @@ def _sides(choice: str) -> tuple[str, ...]:
 def _context() -> tuple[JobStore, Path]:
     from tjcore.cli import _store  # one way to open the table, with its driver check
 
-    return _store(), Settings.from_env().shared_data_path / "models"
+    return _store(), models_dir(Settings.from_env().shared_data_path)
 
 
 def _fail(message: str) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
+from tjcontract.spec import total_trials
 from tjcore.store import LOCAL_RUN_SOURCE, JobRow, JobStore
 from tjtrainer.config import TrainConfig
 from tjtrainer.errors import TrainingError
@@ -295,7 +296,7 @@ def run_row(
         return RunOutcome(RunState.FAILED, message)
     owner = lease_owner_id()
     store.update_job(row.id, cancel_requested=0)
-    store.mark_running(row.id, total_trials=2 * row.n_trials, lease_owner=owner)
+    store.mark_running(row.id, total_trials=total_trials(row.n_trials), lease_owner=owner)
     config = TrainConfig(
         timeframe=row.timeframe,
         n_trials=row.n_trials,
@@ -311,7 +312,7 @@ def run_row(
         workers=workers,
         warm_start=warm_start,
     )
-    bar = _ProgressBar(2 * row.n_trials, enabled=show_progress)
+    bar = _ProgressBar(total_trials(row.n_trials), enabled=show_progress)
     watcher = _CancelWatcher(
         store, row.id, run_dir, owner=owner, heartbeat=max(0.2, lease_seconds / 3)
     )

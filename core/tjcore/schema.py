@@ -47,6 +47,9 @@ from sqlalchemy import (
     text,
 )
 
+from tjcontract.spec import DEFAULT_N_TRIALS, DEFAULT_SEED, DEFAULT_TRAIN_RATIO
+from tjcontract.words import RunState
+
 SCHEMA_VERSION = 8
 
 metadata = MetaData()
@@ -64,9 +67,9 @@ training_jobs = Table(
     # Version 1: the seed's columns, names and types.
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("timeframe", Text, nullable=False),
-    Column("n_trials", Integer, server_default=text("30")),
-    Column("train_ratio", Float, server_default=text("0.8")),
-    Column("status", Text, server_default=text("'pending'")),
+    Column("n_trials", Integer, server_default=text(str(DEFAULT_N_TRIALS))),
+    Column("train_ratio", Float, server_default=text(str(DEFAULT_TRAIN_RATIO))),
+    Column("status", Text, server_default=text(f"'{RunState.PENDING.value}'")),
     Column("progress_pct", Float, server_default=text("0")),
     Column("current_trial", Integer, server_default=text("0")),
     Column("total_trials", Integer, server_default=text("0")),
@@ -83,7 +86,7 @@ training_jobs = Table(
     # honest scores, bookkeeping.
     Column("namespace", Text, info=V2),
     Column("name", Text, info=V2),
-    Column("seed", Integer, server_default=text("42"), info=V2),
+    Column("seed", Integer, server_default=text(str(DEFAULT_SEED)), info=V2),
     Column("parallelism", Integer, server_default=text("1"), info=V2),
     Column("cancel_requested", Integer, server_default=text("0"), info=V2),
     Column("test_score_long", Float, info=V2),

@@ -1,40 +1,52 @@
-"""The TrainingJob spec: its fields, their limits, and validation of a manifest.
+"""Validation of a TrainingJob manifest against the contract's field table.
 
-One table of fields (:data:`SPEC_FIELDS`) feeds both the Python validation used by
-``tjctl run`` and the CRD's OpenAPI schema (:mod:`tjcore.crd`), so the command line and
-``kubectl apply`` accept and refuse the same manifests.
+One table of fields (:data:`tjcontract.spec.SPEC_FIELDS`) feeds both the Python validation
+here, used by ``tjctl run``, the UI and the operator, and the CRD's OpenAPI schema
+(:mod:`tjcore.crd`), so the command line and ``kubectl apply`` accept and refuse the same
+manifests.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tjcore import strict_yaml
-from tjtrainer.config import DEFAULT_PARALLELISM, MAX_PARALLELISM, MAX_WORKERS, PROMOTIONS
-from tjtrainer.paths import LABEL, MAX_LABEL_LENGTH
-from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
-from tjtrainer.versions import VERSION_NAME
+from tjcontract.names import API_VERSION, KIND, LABEL, MAX_NAME_LENGTH, MAX_NAMESPACE_LENGTH
 
-GROUP = "mltraining.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "TrainingJob"
-PLURAL = "trainingjobs"
-SHORT_NAME = "tj"
-# spec.warmStart: none, latest, or a version folder's name (tjtrainer.versions.VERSION_NAME).
-WARM_START_PATTERN = f"none|latest|{VERSION_NAME.pattern}"
-# The Job is named "<name>-train": keep room for the suffix in Kubernetes' 63 characters.
-MAX_NAME_LENGTH = 52
-# A namespace is a DNS-1123 label; nothing derived from it has a length limit of its own
-# (it is a folder of runs/ and a label value, both allowed 63).
-MAX_NAMESPACE_LENGTH = MAX_LABEL_LENGTH
+# Re-exported only until crd.py, kube.py and handlers.py (being edited by others at the time
+# of the move) import them from tjcontract; then removed.
+from tjcontract.names import GROUP as GROUP
+from tjcontract.names import PLURAL as PLURAL
+from tjcontract.names import SHORT_NAME as SHORT_NAME
+from tjcontract.names import VERSION as VERSION
+from tjcontract.spec import (
+    DEFAULT_ACTIVE_DEADLINE_SECONDS,
+    DEFAULT_BACKOFF_LIMIT,
+    DEFAULT_EMBARGO,
+    DEFAULT_FOLDS,
+    DEFAULT_PARALLELISM,
+    DEFAULT_PROMOTION,
+    DEFAULT_SEED,
+    DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+    DEFAULT_WARM_START,
+    DEFAULT_WORKERS,
+    FIELDS_BY_NAME,
+    MAX_QUANTITY_LENGTH,
+    MAX_RESOURCES,
+    QUANTITY,
+    RESOURCE_NAME,
+    SPEC_FIELDS,
+    SpecField,
+    total_trials,
+)
+from tjcore import strict_yaml
+
 # A DNS-1123 label (the whole string: a trailing newline is no part of a name).
 NAME_PATTERN = LABEL
 
@@ -43,63 +55,6 @@ class SpecError(ValueError):
     """A manifest that cannot run; the message names every wrong field and the fix."""
 
 
-@dataclass(frozen=True)
-class SpecField:
-    """One field of ``spec``: its JSON type, limits and default."""
-
-    name: str
-    type: str  # "string" | "integer" | "number" | "boolean" | "object"
-    description: str
-    default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
-    enum: tuple[str, ...] | None = None
-    # A regular expression the whole string must match (strings only; also in the CRD).
-    pattern: str | None = None
-    required: bool = False
-    extra_schema: dict[str, Any] = field(default_factory=dict)
-    # Words for ``pattern`` in error messages ("none, latest or a version such as ...").
-    pattern_words: str | None = None
-    # Whether it may change after create (the CRD refuses an edit of any other field).
-    mutable: bool = False
-
-    def allowed(self) -> str:
-        """Words for the allowed values, used in every error message."""
-        if self.enum:
-            return "one of " + ", ".join(repr(v) for v in self.enum)
-        if self.pattern_words:
-            return self.pattern_words
-        kind = {"integer": "an integer", "number": "a number", "boolean": "true or false"}.get(
-            self.type, f"a {self.type}"
-        )
-        if self.minimum is not None and self.maximum is not None:
-            return f"{kind} from {_fmt(self.minimum)} to {_fmt(self.maximum)}"
-        if self.minimum is not None:
-            return f"{kind} of at least {_fmt(self.minimum)}"
-        return kind
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-# A Kubernetes resource quantity that a container may ask for: a plain or decimal number
-# with an optional SI, binary or exponent suffix ("2", "500m", "1.5", "4Gi", "1e9"); no
-# sign (negative resources are refused when the Job is made).
-QUANTITY_PATTERN = (
-    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
-QUANTITY = re.compile(QUANTITY_PATTERN)
-# A resource name: cpu, memory, ephemeral-storage, hugepages-2Mi, nvidia.com/gpu, ...
-# (No backslashes: the pattern also goes into a CEL rule of the CRD.)
-RESOURCE_NAME_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
-RESOURCE_NAME = re.compile(RESOURCE_NAME_PATTERN)
-MAX_RESOURCES = 16
-MAX_QUANTITY_LENGTH = 32  # also bounds the cost of the CRD's CEL rules
 _SUFFIXES = {
     **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
     "n": Decimal("1e-9"),
@@ -107,24 +62,6 @@ _SUFFIXES = {
     "m": Decimal("1e-3"),
     "": Decimal(1),
     **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
-}
-_QUANTITIES = {
-    "type": "object",
-    "maxProperties": MAX_RESOURCES,
-    "additionalProperties": {
-        "anyOf": [{"type": "integer"}, {"type": "string"}],
-        "minimum": 0,  # applies to integers only, as the pattern to strings only
-        "maxLength": MAX_QUANTITY_LENGTH,
-        "pattern": QUANTITY_PATTERN,
-        "x-kubernetes-int-or-string": True,
-    },
-    "x-kubernetes-validations": [
-        {
-            "rule": f"self.all(name, name.matches('{RESOURCE_NAME_PATTERN}'))",
-            "message": "resource names are such as cpu, memory, ephemeral-storage or "
-            "nvidia.com/gpu",
-        }
-    ],
 }
 
 
@@ -147,154 +84,6 @@ def parse_quantity(value: object) -> Decimal | None:
         return None
 
 
-SPEC_FIELDS: tuple[SpecField, ...] = (
-    SpecField(
-        "timeframe",
-        "string",
-        "Candle timeframe of the dataset and models.",
-        enum=("15m", "1h"),
-        required=True,
-    ),
-    SpecField(
-        "nTrials",
-        "integer",
-        "Optuna trials per model (LONG and SHORT each).",
-        default=30,
-        minimum=1,
-        maximum=10000,
-    ),
-    SpecField(
-        "trainRatio",
-        "number",
-        "Share of rows used for the search; the rest is the held-out test tail.",
-        default=0.8,
-        minimum=0.5,
-        maximum=0.95,
-    ),
-    SpecField(
-        "cancel",
-        "boolean",
-        "Set to true to stop after the current trial.",
-        default=False,
-        mutable=True,
-    ),
-    SpecField(
-        "suspend",
-        "boolean",
-        "Set to true to suspend the run: its Job is suspended and the trainer pod stopped, "
-        "finished trials are kept; set it back to false to resume the same study.",
-        default=False,
-        mutable=True,
-    ),
-    SpecField(
-        "seed",
-        "integer",
-        "Random seed; the same seed and data give the same run.",
-        default=42,
-        minimum=0,
-        maximum=2**31 - 1,
-    ),
-    SpecField(
-        "parallelism",
-        "integer",
-        "Optuna trials evaluated at once in the trainer, each with its share of the CPUs.",
-        default=DEFAULT_PARALLELISM,
-        minimum=1,
-        maximum=MAX_PARALLELISM,
-    ),
-    SpecField(
-        "cvFolds",
-        "integer",
-        "Purged, embargoed walk-forward folds of the search part; a trial's value is their "
-        "mean Spearman.",
-        default=DEFAULT_FOLDS,
-        minimum=1,
-        maximum=MAX_FOLDS,
-    ),
-    SpecField(
-        "embargo",
-        "integer",
-        "Rows kept out after the purge gap (the label horizon) at every boundary between "
-        "rows a model learns from and rows it is judged on.",
-        default=DEFAULT_EMBARGO,
-        minimum=0,
-        maximum=MAX_EMBARGO,
-    ),
-    SpecField(
-        "promotion",
-        "string",
-        "When a new model version becomes *_latest: always; ifSignificant (both models' "
-        "verdicts Significant); ifBetterThanLatest (mean test Spearman above the latest's). "
-        "A version not promoted is kept as a version.",
-        default="always",
-        enum=PROMOTIONS,
-    ),
-    SpecField(
-        "workers",
-        "integer",
-        "Trainer pods that share the search: one Optuna study per model in PostgreSQL, "
-        "nTrials finished trials per model in all. More than 1 needs the operator's "
-        "database to be PostgreSQL.",
-        default=1,
-        minimum=1,
-        maximum=MAX_WORKERS,
-    ),
-    SpecField(
-        "warmStart",
-        "string",
-        "Enqueue the best trials of an earlier version's study as the first trials of this "
-        "search (same search space only): none, latest, or a version name.",
-        default="none",
-        pattern=WARM_START_PATTERN,
-        pattern_words="none, latest or a model version such as 15m_20260101_120000",
-    ),
-    SpecField("image", "string", "Trainer image; empty means the operator's default."),
-    SpecField(
-        "resources",
-        "object",
-        "CPU and memory requests and limits of the trainer.",
-        extra_schema={
-            # Unknown keys are refused by kubectl's strict field validation (a
-            # structural schema may not combine properties with additionalProperties).
-            "properties": {"requests": _QUANTITIES, "limits": _QUANTITIES},
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.requests) || !has(self.limits) || self.requests.all(r, "
-                    "!(r in self.limits) || quantity(string(self.requests[r]))"
-                    ".compareTo(quantity(string(self.limits[r]))) <= 0)",
-                    "message": "a request may be at most its limit",
-                }
-            ],
-        },
-    ),
-    SpecField(
-        "activeDeadlineSeconds",
-        "integer",
-        "Seconds before the run is stopped as failed.",
-        default=86400,
-        minimum=60,
-        maximum=30 * 86400,
-    ),
-    SpecField(
-        "backoffLimit",
-        "integer",
-        "Pod retries before the run fails (it resumes).",
-        default=2,
-        minimum=0,
-        maximum=10,
-    ),
-    SpecField(
-        "ttlSecondsAfterFinished",
-        "integer",
-        "Seconds a finished Job and its pods are kept.",
-        default=3600,
-        minimum=0,
-        maximum=30 * 86400,
-    ),
-)
-FIELDS_BY_NAME = {f.name: f for f in SPEC_FIELDS}
-
-
 @dataclass(frozen=True)
 class TrainingJobSpec:
     """A validated TrainingJob spec with defaults filled in (field names in the CRD's
@@ -305,22 +94,22 @@ class TrainingJobSpec:
     trainRatio: float
     cancel: bool = False
     suspend: bool = False
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     parallelism: int = DEFAULT_PARALLELISM
     cvFolds: int = DEFAULT_FOLDS
     embargo: int = DEFAULT_EMBARGO
-    promotion: str = "always"
-    workers: int = 1
-    warmStart: str = "none"
+    promotion: str = DEFAULT_PROMOTION
+    workers: int = DEFAULT_WORKERS
+    warmStart: str = DEFAULT_WARM_START
     image: str | None = None
     resources: dict[str, Any] | None = None
-    activeDeadlineSeconds: int = 86400
-    backoffLimit: int = 2
-    ttlSecondsAfterFinished: int = 3600
+    activeDeadlineSeconds: int = DEFAULT_ACTIVE_DEADLINE_SECONDS
+    backoffLimit: int = DEFAULT_BACKOFF_LIMIT
+    ttlSecondsAfterFinished: int = DEFAULT_TTL_SECONDS_AFTER_FINISHED
 
     @property
     def total_trials(self) -> int:
-        return 2 * self.nTrials
+        return total_trials(self.nTrials)
 
 
 @dataclass(frozen=True)

@@ -40,14 +40,24 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from tjcontract.spec import (
+    DEFAULT_EMBARGO,
+    DEFAULT_FOLDS,
+    DEFAULT_N_TRIALS,
+    DEFAULT_PARALLELISM,
+    DEFAULT_PROMOTION,
+    DEFAULT_SEED,
+    DEFAULT_TRAIN_RATIO,
+    total_trials,
+)
+from tjcontract.times import utc_now, utc_text
+from tjcontract.words import RunState
 from tjcore.messages import bounded_message
 from tjcore.schema import migrate, training_jobs
 from tjcore.settings import redact_text
 from tjcore.spec import TrainingJobSpec
 from tjcore.sqlite_fs import check_sqlite_location
-from tjtrainer.config import DEFAULT_PARALLELISM
-from tjtrainer.progress import RunProgress, RunState, utc_now
-from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
+from tjtrainer.progress import RunProgress
 
 BUSY_TIMEOUT_MS = 30_000
 # PostgreSQL: how long one connection attempt may take, and how long a store that has
@@ -142,17 +152,17 @@ class JobRow:
             data["promoted"] = bool(data["promoted"])
         data["damaged"] = tuple(damaged)
         defaults = {
-            "n_trials": 30,
-            "train_ratio": 0.8,
-            "status": "pending",
+            "n_trials": DEFAULT_N_TRIALS,
+            "train_ratio": DEFAULT_TRAIN_RATIO,
+            "status": RunState.PENDING.value,
             "progress_pct": 0.0,
             "current_trial": 0,
             "total_trials": 0,
-            "seed": 42,
+            "seed": DEFAULT_SEED,
             "parallelism": DEFAULT_PARALLELISM,
             "cv_folds": DEFAULT_FOLDS,
             "embargo": DEFAULT_EMBARGO,
-            "promotion": "always",
+            "promotion": DEFAULT_PROMOTION,
         }
         for key, value in defaults.items():
             if data.get(key) is None:
@@ -591,11 +601,11 @@ class JobStore:
         timeframe: str,
         n_trials: int,
         train_ratio: float,
-        seed: int = 42,
+        seed: int = DEFAULT_SEED,
         parallelism: int = DEFAULT_PARALLELISM,
         cv_folds: int = DEFAULT_FOLDS,
         embargo: int = DEFAULT_EMBARGO,
-        promotion: str = "always",
+        promotion: str = DEFAULT_PROMOTION,
         source: str,
         namespace: str | None = None,
         name: str | None = None,
@@ -620,7 +630,7 @@ class JobStore:
             "embargo": embargo,
             "promotion": promotion,
             "status": RunState.PENDING.value,
-            "total_trials": 2 * n_trials,
+            "total_trials": total_trials(n_trials),
             "requested_at": utc_now(),
             "source": source,
             "namespace": namespace,
@@ -747,9 +757,7 @@ class JobStore:
     def stale_running(self, *, lease_seconds: float) -> list[JobRow]:
         """Running rows of local runners whose lease ran out (their process died), oldest
         first; rows without a lease (the operator's) are never stale."""
-        cutoff = (datetime.now(UTC) - timedelta(seconds=lease_seconds)).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
+        cutoff = utc_text(datetime.now(UTC) - timedelta(seconds=lease_seconds))
         c = training_jobs.c
         query = (
             select(training_jobs)

@@ -7,11 +7,13 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from tjcore.spec import API_VERSION, KIND, SpecError, TrainingJobSpec
+from tjcontract.layout import DATASETS_FOLDER, MODELS_FOLDER, run_path
+from tjcontract.names import API_VERSION, KIND
+from tjcontract.spec import DEFAULT_EMBARGO, DEFAULT_FOLDS
+from tjcore.spec import SpecError, TrainingJobSpec
 from tjoperator.config import OperatorConfig
 from tjtrainer.config import STUDY_STORAGE_ENV
 from tjtrainer.exitcodes import PERMANENT_EXIT_CODES
-from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 LABEL_TRAININGJOB = "mltraining.dev/trainingjob"
 ANNOTATION_ROW_ID = "mltraining.dev/row-id"
@@ -25,7 +27,7 @@ def job_name(trainingjob_name: str) -> str:
 
 
 def run_dir_in_pod(config: OperatorConfig, namespace: str, name: str) -> str:
-    return f"{config.shared_mount}/runs/{namespace}/{name}"
+    return f"{config.shared_mount}/{run_path(namespace, name)}"
 
 
 def labels_for(name: str) -> dict[str, str]:
@@ -123,16 +125,16 @@ def trainer_mounts(config: OperatorConfig, namespace: str, name: str) -> list[di
     root. The operator makes these folders (as the pods' user) before the pod starts:
     a folder the kubelet makes for a ``subPath`` belongs to root."""
     mount = config.shared_mount
-    run = f"runs/{namespace}/{name}"
+    run = run_path(namespace, name)
     return [
         {"name": "shared", "mountPath": f"{mount}/{run}", "subPath": run},
         {
             "name": "shared",
-            "mountPath": f"{mount}/datasets",
-            "subPath": "datasets",
+            "mountPath": f"{mount}/{DATASETS_FOLDER}",
+            "subPath": DATASETS_FOLDER,
             "readOnly": True,
         },
-        {"name": "shared", "mountPath": f"{mount}/models", "subPath": "models"},
+        {"name": "shared", "mountPath": f"{mount}/{MODELS_FOLDER}", "subPath": MODELS_FOLDER},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
 

@@ -17,13 +17,12 @@ from typing import ParamSpec, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from tjoperator.status import Phase
+from tjcontract.words import FINAL_PHASES, Phase
 from tjtrainer.progress import RunProgress
 
 P = ParamSpec("P")
 T = TypeVar("T")
 STARTED = time.time()
-FINAL_PHASES = frozenset(p.value for p in Phase if p.is_final)
 
 TRAININGJOBS = Gauge(
     "tj_trainingjobs", "TrainingJobs the operator watches, by status.phase", ["phase"]

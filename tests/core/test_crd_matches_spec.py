@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from tjcontract.spec import SPEC_FIELDS
 from tjcore.crd import build_crd
-from tjcore.spec import SPEC_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 

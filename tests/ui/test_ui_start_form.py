@@ -7,7 +7,8 @@ import pytest
 from conftest import APP_PATH
 from streamlit.testing.v1 import AppTest
 
-from tjcore.spec import FIELDS_BY_NAME, SpecError
+from tjcontract.spec import FIELDS_BY_NAME
+from tjcore.spec import SpecError
 from tjcore.store import JobStore
 from tjui.forms import LABELS, spec_from_form
 

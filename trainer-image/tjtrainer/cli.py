@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,21 +22,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tjtrainer.config import (
-    DEFAULT_PARALLELISM,
-    MAX_PARALLELISM,
-    MAX_WORKERS,
-    PROMOTIONS,
-    STUDY_STORAGE_ENV,
-    TIMEFRAMES,
-    WORKER_INDEX_ENV,
-    TrainConfig,
-)
+from tjcontract.names import MODELS, TIMEFRAMES
+from tjcontract.spec import FIELDS_BY_NAME, MAX_WORKERS, fmt_number
+from tjcontract.words import RunState
+from tjtrainer.config import STUDY_STORAGE_ENV, WORKER_INDEX_ENV, TrainConfig
 from tjtrainer.errors import TrainingError
 from tjtrainer.exitcodes import EXIT_OK, exit_code_for
 from tjtrainer.progress import RunProgress, verdict_lines
-from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, MAX_EMBARGO, MAX_FOLDS
-from tjtrainer.versions import VERSION_NAME
 
 DEFAULT_DATA_ROOT = "./shared-data"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
@@ -57,13 +50,22 @@ def _bounded_int(name: str, low: int, high: int | None = None) -> Callable[[str]
     return parse
 
 
+def _spec_int(flag: str, name: str) -> Callable[[str], int]:
+    """The parser of an integer flag bounded as its spec field (``--n-trials``: nTrials)."""
+    spec_field = FIELDS_BY_NAME[name]
+    assert spec_field.minimum is not None and spec_field.maximum is not None
+    return _bounded_int(flag, int(spec_field.minimum), int(spec_field.maximum))
+
+
+def _default(name: str) -> Any:
+    return FIELDS_BY_NAME[name].default
+
+
 def _warm_start(text: str) -> str:
-    if text in ("none", "latest") or VERSION_NAME.fullmatch(text):
+    spec_field = FIELDS_BY_NAME["warmStart"]
+    if spec_field.pattern and re.fullmatch(spec_field.pattern, text):
         return text
-    raise argparse.ArgumentTypeError(
-        f"--warm-start must be none, latest or a model version such as 15m_20261201_120000, "
-        f"got {text!r}"
-    )
+    raise argparse.ArgumentTypeError(f"--warm-start must be {spec_field.allowed()}, got {text!r}")
 
 
 def _train_ratio(text: str) -> float:
@@ -71,8 +73,12 @@ def _train_ratio(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--train-ratio must be a number, got {text!r}") from None
-    if not 0.5 <= value <= 0.95:
-        raise argparse.ArgumentTypeError(f"--train-ratio must be in [0.5, 0.95], got {value}")
+    low, high = FIELDS_BY_NAME["trainRatio"].minimum, FIELDS_BY_NAME["trainRatio"].maximum
+    assert low is not None and high is not None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"--train-ratio must be in [{fmt_number(low)}, {fmt_number(high)}], got {value}"
+        )
     return value
 
 
@@ -238,7 +244,7 @@ def _labels_text(labels: dict[str, Any]) -> str:
     ends = "; ".join(
         f"{model} "
         + "/".join(f"{100 * shares[model][k]:.0f}" for k in ("take_profit", "stop_loss", "time"))
-        for model in ("LONG", "SHORT")
+        for model in MODELS
         if model in shares
     )
     return (
@@ -252,32 +258,37 @@ def add_train_parser(subparsers: Any) -> None:
     """Add ``train``: the trainer pod's entry point."""
     train = subparsers.add_parser("train", help="run (or resume) one training run")
     train.add_argument("--timeframe", required=True, choices=TIMEFRAMES)
-    train.add_argument("--n-trials", type=_bounded_int("--n-trials", 1, 10_000), default=30)
-    train.add_argument("--train-ratio", type=_train_ratio, default=0.8)
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--n-trials",
+        type=_spec_int("--n-trials", "nTrials"),
+        default=_default("nTrials"),
+        help=f"Optuna trials per model, spec.nTrials (default: {_default('nTrials')})",
+    )
+    train.add_argument("--train-ratio", type=_train_ratio, default=_default("trainRatio"))
+    train.add_argument("--seed", type=_spec_int("--seed", "seed"), default=_default("seed"))
     train.add_argument(
         "--parallelism",
-        type=_bounded_int("--parallelism", 1, MAX_PARALLELISM),
-        default=DEFAULT_PARALLELISM,
+        type=_spec_int("--parallelism", "parallelism"),
+        default=_default("parallelism"),
     )
     train.add_argument(
         "--cv-folds",
-        type=_bounded_int("--cv-folds", 1, MAX_FOLDS),
-        default=DEFAULT_FOLDS,
-        help=f"walk-forward folds of the search part (default: {DEFAULT_FOLDS})",
+        type=_spec_int("--cv-folds", "cvFolds"),
+        default=_default("cvFolds"),
+        help=f"walk-forward folds of the search part (default: {_default('cvFolds')})",
     )
     train.add_argument(
         "--embargo",
-        type=_bounded_int("--embargo", 0, MAX_EMBARGO),
-        default=DEFAULT_EMBARGO,
+        type=_spec_int("--embargo", "embargo"),
+        default=_default("embargo"),
         help="rows kept out after the purge gap at every train/judge boundary "
-        f"(default: {DEFAULT_EMBARGO})",
+        f"(default: {_default('embargo')})",
     )
     train.add_argument(
         "--promotion",
-        choices=PROMOTIONS,
-        default="always",
-        help="when the new version becomes *_latest (default: always)",
+        choices=FIELDS_BY_NAME["promotion"].enum,
+        default=_default("promotion"),
+        help=f"when the new version becomes *_latest (default: {_default('promotion')})",
     )
     train.add_argument(
         "--run-dir", type=Path, required=True, help="progress, study and cancel marker"
@@ -285,14 +296,14 @@ def add_train_parser(subparsers: Any) -> None:
     train.add_argument(
         "--warm-start",
         type=_warm_start,
-        default="none",
+        default=_default("warmStart"),
         help="none, latest or a model version: its best trials are the first trials of "
-        "this search (default: none)",
+        f"this search (default: {_default('warmStart')})",
     )
     train.add_argument(
         "--workers",
-        type=_bounded_int("--workers", 1, MAX_WORKERS),
-        default=1,
+        type=_spec_int("--workers", "workers"),
+        default=_default("workers"),
         help="trainer processes sharing the run's studies (more than 1 needs PostgreSQL)",
     )
     train.add_argument(
@@ -391,7 +402,7 @@ def _train(args: argparse.Namespace) -> int:
         _write_termination_message(args.termination_log, message)
         print(f"error: {message}", file=sys.stderr, flush=True)
         return exit_code_for(exc)
-    if progress.state == "completed":
+    if progress.state == RunState.COMPLETED:
         print(
             f"completed: model version {progress.model_version} in {progress.models_dir}; "
             f"test Spearman LONG {progress.test_score_long:+.4f}, "

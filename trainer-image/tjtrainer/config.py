@@ -1,21 +1,22 @@
-"""What one training run is asked to do: the trainer's only input."""
+"""What one training run is asked to do: the trainer's only input (its defaults and bounds
+are the spec's, :mod:`tjcontract.spec`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-TIMEFRAMES = ("15m", "1h")
-PROMOTIONS = ("always", "ifSignificant", "ifBetterThanLatest")
-# Trials evaluated at once; the CRD's bound (tjcore.spec) and the trainer's flag read it.
-MAX_PARALLELISM = 16
-# Trials at once when the spec does not say (the spec's default, tjcore.spec, reads it).
-# Two trials at once, each with half the CPUs: on 2 cores 1.5x the trials per second of
-# one trial with both (XGBoost's threads scale poorly on these small matrices), measured
-# with bench/train_throughput.py (docs/TRAINER.md).
-DEFAULT_PARALLELISM = 2
-# Trainer processes of one run sharing its studies (spec.workers; the CRD's bound reads it).
-MAX_WORKERS = 32
+from tjcontract.layout import models_dir
+from tjcontract.spec import (
+    DEFAULT_EMBARGO,
+    DEFAULT_FOLDS,
+    DEFAULT_PARALLELISM,
+    DEFAULT_PROMOTION,
+    DEFAULT_SEED,
+    DEFAULT_WARM_START,
+    DEFAULT_WORKERS,
+)
+
 # The trainer's environment: the study database's URL (it holds a password: the operator
 # gives it from a Secret) and the worker's index (Kubernetes sets it in an Indexed Job).
 STUDY_STORAGE_ENV = "TJ_STUDY_STORAGE_URL"
@@ -28,7 +29,8 @@ class TrainConfig:
 
     Args:
         timeframe: ``15m`` or ``1h``; picks ``<data_root>/datasets/<timeframe>/``.
-        n_trials: Optuna trials per model (the run does 2 × n_trials in all).
+        n_trials: Optuna trials per model (``spec.nTrials``; the run does
+            :func:`tjcontract.spec.total_trials` in all).
         train_ratio: share of rows used for the search (train + validation); the rest,
             after a purge gap, is the held-out test tail.
         data_root: the shared folder (``SHARED_DATA_PATH``).
@@ -57,16 +59,16 @@ class TrainConfig:
     train_ratio: float
     data_root: Path
     run_dir: Path
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     parallelism: int = DEFAULT_PARALLELISM
-    cv_folds: int = 3
-    embargo: int = 16
-    promotion: str = "always"
+    cv_folds: int = DEFAULT_FOLDS
+    embargo: int = DEFAULT_EMBARGO
+    promotion: str = DEFAULT_PROMOTION
     study_storage: str | None = None
-    workers: int = 1
+    workers: int = DEFAULT_WORKERS
     worker_index: int = 0
-    warm_start: str = "none"
+    warm_start: str = DEFAULT_WARM_START
 
     @property
     def models_dir(self) -> Path:
-        return self.data_root / "models"
+        return models_dir(self.data_root)

@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tjtrainer.config import TIMEFRAMES
+from tjcontract.layout import datasets_dir
+from tjcontract.names import TIMEFRAMES
+from tjcontract.spec import DEFAULT_EMBARGO, DEFAULT_FOLDS, DEFAULT_TRAIN_RATIO
+from tjcontract.times import utc_now
 from tjtrainer.errors import DatasetError, DatasetMissingError
 from tjtrainer.features import FEATURES, WARMUP_ROWS, compute_features
 from tjtrainer.files import atomic_output, atomic_write_bytes, sha256_file
@@ -32,9 +35,8 @@ from tjtrainer.labels import (
     label_candles,
     outcome_shares,
 )
-from tjtrainer.ohlcv import read_ohlcv_csv, utc_nanoseconds
-from tjtrainer.progress import utc_now
-from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS, DEFAULT_TRAIN_RATIO, minimum_rows
+from tjtrainer.ohlcv import order_problem, read_ohlcv_csv, utc_nanoseconds
+from tjtrainer.splits import minimum_rows
 from tjtrainer.synth import synth_candles
 
 DATASET_FILE = "dataset.parquet"
@@ -89,7 +91,7 @@ def dataset_dir(data_root: Path, timeframe: str) -> Path:
     a path of its own."""
     if timeframe not in TIMEFRAMES:
         raise DatasetError(f"timeframe must be one of {', '.join(TIMEFRAMES)}, got {timeframe!r}")
-    return data_root / "datasets" / timeframe
+    return datasets_dir(data_root) / timeframe
 
 
 @dataclass(frozen=True)
@@ -438,18 +440,17 @@ def _checked_timestamps(path: Path, column: pd.Series) -> np.ndarray:
         row = int(np.argmax(stamps.isna().to_numpy()))
         raise DatasetError(f"{path}: row {row}: timestamp is empty")
     values = utc_nanoseconds(stamps)
-    steps = np.diff(values)
-    if (steps == 0).any():
-        row = int(np.argmax(steps == 0)) + 1
+    problem = order_problem(values)
+    if problem is not None:
+        row, repeated = problem
+        stamp = stamps.iloc[row].isoformat()
+        if repeated:
+            raise DatasetError(
+                f"{path}: row {row}: duplicate timestamp {stamp}; each candle must appear once"
+            )
         raise DatasetError(
-            f"{path}: row {row}: duplicate timestamp {stamps.iloc[row].isoformat()}; "
-            "each candle must appear once"
-        )
-    if (steps < 0).any():
-        row = int(np.argmax(steps < 0)) + 1
-        raise DatasetError(
-            f"{path}: row {row}: timestamp {stamps.iloc[row].isoformat()} is earlier than "
-            "the row before; rows must be sorted by time, oldest first"
+            f"{path}: row {row}: timestamp {stamp} is earlier than the row before; rows "
+            "must be sorted by time, oldest first"
         )
     return values.astype("datetime64[ns]")
 

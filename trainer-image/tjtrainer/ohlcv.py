@@ -149,24 +149,33 @@ def _check_ranges(path: Path, candles: pd.DataFrame) -> None:
     )
 
 
+def order_problem(nanoseconds: np.ndarray) -> tuple[int, bool] | None:
+    """The first row whose timestamp (ns since the epoch) is not later than the row
+    before, and whether it repeats it (else it goes back); ``None`` if time only rises.
+    Candles and dataset rows must be in strictly rising time order."""
+    steps = np.diff(nanoseconds)
+    bad = steps <= 0
+    if not bad.any():
+        return None
+    row = int(np.argmax(bad))
+    return row + 1, bool(steps[row] == 0)
+
+
 def _check_order(path: Path, timestamps: pd.Series) -> None:
-    steps = np.diff(utc_nanoseconds(timestamps))
-    duplicate = steps == 0
-    if duplicate.any():
-        row = int(np.argmax(duplicate)) + 1
+    problem = order_problem(utc_nanoseconds(timestamps))
+    if problem is None:
+        return
+    row, repeated = problem
+    line, stamp = row + _FIRST_DATA_LINE, timestamps.iloc[row].isoformat()
+    if repeated:
         raise OhlcvError(
-            f"{path}: line {row + _FIRST_DATA_LINE}: duplicate timestamp "
-            f"{timestamps.iloc[row].isoformat()} (also on line {row + _FIRST_DATA_LINE - 1}); "
+            f"{path}: line {line}: duplicate timestamp {stamp} (also on line {line - 1}); "
             "each candle must appear once"
         )
-    backwards = steps < 0
-    if backwards.any():
-        row = int(np.argmax(backwards)) + 1
-        raise OhlcvError(
-            f"{path}: line {row + _FIRST_DATA_LINE}: timestamp "
-            f"{timestamps.iloc[row].isoformat()} is earlier than the line before; "
-            "candles must be sorted by time, oldest first"
-        )
+    raise OhlcvError(
+        f"{path}: line {line}: timestamp {stamp} is earlier than the line before; "
+        "candles must be sorted by time, oldest first"
+    )
 
 
 def utc_nanoseconds(timestamps: pd.Series) -> np.ndarray:

@@ -11,13 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-# Kubernetes names: a DNS-1123 label (namespaces) and subdomain (object names); neither can
-# be "." or "..", hold a "/" or start with one.
-_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-LABEL = re.compile(_LABEL)
-SUBDOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*")
-MAX_LABEL_LENGTH = 63
-MAX_SUBDOMAIN_LENGTH = 253
+from tjcontract.names import LABEL, MAX_LABEL_LENGTH, MAX_SUBDOMAIN_LENGTH, SUBDOMAIN
+
 # A model version such as 15m_20261126_140000: letters, digits, '_', '-', '.'; no '..'.
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 

@@ -1,7 +1,8 @@
 """The run folder's progress format: one module for its writer (the trainer) and its
 readers (the local runner, the operator, the UI).
 
-A run folder is ``$SHARED_DATA_PATH/runs/<namespace>/<name>/`` and holds:
+A run folder (:mod:`tjcontract.layout`: ``$SHARED_DATA_PATH/runs/<namespace>/<name>/``)
+holds:
 
 - ``progress.json``: the state of the run, rewritten atomically after every trial
   (temporary file, fsync, rename), so a reader sees either the old or the new state. It
@@ -21,22 +22,21 @@ import copy
 import json
 import shutil
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from tjcontract.layout import CANCEL_MARKER, FORMAT_VERSION, OWNER_FILE, PROGRESS_FILE, run_parts
+
+# Re-exported for the trainer's modules (studies, shared_studies, train) that read it here.
+from tjcontract.layout import STUDY_FILE as STUDY_FILE
+from tjcontract.names import MODELS
+from tjcontract.times import utc_now
+from tjcontract.words import RunState
 from tjtrainer import paths
 from tjtrainer.files import atomic_write_bytes
 from tjtrainer.paths import confined
 from tjtrainer.runlock import LOCK_FILE, RunFolderLock
 
-FORMAT_VERSION = 1
-PROGRESS_FILE = "progress.json"
-CANCEL_MARKER = "CANCEL"
-STUDY_FILE = "study.db"
-OWNER_FILE = "OWNER"
-MODELS = ("LONG", "SHORT")
 # progress.json (and the table's trial log) keep this many of the latest trials in full.
 TRIALS_KEPT = 100
 # What RunProgress says of the finished trials (rebuilt from study.db on every start).
@@ -50,26 +50,6 @@ TRIAL_FIELDS = (
     "best_score_long",
     "best_score_short",
 )
-
-
-class RunState(StrEnum):
-    """Where a run stands, in the seed's words."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED)
-
-
-def utc_now() -> str:
-    """An ISO-8601 UTC timestamp with microseconds and a ``Z`` suffix
-    (``2026-12-02T04:30:00.123456Z``)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -238,12 +218,11 @@ def run_dir_for(data_root: Path, namespace: str, name: str) -> Path:
             Kubernetes object name (``../x``, an absolute path, ...), or the folder would
             resolve outside ``runs/``.
     """
-    runs = data_root / "runs"
-    return confined(
-        runs,
+    runs, namespace_part, name_part = run_parts(
         paths.label(namespace, what="the namespace of a run"),
         paths.object_name(name, what="the name of a run"),
     )
+    return confined(data_root / runs, namespace_part, name_part)
 
 
 def claim_run_dir(run_dir: Path, owner: str) -> bool:
@@ -281,7 +260,7 @@ def verdict_lines(progress: RunProgress) -> list[str]:
     evaluation = progress.evaluation or {}
     level = evaluation.get("level")
     lines = []
-    for model in ("LONG", "SHORT"):
+    for model in MODELS:
         found = evaluation.get(model)
         if not found:
             continue

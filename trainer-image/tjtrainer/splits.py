@@ -25,17 +25,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tjcontract.spec import (
+    DEFAULT_EMBARGO,
+    DEFAULT_FOLDS,
+    DEFAULT_TRAIN_RATIO,
+    MAX_EMBARGO,
+    MAX_FOLDS,
+)
 from tjtrainer.errors import DatasetError
 
 CV_SHARE = 0.5
 MIN_TRAIN_ROWS = 200
 MIN_BLOCK_ROWS = 100
 MIN_TEST_ROWS = 50
-DEFAULT_FOLDS = 3
-MAX_FOLDS = 10
-DEFAULT_EMBARGO = 16
-DEFAULT_TRAIN_RATIO = 0.8
-MAX_EMBARGO = 10_000
 
 
 @dataclass(frozen=True)

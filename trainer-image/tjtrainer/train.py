@@ -21,7 +21,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
-from tjtrainer.config import PROMOTIONS, TIMEFRAMES, TrainConfig
+from tjcontract.names import TIMEFRAMES
+from tjcontract.spec import FIELDS_BY_NAME, PROMOTIONS, fmt_number, total_trials
+from tjtrainer.config import TrainConfig
 from tjtrainer.cpus import available_cpus
 from tjtrainer.datasets import Dataset, load_dataset
 from tjtrainer.errors import (
@@ -60,7 +62,7 @@ from tjtrainer.sampling import (
 )
 from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
 from tjtrainer.shared_studies import is_sqlite
-from tjtrainer.splits import MAX_EMBARGO, MAX_FOLDS, Splits, make_splits
+from tjtrainer.splits import Splits, make_splits
 from tjtrainer.studies import DurableStudies, mirror_study
 
 OnProgress = Callable[[RunProgress], None]
@@ -70,27 +72,44 @@ MAX_FAILURES_IN_A_ROW = 3
 
 
 def validate_config(config: TrainConfig) -> None:
-    """Raise :class:`TrainingError` naming the field and the allowed values."""
+    """Raise :class:`TrainingError` naming the field and the allowed values (the spec's
+    bounds, :mod:`tjcontract.spec`)."""
     if config.timeframe not in TIMEFRAMES:
         raise TrainingError(
             f"timeframe must be one of {', '.join(TIMEFRAMES)}, got {config.timeframe!r}"
         )
-    if isinstance(config.n_trials, bool) or not isinstance(config.n_trials, int):
-        raise TrainingError(f"n_trials must be an integer >= 1, got {config.n_trials!r}")
-    if config.n_trials < 1:
-        raise TrainingError(f"n_trials must be an integer >= 1, got {config.n_trials}")
-    if not 0.5 <= config.train_ratio <= 0.95:
-        raise TrainingError(f"train_ratio must be in [0.5, 0.95], got {config.train_ratio}")
-    if config.parallelism < 1:
-        raise TrainingError(f"parallelism must be >= 1, got {config.parallelism}")
-    if not 1 <= config.cv_folds <= MAX_FOLDS:
-        raise TrainingError(f"cvFolds must be from 1 to {MAX_FOLDS}, got {config.cv_folds}")
+    for attr, name in _BOUNDED:
+        spec_field = FIELDS_BY_NAME[name]
+        low, high = spec_field.minimum, spec_field.maximum
+        assert low is not None and high is not None
+        value = getattr(config, attr)
+        if spec_field.type == "integer" and (
+            isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+        ):
+            raise TrainingError(
+                f"{attr} must be an integer >= {fmt_number(low)} and <= {fmt_number(high)}, "
+                f"got {value!r}"
+            )
+        if spec_field.type == "number" and not low <= value <= high:
+            raise TrainingError(
+                f"{attr} must be in [{fmt_number(low)}, {fmt_number(high)}], got {value}"
+            )
     if config.promotion not in PROMOTIONS:
         raise TrainingError(
             f"promotion must be one of {', '.join(PROMOTIONS)}, got {config.promotion!r}"
         )
-    if not 0 <= config.embargo <= MAX_EMBARGO:
-        raise TrainingError(f"embargo must be from 0 to {MAX_EMBARGO}, got {config.embargo}")
+
+
+# TrainConfig's bounded fields and the spec field whose bounds they have.
+_BOUNDED = (
+    ("n_trials", "nTrials"),
+    ("train_ratio", "trainRatio"),
+    ("seed", "seed"),
+    ("parallelism", "parallelism"),
+    ("cv_folds", "cvFolds"),
+    ("embargo", "embargo"),
+    ("workers", "workers"),
+)
 
 
 def run_training(
@@ -115,7 +134,7 @@ def run_training(
     progress = RunProgress(
         timeframe=config.timeframe,
         n_trials=config.n_trials,
-        total_trials=2 * config.n_trials if isinstance(config.n_trials, int) else 0,
+        total_trials=total_trials(config.n_trials) if isinstance(config.n_trials, int) else 0,
         train_ratio=config.train_ratio,
         seed=config.seed,
         cv_folds=config.cv_folds,

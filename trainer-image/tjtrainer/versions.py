@@ -38,7 +38,6 @@ import fcntl
 import itertools
 import json
 import os
-import re
 import secrets
 import shutil
 import time
@@ -49,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tjcontract.names import VERSION_NAME
 from tjtrainer.files import (
     STALE_TEMPORARY_S,
     TEMP_SUFFIX,
@@ -63,8 +63,6 @@ METADATA_FILE = "metadata.json"
 WRITING_LOCK = ".writing.lock"
 # A save takes seconds; a partial version this old, whose lock is free, is abandoned.
 ABANDONED_AFTER_S = STALE_TEMPORARY_S
-# What reserved_version names: only such folders are ever cleaned up.
-VERSION_NAME = re.compile(r"[A-Za-z0-9]+_[0-9]{8}_[0-9]{6}(_[0-9]{3,})?")
 ALIASES = ("champion", "challenger")
 SIDES = ("long", "short")
 MIX_PREFIX = "mix_"

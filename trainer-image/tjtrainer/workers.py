@@ -34,6 +34,7 @@ from optuna.pruners import NopPruner
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
+from tjcontract.spec import total_trials
 from tjtrainer.config import TrainConfig
 from tjtrainer.cpus import available_cpus
 from tjtrainer.errors import RunFolderBusyError, RunFolderError, TrainingError, TransientError
@@ -95,7 +96,7 @@ def run_worker(
     progress = RunProgress(
         timeframe=config.timeframe,
         n_trials=config.n_trials,
-        total_trials=2 * config.n_trials,
+        total_trials=total_trials(config.n_trials),
         train_ratio=config.train_ratio,
         seed=config.seed,
         cv_folds=config.cv_folds,

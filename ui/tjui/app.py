@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
+from tjcontract.layout import models_dir
 from tjcore.settings import Settings, SettingsError
 from tjcore.store import JobRow
 from tjui.db import DataError, Reader, describe_url, open_reader
@@ -111,9 +112,9 @@ def main() -> None:
             "press **Start Training**."
         )
     else:
-        render_job(reader, settings.shared_data_path / "models", job_id)
+        render_job(reader, models_dir(settings.shared_data_path), job_id)
     st.divider()
-    render_aliases(settings.database_url, reader.store, settings.shared_data_path / "models")
+    render_aliases(settings.database_url, reader.store, models_dir(settings.shared_data_path))
     st.divider()
     render_history(rows, open_job)
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tjtrainer.config import TIMEFRAMES
+from tjcontract.names import TIMEFRAMES
 from tjtrainer.paths import UnsafePathError, is_inside, model_version
 from tjtrainer.versions import METADATA_FILE, latest_name
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from tjui.data import MODELS
+from tjcontract.names import MODELS
 
 # Long is green and short is red, as on a trading screen.
 MODEL_SCALE = alt.Scale(domain=list(MODELS), range=["#2e9e5b", "#d64545"])

@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from tjcontract.names import MODELS
+from tjcontract.words import RunState
 from tjcore.store import JobRow
 from tjui.formatting import duration, parse_time, seconds_between, short_time
-
-MODELS = ("LONG", "SHORT")
 
 HISTORY_COLUMNS = (
     "id",
@@ -71,7 +71,7 @@ def job_duration_s(row: JobRow, *, now: datetime | None = None) -> float | None:
 
 def pending_for_s(row: JobRow, *, now: datetime | None = None) -> float | None:
     """Seconds a ``pending`` row has waited since it was requested; ``None`` otherwise."""
-    if row.status != "pending":
+    if row.status != RunState.PENDING:
         return None
     return seconds_between(parse_time(row.requested_at), now or datetime.now(UTC))
 
@@ -153,7 +153,7 @@ def comparison_frame(rows: Iterable[JobRow]) -> pd.DataFrame:
     and model, oldest version first."""
     records = []
     for row in rows:
-        if row.status != "completed" or not row.model_version:
+        if row.status != RunState.COMPLETED or not row.model_version:
             continue
         scores = (row.test_score_long, row.test_score_short)
         verdicts = (row.verdict_long, row.verdict_short)

@@ -9,7 +9,8 @@ from typing import Any
 
 import streamlit as st
 
-from tjcore.spec import FIELDS_BY_NAME, SpecError, TrainingJobSpec, validate_spec
+from tjcontract.spec import FIELDS_BY_NAME
+from tjcore.spec import SpecError, TrainingJobSpec, validate_spec
 from tjui.db import DataError, submit_job
 
 # The form's label of each spec field, so messages name what the user sees.

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from tjcontract.names import TIMEFRAMES
 from tjcore.aliases import AliasError, UnrecordedSwitch, promote, rollback, states, who
 from tjcore.store import JobStore
-from tjtrainer.config import TIMEFRAMES
 from tjtrainer.versions import SIDES, AliasChange, list_versions
 from tjui.db import DataError, friendly_errors
 

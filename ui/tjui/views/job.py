@@ -13,6 +13,7 @@ from typing import Literal
 
 import streamlit as st
 
+from tjcontract.words import RunState
 from tjcore.settings import Settings
 from tjcore.store import JobRow
 from tjui import charts, data
@@ -25,11 +26,11 @@ PENDING_WARNING_S = 60.0
 FLASH_KEY = "job_view_flash"
 BadgeColor = Literal["gray", "blue", "green", "red", "orange"]
 STATUS_COLORS: dict[str, BadgeColor] = {
-    "pending": "gray",
-    "running": "blue",
-    "completed": "green",
-    "failed": "red",
-    "cancelled": "orange",
+    RunState.PENDING: "gray",
+    RunState.RUNNING: "blue",
+    RunState.COMPLETED: "green",
+    RunState.FAILED: "red",
+    RunState.CANCELLED: "orange",
 }
 
 
@@ -80,7 +81,7 @@ def _job_body(reader: Reader, models_dir: Path, job_id: int, shown_status: str) 
         st.info(flash)
     _status(row, reader.url)
     _progress(row)
-    if row.status == "completed" and row.model_version:
+    if row.status == RunState.COMPLETED and row.model_version:
         _models(row, models_dir)
     _trials(row)
 
@@ -92,7 +93,7 @@ def _cancel(reader: Reader, job_id: int) -> bool:
     except DataError as err:
         st.error(str(err))
         return False
-    if updated.status == "cancelled":
+    if updated.status == RunState.CANCELLED:
         st.session_state[FLASH_KEY] = f"Job {job_id} was cancelled before it started."
     else:
         st.session_state[FLASH_KEY] = (
@@ -110,15 +111,15 @@ def _status(row: JobRow, database_url: str) -> None:
     st.badge(row.status, color=STATUS_COLORS.get(row.status, "gray"))
     st.caption(" · ".join(words))
     waited = data.pending_for_s(row)
-    if row.status == "running" and row.cancel_requested:
+    if row.status == RunState.RUNNING and row.cancel_requested:
         st.info("Cancel requested: the job stops after its current trial.")
     elif waited is not None and waited > PENDING_WARNING_S:
         st.warning(_pending_hint(row, waited, database_url))
-    elif row.status == "pending":
+    elif row.status == RunState.PENDING:
         st.info("Waiting for the operator or a local runner to pick this job up.")
-    elif row.status == "failed":
+    elif row.status == RunState.FAILED:
         st.error(f"Training failed: {row.error or 'no error message was recorded.'}")
-    elif row.status == "cancelled":
+    elif row.status == RunState.CANCELLED:
         st.warning(
             f"Cancelled after {row.current_trial} of {row.total_trials} trials."
             if row.current_trial
@@ -145,7 +146,7 @@ def _pending_hint(row: JobRow, waited: float, database_url: str) -> str:
 def _progress(row: JobRow) -> None:
     pct = max(0.0, min(100.0, float(row.progress_pct)))
     text = f"{pct:.0f}% · trial {row.current_trial}/{row.total_trials}"
-    if row.status == "running" and row.current_model:
+    if row.status == RunState.RUNNING and row.current_model:
         text += f" · training {row.current_model}"
     st.progress(pct / 100.0, text=text)
     cells = st.columns(4)
