@@ -1,4 +1,4 @@
-"""The TrainingJob CustomResourceDefinition, built from :data:`tjcore.spec.SPEC_FIELDS`.
+"""The TrainingJob CustomResourceDefinition, built from :data:`tjcontract.spec.SPEC_FIELDS`.
 
 ``tjctl crd`` prints it; ``manifests/crd.yaml`` and ``helm/trainingjob-operator/crds/``
 hold the same text, and a test keeps them equal.
@@ -8,18 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tjcore.spec import (
-    GROUP,
-    KIND,
-    MAX_NAME_LENGTH,
-    PLURAL,
-    SHORT_NAME,
-    SPEC_FIELDS,
-    VERSION,
-    SpecField,
-)
-
-PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed", "Cancelled")
+from tjcontract.names import GROUP, KIND, MAX_NAME_LENGTH, PLURAL, SHORT_NAME, VERSION
+from tjcontract.spec import SPEC_FIELDS, SpecField
+from tjcontract.words import Phase
 
 
 def _field_schema(spec_field: SpecField) -> dict[str, Any]:
@@ -93,11 +84,7 @@ def _status_schema() -> dict[str, Any]:
         "type": "object",
         "description": "Observed state, written by the operator only.",
         "properties": {
-            "phase": {"type": "string", "enum": list(PHASES)},
-            "status": {
-                "type": "string",
-                "description": "The seed's word: pending, running, completed, failed or cancelled.",
-            },
+            "phase": {"type": "string", "enum": [p.value for p in Phase]},
             "progress": {"type": "integer", "description": "Finished trials in percent."},
             "trial": {"type": "string", "description": "Finished trials as n/N."},
             "currentTrial": {"type": "integer"},

@@ -17,7 +17,7 @@ creates, and a cancel is forwarded once (``cancel_forwarded``), not at every sta
 
 The bridge acts only on rows of its own namespace: under a cluster-wide operator a cancel
 in the table never reaches another namespace's TrainingJob. Its API calls run in a thread
-of its own, so their retries never hold the event loop's shared executor.
+of its own, once each: what fails is tried again at the next pass.
 """
 
 from __future__ import annotations
@@ -66,11 +66,11 @@ def _create(store: JobStore, namespace: str, row: JobRow) -> bool:
         embargo=row.embargo,
         promotion=row.promotion,
     )
-    uid = kube.retrying(lambda: kube.create_trainingjob(body))
+    uid = kube.counted(lambda: kube.create_trainingjob(body))
     if uid is not None:
         log.info("row %d became TrainingJob %s/%s", row.id, namespace, name)
     else:  # made before a restart: it is ours if it names this row
-        found = kube.retrying(lambda: kube.read_trainingjob(namespace, name)) or {}
+        found = kube.counted(lambda: kube.read_trainingjob(namespace, name)) or {}
         annotations = (found.get("metadata") or {}).get("annotations") or {}
         if annotations.get(ANNOTATION_ROW_ID) == str(row.id):
             uid = found["metadata"]["uid"]
@@ -117,7 +117,7 @@ def forward_cancels(store: JobStore, namespace: str) -> None:
         assert row.name
         name = row.name
         try:
-            if kube.retrying(partial(kube.request_cancel, namespace, name)):
+            if kube.counted(partial(kube.request_cancel, namespace, name)):
                 log.info(
                     "row %d: cancel requested in the table reached %s/%s", row.id, namespace, name
                 )
@@ -133,7 +133,7 @@ def end_rows_of_deleted(store: JobStore, namespace: str) -> None:
     rows = store.unfinished_with_uid(namespace=namespace)
     if not rows:
         return
-    alive = kube.retrying(lambda: kube.trainingjob_uids(namespace))  # after reading the rows
+    alive = kube.counted(lambda: kube.trainingjob_uids(namespace))  # after reading the rows
     for row in rows:
         if row.uid in alive:
             continue

@@ -7,12 +7,17 @@ import logging
 import sys
 from pathlib import Path
 
+from tjcontract.layout import SHARED_FOLDERS
+
 
 def cmd_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from tjcore.settings import redact_url
-    from tjoperator import handlers, metrics
+    from tjoperator import (
+        handlers,  # noqa: F401  (importing it registers the handlers)
+        metrics,
+    )
     from tjoperator.config import OperatorConfig
 
     try:
@@ -29,7 +34,6 @@ def cmd_operator(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    handlers.configure(config)
     if config.metrics_port is not None:
         try:
             metrics.serve(config.metrics_port, config.metrics_address)
@@ -41,10 +45,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
             )
             return 1
     prepare_shared_folders(config.shared_data_path)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # kopf's format: a handler's lines (its per-object logger) start [namespace/name].
+    kopf.configure(verbose=args.verbose, log_prefix=True)
     where = ", ".join(config.namespaces) if config.namespaces else "all namespaces"
     logging.getLogger("tjoperator").info(
         "watching TrainingJobs in %s; trainer image %s; shared PVC %s; table %s",
@@ -54,15 +56,13 @@ def cmd_operator(args: argparse.Namespace) -> int:
         redact_url(config.database_url) if config.database_url else "none",
     )
     kopf.run(
+        memo=kopf.Memo(config=config),  # the handlers' config (tjoperator.handlers)
         standalone=True,
         namespaces=list(config.namespaces),
         clusterwide=not config.namespaces,
         liveness_endpoint=args.liveness,
     )
     return 0
-
-
-SHARED_FOLDERS = ("datasets", "models", "runs")
 
 
 def prepare_shared_folders(root: Path) -> None:

@@ -10,21 +10,29 @@
 - spec.cancel: the cancel marker; delete: the Job goes, its pods are waited for, and a
   running row is cancelled with the trainer's final progress;
 - startup: API credentials, the table, and the table bridge.
+
+What the handlers share lives in kopf's memo: the operator's ``config`` (given to
+``kopf.run``) and its ``table`` (opened at start-up, or later); each object's memo (kopf's
+shallow copy of the operator's) holds its daemon's :class:`~tjoperator.tracking.Tracker`
+and an early verdict. API errors are retried by kopf, which runs the handler again (a
+transient answer after ``kube.call``'s delay, any other error after the handler's backoff).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import kopf
 
+from tjcontract.names import GROUP, PLURAL, VERSION
+from tjcontract.spec import DEFAULT_N_TRIALS, total_trials
 from tjcore.messages import bounded_message
 from tjcore.settings import redact_text, redact_url
-from tjcore.spec import GROUP, PLURAL, VERSION, SpecError, TrainingJobSpec, validate_spec
+from tjcore.spec import SpecError, TrainingJobSpec, validate_spec
 from tjcore.store import DatabaseUnreachableError, JobRow, JobStore
 from tjoperator import bridge, kube, metrics
 from tjoperator.config import OperatorConfig
@@ -38,7 +46,15 @@ from tjoperator.job_builder import (
 )
 from tjoperator.kueue import QUEUE_LABEL, queue_labels
 from tjoperator.status import Observation, Phase, Verdict
-from tjoperator.tracking import Tracker, observe, publish, row_values, settle, wait_for_pods
+from tjoperator.tracking import (
+    Tracker,
+    act,
+    observe,
+    publish,
+    row_values,
+    settle,
+    wait_for_pods,
+)
 from tjtrainer.progress import (
     OWNER_FILE,
     claim_run_dir,
@@ -54,26 +70,37 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 JOB_REFUSED_FOR_GOOD = frozenset({400, 422})
 # The memo key under which the create handler hands the daemon an early verdict.
 EARLY_VERDICT = "early_verdict"
+# The memo key of the daemon's Tracker: kept when kopf runs the daemon again after an error.
+TRACKER = "tracker"
+# How long kopf waits before it runs the daemon again after an error that is not transient.
+TRACKING_BACKOFF_SECONDS = 2.0
 EVENT_COMPONENT = "trainingjob-operator"
 # How often the operator tries again to reach a database that was not up when it started.
 STORE_RETRY_SECONDS = 5.0
 
 
-class Runtime:
-    """What the handlers share, set once at start-up by :func:`configure`."""
+@dataclass
+class Table:
+    """The training_jobs table once it is open. One instance sits in the operator's memo,
+    so every object's memo (a shallow copy) sees a table that opens after start-up."""
 
-    config: OperatorConfig = OperatorConfig()
     store: JobStore | None = None
+
+
+def _config(memo: kopf.Memo) -> OperatorConfig:
+    config = memo.get("config")
+    return config if isinstance(config, OperatorConfig) else OperatorConfig()
+
+
+def _store(memo: kopf.Memo) -> JobStore | None:
+    table = memo.get("table")
+    return table.store if isinstance(table, Table) else None
 
 
 def _namespaced(namespace: str | None) -> str:
     """TrainingJobs are namespaced; kopf types the namespace as optional for all kinds."""
     assert namespace, "TrainingJob without a namespace"
     return namespace
-
-
-def configure(config: OperatorConfig) -> None:
-    Runtime.config = config
 
 
 @kopf.on.startup()
@@ -84,10 +111,11 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.batching.idle_timeout = 0.1
     settings.batching.batch_window = 0.05
     await asyncio.to_thread(kube.load_config)
-    config = Runtime.config
+    config = _config(memo)
+    memo.table = table = Table()
     if config.database_url:
         try:
-            Runtime.store = await asyncio.to_thread(JobStore, config.database_url)
+            table.store = await asyncio.to_thread(JobStore, config.database_url)
         except Exception as err:
             # No traceback: SQLAlchemy's messages may quote the URL, password and all.
             reason = redact_text(f"{type(err).__name__}: {err}", config.database_url)
@@ -102,17 +130,17 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
                 else "",
             )
             if unreachable:  # a database that starts after the operator, say
-                memo.store_task = asyncio.create_task(_open_store_later(config, memo))
-    if Runtime.store is not None and config.bridge_namespace:
-        memo.bridge_task = asyncio.create_task(bridge.run(Runtime.store, config.bridge_namespace))
+                memo.store_task = asyncio.create_task(_open_store_later(config, table, memo))
+    if table.store is not None and config.bridge_namespace:
+        memo.bridge_task = asyncio.create_task(bridge.run(table.store, config.bridge_namespace))
 
 
-async def _open_store_later(config: OperatorConfig, memo: kopf.Memo) -> None:
+async def _open_store_later(config: OperatorConfig, table: Table, memo: kopf.Memo) -> None:
     """Open the table once its database can be reached, then start the bridge."""
-    while Runtime.store is None:
+    while table.store is None:
         await asyncio.sleep(STORE_RETRY_SECONDS)
         try:
-            Runtime.store = await asyncio.to_thread(JobStore, config.database_url)
+            table.store = await asyncio.to_thread(JobStore, config.database_url)
         except DatabaseUnreachableError:
             continue
         except Exception as err:
@@ -121,7 +149,7 @@ async def _open_store_later(config: OperatorConfig, memo: kopf.Memo) -> None:
             return
     log.info("the training_jobs table at %s is open now", redact_url(config.database_url))
     if config.bridge_namespace:
-        memo.bridge_task = asyncio.create_task(bridge.run(Runtime.store, config.bridge_namespace))
+        memo.bridge_task = asyncio.create_task(bridge.run(table.store, config.bridge_namespace))
 
 
 @kopf.on.cleanup()
@@ -165,14 +193,19 @@ def _is_the_bridges(row: JobRow, namespace: str, name: str, spec: TrainingJobSpe
 
 
 def _ensure_row(
-    namespace: str, name: str, uid: str, annotations: dict[str, str], spec: TrainingJobSpec
+    store: JobStore | None,
+    logger: kopf.Logger,
+    namespace: str,
+    name: str,
+    uid: str,
+    annotations: dict[str, str],
+    spec: TrainingJobSpec,
 ) -> int | None:
     """The table row of this TrainingJob object: the row already made for its uid, the
     row the table bridge claimed for it (named in its annotation), or a new row.
 
     The annotation alone proves nothing (anyone who may create a TrainingJob can write
     it): a row is taken only if it is the bridge's own claim for this very object."""
-    store = Runtime.store
     if store is None:
         return None
     row = store.get_by_uid(uid)
@@ -185,23 +218,21 @@ def _ensure_row(
             claimed.id, namespace=namespace, name=name, uid=uid
         ):
             return claimed.id
-        log.warning(
-            "%s/%s: annotation %s=%s names a row that the table bridge did not claim for "
+        logger.warning(
+            "annotation %s=%s names a row that the table bridge did not claim for "
             "this TrainingJob; it gets a row of its own",
-            namespace,
-            name,
             ANNOTATION_ROW_ID,
             row_id,
         )
     return store.submit_spec(spec, source="kubectl", namespace=namespace, name=name, uid=uid)
 
 
-def _claim_run_dir(run_dir: Path, uid: str) -> None:
+def _claim_run_dir(run_dir: Path, uid: str, logger: kopf.Logger) -> None:
     """Make the run folder this object's. A folder left by an earlier TrainingJob of the
     same name (deleted, then created again) is removed: the new object starts afresh,
     while the old one's trial log stays in its table row and its models stay put."""
     if claim_run_dir(run_dir, uid):
-        log.info("%s: removed the run folder of an earlier object of the same name", run_dir)
+        logger.info("%s: removed the run folder of an earlier object of the same name", run_dir)
 
 
 def _event(body: kopf.Body, *, warning: bool, reason: str, message: str) -> None:
@@ -235,6 +266,7 @@ async def ensure_job(
     status: kopf.Status,
     annotations: kopf.Annotations,
     memo: kopf.Memo,
+    logger: kopf.Logger,
     **_: Any,
 ) -> None:
     """Give the TrainingJob its row and its Job; harmless to repeat. A verdict reached
@@ -242,7 +274,7 @@ async def ensure_job(
     namespace = _namespaced(namespace)
     if str(status.get("phase", "")) in {p.value for p in Phase if p.is_final}:
         return
-    config = Runtime.config
+    config = _config(memo)
     try:
         parsed = validate_spec(dict(spec))
         check_job_allowed(parsed, config)  # allowed images; workers need PostgreSQL
@@ -250,8 +282,10 @@ async def ensure_job(
         memo[EARLY_VERDICT] = Verdict(Phase.FAILED, "InvalidSpec", str(err))
         return
     run_dir = run_dir_for(config.shared_data_path, namespace, name)
-    await asyncio.to_thread(_claim_run_dir, run_dir, uid)
-    row_id = await asyncio.to_thread(_ensure_row, namespace, name, uid, dict(annotations), parsed)
+    await asyncio.to_thread(_claim_run_dir, run_dir, uid, logger)
+    row_id = await asyncio.to_thread(
+        _ensure_row, _store(memo), logger, namespace, name, uid, dict(annotations), parsed
+    )
     jname = job_name(name)
     if parsed.cancel:
         started = await asyncio.to_thread(_run_started, run_dir, uid) or await kube.call(
@@ -281,7 +315,7 @@ async def ensure_job(
         created = await kube.call(lambda: kube.create_job(job))
     except kube.ApiException as err:
         if err.status not in JOB_REFUSED_FOR_GOOD:
-            raise  # kopf retries the handler
+            raise  # kopf runs the handler again
         message = f"the API refused the trainer Job: {kube.api_message(err)}"
         memo[EARLY_VERDICT] = Verdict(Phase.FAILED, "JobRefused", message)
         return
@@ -308,7 +342,7 @@ async def ensure_job(
             f"Job {jname} was gone (deleted while the operator was not running); created it "
             "again, the trainer resumes from its last finished trial"
         )
-        log.warning("%s/%s: JobDeleted: %s", namespace, name, message)
+        logger.warning("JobDeleted: %s", message)
         _event(body, warning=True, reason="JobDeleted", message=message)
     # The daemon owns the phase; this handler only says which Job and row are the run's.
     await kube.call(lambda: kube.patch_status(namespace, name, {"jobName": jname, "rowId": row_id}))
@@ -326,31 +360,12 @@ def _is_active(status: kopf.Status, **_: Any) -> bool:
     return str(status.get("phase", "")) not in {p.value for p in Phase if p.is_final}
 
 
-# When the phase turns final the filter stops matching and kopf stops the daemon: give it
-# a graceful moment (backoff) to post the final Event before it is cancelled.
-@kopf.daemon(
-    *RESOURCE,
-    when=_is_active,
-    cancellation_backoff=5.0,
-    cancellation_timeout=5.0,
-    initial_delay=0.0,
-)
-@metrics.counts_errors
-async def track_progress(
-    body: kopf.Body,
-    name: str,
-    namespace: str | None,
-    stopped: kopf.DaemonStopped,
-    memo: kopf.Memo,
-    **kwargs: Any,
-) -> None:
-    """Follow the run until it ends: every trial reaches the CR status and the row."""
-    namespace = _namespaced(namespace)
-    job_statuses: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs["job_statuses"]
-    config = Runtime.config
-    spec = body.get("spec", {})
+def _tracker(
+    body: kopf.Body, namespace: str, config: OperatorConfig, logger: kopf.Logger
+) -> Tracker:
+    """A new Tracker for TrainingJob ``body``, with the Job to make again if it is deleted."""
+    name, spec = body["metadata"]["name"], body.get("spec", {})
     uid = body["metadata"]["uid"]
-    total = 2 * int(spec.get("nTrials", 30))
     queue = queue_labels(body["metadata"].get("labels"))
     try:
         manifest: dict[str, Any] | None = build_job(
@@ -363,20 +378,49 @@ async def track_progress(
         )
     except SpecError:
         manifest = None  # the create handler fails it
-    tracker = Tracker(
+    return Tracker(
         uid=uid,
         namespace=namespace,
         name=name,
         job_name=job_name(name),
         run_dir=run_dir_for(config.shared_data_path, namespace, name),
         row_id=(body.get("status") or {}).get("rowId"),
-        total_trials=total,
+        total_trials=total_trials(int(spec.get("nTrials", DEFAULT_N_TRIALS))),
         parallelism=spec.get("parallelism"),
         workers=int(spec.get("workers") or 1),
         last_status=dict(body.get("status") or {}),
         job_manifest=manifest,
         queue=queue.get(QUEUE_LABEL),
+        logger=logger,
     )
+
+
+# When the phase turns final the filter stops matching and kopf stops the daemon: give it
+# a graceful moment (backoff) to post the final Event before it is cancelled. An error
+# ends this run of the daemon; kopf runs it again (its Tracker is kept in the memo).
+@kopf.daemon(
+    *RESOURCE,
+    when=_is_active,
+    cancellation_backoff=5.0,
+    cancellation_timeout=5.0,
+    initial_delay=0.0,
+    backoff=TRACKING_BACKOFF_SECONDS,
+)
+@metrics.counts_errors
+async def track_progress(
+    body: kopf.Body,
+    namespace: str | None,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    """Follow the run until it ends: every trial reaches the CR status and the row."""
+    namespace = _namespaced(namespace)
+    job_statuses: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs["job_statuses"]
+    config = _config(memo)
+    tracker: Tracker = memo.get(TRACKER) or _tracker(body, namespace, config, logger)
+    memo[TRACKER] = tracker
     while not stopped:
         current = body.get("status") or {}
         if tracker.row_id is None:
@@ -387,27 +431,27 @@ async def track_progress(
         suspend = bool(body.get("spec", {}).get("suspend"))
         generation = body.get("metadata", {}).get("generation")
         early: Verdict | None = memo.get(EARLY_VERDICT)
-        try:
-            if early is not None:
-                obs = Observation(progress=None, job=None)
-            else:
-                obs = await observe(
-                    tracker,
-                    job_status,
-                    cancel=cancel,
-                    suspend=suspend,
-                    grace=config.cancel_grace_seconds,
-                    image_pull_timeout=config.image_pull_timeout_seconds,
-                )
-                obs = await settle(tracker, obs)
-            changed = await publish(
-                tracker, obs, store=Runtime.store, generation=generation, verdict=early
+        if early is not None:
+            obs = Observation(progress=None, job=None)
+        else:
+            obs = await observe(
+                tracker,
+                job_status,
+                suspend=suspend,
+                image_pull_timeout=config.image_pull_timeout_seconds,
             )
-        except kube.ApiException as err:
-            metrics.reconcile_error("track_progress")
-            log.warning("%s/%s: API error %s while tracking; retrying", namespace, name, err.status)
-            await asyncio.sleep(2)
-            continue
+            obs = await act(
+                tracker,
+                obs,
+                job_status,
+                cancel=cancel,
+                suspend=suspend,
+                grace=config.cancel_grace_seconds,
+            )
+            obs = await settle(tracker, obs)
+        changed = await publish(
+            tracker, obs, store=_store(memo), generation=generation, verdict=early
+        )
         while tracker.notices:
             kind, reason, message = tracker.notices.pop(0)
             _event(body, warning=kind == "Warning", reason=reason, message=message)
@@ -425,10 +469,12 @@ async def track_progress(
 
 @kopf.on.field(*RESOURCE, field="spec.cancel", new=True)
 @metrics.counts_errors
-async def on_cancel(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
+async def on_cancel(
+    name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
     """Ask the trainer to stop after its current trial (the daemon enforces the grace)."""
     namespace = _namespaced(namespace)
-    run_dir = run_dir_for(Runtime.config.shared_data_path, namespace, name)
+    run_dir = run_dir_for(_config(memo).shared_data_path, namespace, name)
     await asyncio.to_thread(request_cancel, run_dir)
     kopf.info(body, reason="CancelRequested", message="the trainer stops after its current trial")
 
@@ -436,15 +482,15 @@ async def on_cancel(name: str, namespace: str | None, body: kopf.Body, **_: Any)
 @kopf.on.delete(*RESOURCE)
 @metrics.counts_errors
 async def on_delete(
-    name: str, namespace: str | None, uid: str, status: kopf.Status, **_: Any
+    name: str, namespace: str | None, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any
 ) -> None:
     """Delete the Job (its pods go with it) and end a running row as cancelled, with the
     progress the trainer left once its pods are gone."""
     namespace = _namespaced(namespace)
-    run_dir = run_dir_for(Runtime.config.shared_data_path, namespace, name)
+    run_dir = run_dir_for(_config(memo).shared_data_path, namespace, name)
     await asyncio.to_thread(request_cancel, run_dir)
     await kube.call(lambda: kube.delete_job(namespace, job_name(name)))
-    store = Runtime.store
+    store = _store(memo)
     if store is None:
         return
     row_id = status.get("rowId")

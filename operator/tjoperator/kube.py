@@ -1,11 +1,11 @@
 """The only module that talks to the Kubernetes API (besides kopf itself).
 
 Synchronous ``kubernetes`` client calls, one request each. Errors follow the API
-conventions: 409 on create means "exists already", 404 on delete means "gone already",
-429 and 5xx are retried with a capped, jittered back-off (``Retry-After`` honoured up to
-the cap), other 4xx are raised at once. Handlers retry through :func:`call`, which waits
-between attempts with ``asyncio.sleep`` (never in a thread of the shared executor); the
-table bridge, in a thread of its own, through :func:`retrying`.
+conventions: 409 on create means "exists already", 404 on delete means "gone already".
+Nothing here retries: a handler's call goes through :func:`call`, which turns a
+transient answer (429, 5xx) into :class:`kopf.TemporaryError`, and kopf runs the handler
+again (``Retry-After`` honoured up to a cap); the table bridge's calls go through
+:func:`counted` and are tried again at its next pass.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import logging
 import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -26,6 +26,7 @@ __all__ = [
     "ApiException",
     "api_message",
     "call",
+    "counted",
     "create_event",
     "create_job",
     "create_trainingjob",
@@ -37,19 +38,17 @@ __all__ = [
     "patch_status",
     "request_cancel",
     "retry_delay",
-    "retrying",
     "trainingjob_uids",
 ]
 
-from tjcore.spec import GROUP, PLURAL, VERSION
+from tjcontract.names import GROUP, PLURAL, VERSION
 from tjoperator import kueue, metrics
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
-RETRIES = 5
-# The longest wait between two attempts, whatever Retry-After says.
+# The longest wait before a handler runs again, whatever Retry-After says.
 RETRY_CAP_SECONDS = 10.0
-RETRY_BASE_SECONDS = 0.2
+# The wait after a transient answer without Retry-After (jittered down to half of it).
+RETRY_SECONDS = 2.0
 
 
 def api_message(err: ApiException) -> str:
@@ -70,56 +69,42 @@ def load_config() -> None:
         config.load_kube_config()
 
 
-def retry_delay(attempt: int, retry_after: str | None = None) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: the server's ``Retry-After`` when
-    it gives one, else an exponential back-off with jitter (half fixed, half random, so
-    many callers do not retry in step), never more than :data:`RETRY_CAP_SECONDS`."""
+def retry_delay(retry_after: str | None = None) -> float:
+    """Seconds kopf waits before it runs a handler again after a transient answer: the
+    server's ``Retry-After`` when it gives one, else a jittered :data:`RETRY_SECONDS`
+    (half fixed, half random, so many objects' handlers do not retry in step); never more
+    than :data:`RETRY_CAP_SECONDS`."""
     if retry_after:
         try:
             return min(RETRY_CAP_SECONDS, max(0.0, float(retry_after)))
         except ValueError:
-            pass  # an HTTP date: use the back-off
-    ceiling = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt)
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+            pass  # an HTTP date: use the jittered delay
+    return RETRY_SECONDS / 2 + random.uniform(0, RETRY_SECONDS / 2)
 
 
-def _retry_wait(err: ApiException, attempt: int) -> float | None:
-    """How long to wait before retrying after ``err``; ``None``: do not retry."""
-    metrics.api_error(err.status)
-    transient = err.status == 429 or (err.status or 0) >= 500
-    if not transient or attempt == RETRIES - 1:
-        return None
-    delay = retry_delay(attempt, (err.headers or {}).get("Retry-After"))
-    log.warning("API answered %s; retrying in %.1f s", err.status, delay)
-    return delay
-
-
-def retrying(work: Callable[[], T]) -> T:
-    """Run a blocking call with the transient-error retries, sleeping in this thread (for
-    the table bridge's own thread, never the event loop's shared executor)."""
-    for attempt in range(RETRIES):
-        try:
-            return work()
-        except ApiException as err:
-            delay = _retry_wait(err, attempt)
-            if delay is None:
-                raise
-        time.sleep(delay)
-    raise AssertionError("unreachable")
+def counted(work: Callable[[], T]) -> T:
+    """Run a blocking client call once; an error answer counts in ``tj_api_errors``."""
+    try:
+        return work()
+    except ApiException as err:
+        metrics.api_error(err.status)
+        raise
 
 
 async def call(work: Callable[[], T]) -> T:
-    """Run a blocking client call off the event loop, with the transient-error retries;
-    the waits between attempts are ``asyncio.sleep``, so no executor thread is held."""
-    for attempt in range(RETRIES):
-        try:
-            return await asyncio.to_thread(work)
-        except ApiException as err:
-            delay = _retry_wait(err, attempt)
-            if delay is None:
-                raise
-        await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
+    """Run a blocking client call once, off the event loop. A transient answer (429, 5xx)
+    becomes :class:`kopf.TemporaryError`, so kopf runs the handler again after
+    :func:`retry_delay` (the one retry layer); other errors are raised as they are."""
+    try:
+        return await asyncio.to_thread(counted, work)
+    except ApiException as err:
+        if err.status != 429 and (err.status or 0) < 500:
+            raise
+        delay = retry_delay((err.headers or {}).get("Retry-After"))
+        raise kopf.TemporaryError(
+            f"the API answered {err.status} ({api_message(err)}); trying again in {delay:.1f} s",
+            delay=delay,
+        ) from err
 
 
 def create_job(body: dict[str, Any]) -> bool:

@@ -1,6 +1,9 @@
 """Pure status math: from what the operator observes (the run's progress file, the
 Job's status, the trainer pods' container states, a pending cancel) to the TrainingJob's
-``status`` and its table row.
+``status`` and its table row. The phase is said once in the status (``phase``, for the
+printer column) and once as the table's word (:func:`tjcontract.words.table_word_of`, in
+the row only);
+the conditions say what the phase does not (:func:`conditions_after`).
 
 Kept free of API calls so every transition is unit-testable.
 """
@@ -8,13 +11,13 @@ Kept free of API calls so every transition is unit-testable.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
+from tjcontract.words import Phase, RunState
 from tjcore.messages import bounded_message
 from tjoperator.kueue import QueueState, queue_conditions
 from tjtrainer.exitcodes import is_permanent
-from tjtrainer.progress import RunProgress, RunState, utc_now
+from tjtrainer.progress import RunProgress, utc_now
 
 RECENT_TRIALS = 5
 DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS = 300.0
@@ -31,42 +34,9 @@ POD_FAILURE_REASONS = frozenset(
 WARNING_REASONS = frozenset({"ImagePullBackOff", "Retrying", "PodsNotCreated"})
 
 
-class Phase(StrEnum):
-    """The TrainingJob's phase (CamelCase, Kubernetes style)."""
-
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUSPENDED = "Suspended"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
-
-    @property
-    def seed_word(self) -> str:
-        """The seed's status word, as the ``training_jobs`` table stores it."""
-        return {
-            Phase.PENDING: RunState.PENDING,
-            Phase.RUNNING: RunState.RUNNING,
-            # A suspended run has not ended; the table has no word of its own for it
-            # (see seed_word_of: "pending" until the trainer has started).
-            Phase.SUSPENDED: RunState.RUNNING,
-            Phase.SUCCEEDED: RunState.COMPLETED,
-            Phase.FAILED: RunState.FAILED,
-            Phase.CANCELLED: RunState.CANCELLED,
-        }[self].value
-
-
-CONDITION_OF_PHASE = {
-    Phase.RUNNING: "Running",
-    Phase.SUCCEEDED: "Succeeded",
-    Phase.FAILED: "Failed",
-    Phase.CANCELLED: "Cancelled",
-    Phase.SUSPENDED: "Suspended",
-}
+# The condition present in every status: True while the trainer runs; False, with the
+# verdict's reason and message, says why it does not (WaitingForPod, Suspended, ...).
+RUNNING_CONDITION = "Running"
 
 
 @dataclass(frozen=True)
@@ -99,18 +69,6 @@ class Observation:
     # controller's last FailedCreate message (a ResourceQuota, a LimitRange...).
     pods_missing: int = 0
     create_failure: str | None = None
-
-
-def seed_word_of(phase: Phase, progress: RunProgress | None) -> str:
-    """The table's word for ``phase``: a suspended run is ``running`` once its trainer
-    has written progress and ``pending`` before, and so is a run that Kueue evicted and
-    that waits to be admitted again (the seed's five words stay the only ones, so every
-    reader of the table understands them)."""
-    if phase == Phase.SUSPENDED and progress is None:
-        return RunState.PENDING.value
-    if phase == Phase.PENDING and progress is not None:
-        return RunState.RUNNING.value
-    return phase.seed_word
 
 
 def job_says_suspended(job: dict[str, Any] | None) -> bool:
@@ -485,25 +443,30 @@ def conditions_after(
     generation: int | None,
     queue: QueueState | None = None,
 ) -> list[dict[str, Any]]:
-    """The condition list for ``verdict``: the phase's condition True, the others False;
-    ``lastTransitionTime`` changes only when a condition's status changes. While Pending,
-    the ``Running`` condition (False) says why the run has not started (its reason and
-    message are the verdict's, e.g. ``ImagePullBackOff``). A TrainingJob that names a
-    Kueue queue also has ``Queued``, ``Admitted`` and ``Evicted``."""
+    """The condition list for ``verdict``; each one says something (the API conventions),
+    none restates a phase the run is not in. ``Running`` always (see
+    :data:`RUNNING_CONDITION`); ``Suspended`` once the run has been suspended (False with
+    the current reason after it resumes); the final phase's own condition (``Succeeded``,
+    ``Failed`` or ``Cancelled``, True) once it ends; ``Queued``, ``Admitted`` and
+    ``Evicted`` for a TrainingJob that names a Kueue queue. Every condition carries the
+    verdict's reason and message, its Kueue ones their own; ``lastTransitionTime``
+    changes only when a condition's status changes."""
     old = {c.get("type"): c for c in previous or []}
     now = utc_now().split(".")[0] + "Z"
-    wanted = []
-    for phase, kind in CONDITION_OF_PHASE.items():
-        status = "True" if verdict.phase == phase else "False"
-        explains = status == "True" or (verdict.phase == Phase.PENDING and kind == "Running")
-        wanted.append(
-            {
-                "type": kind,
-                "status": status,
-                "reason": verdict.reason if explains else "NotInPhase",
-                "message": verdict.message if explains else f"phase is {verdict.phase}",
-            }
-        )
+
+    def condition(kind: str, true: bool) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "status": "True" if true else "False",
+            "reason": verdict.reason,
+            "message": verdict.message,
+        }
+
+    wanted = [condition(RUNNING_CONDITION, verdict.phase == Phase.RUNNING)]
+    if verdict.phase == Phase.SUSPENDED or Phase.SUSPENDED.value in old:
+        wanted.append(condition(Phase.SUSPENDED.value, verdict.phase == Phase.SUSPENDED))
+    if verdict.phase.is_final:
+        wanted.append(condition(verdict.phase.value, True))
     if queue is not None:
         wanted += queue_conditions(queue)
     result = []
@@ -576,7 +539,6 @@ def build_status(
         pct = 100.0
     status: dict[str, Any] = {
         "phase": verdict.phase.value,
-        "status": seed_word_of(verdict.phase, progress),
         "progress": int(pct),
         "trial": f"{done}/{total}",
         "currentTrial": done,

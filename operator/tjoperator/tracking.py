@@ -19,6 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import kopf
+
+from tjcontract.spec import DEFAULT_PARALLELISM
+from tjcontract.words import table_word_of
 from tjcore.store import JobStore, progress_columns
 from tjoperator import kube, metrics
 from tjoperator.eta import eta_status
@@ -35,11 +39,9 @@ from tjoperator.status import (
     job_suspended,
     judge,
     pod_trouble,
-    seed_word_of,
     status_changed,
     termination_message,
 )
-from tjtrainer.config import DEFAULT_PARALLELISM
 from tjtrainer.progress import (
     OWNER_FILE,
     PROGRESS_FILE,
@@ -98,8 +100,11 @@ class Tracker:
     held_job_itself: bool = False  # suspended with no Workload: the operator held the Job
     create_failure: str | None = None  # the Job controller's last FailedCreate message
     create_checked_at: float = -math.inf
+    job_gone: bool = False  # the Job the run expects is not there (read, not the watch)
     # Events to post (type, reason, message), drained by the daemon.
     notices: list[tuple[str, str, str]] = field(default_factory=list)
+    # kopf's logger of this object (its lines name it); the module's outside a handler.
+    logger: kopf.Logger = field(default_factory=lambda: log)
 
     def read_progress(self) -> None:
         """Re-read ``progress.json`` when it changed since the last look; nothing is read
@@ -119,7 +124,7 @@ class Tracker:
             self.progress = read_progress(self.run_dir)
             self.progress_mtime = mtime
         except ValueError as err:  # a newer format, or a file from something else
-            log.error("%s/%s: cannot read %s: %s", self.namespace, self.name, PROGRESS_FILE, err)
+            self.logger.error("cannot read %s: %s", PROGRESS_FILE, err)
 
 
 def _pods_due(tracker: Tracker, job_status: dict[str, Any] | None, now: float) -> bool:
@@ -176,41 +181,49 @@ async def _trainer_pods_active(tracker: Tracker) -> bool:
     return _active(pods)
 
 
-async def _check_job_gone(
-    tracker: Tracker, job_status: dict[str, Any] | None, cancel: bool, suspend: bool
-) -> None:
-    """Notice a Job that someone deleted under a running TrainingJob: make it again once
-    its pods are gone (the trainer resumes), or, after a cancel, end the run."""
-    if job_status is not None:
-        tracker.job_expected = True
-        return
-    deleted_by_us = (
+def _deleted_by_us(tracker: Tracker) -> bool:
+    return (
         tracker.job_deleted_for_cancel
         or tracker.job_deleted_for_failure
         or tracker.cancelled_while_suspended
     )
+
+
+async def _look_for_job(tracker: Tracker, job_status: dict[str, Any] | None) -> None:
+    """Notice a Job that someone deleted under a running TrainingJob (the watch's index
+    lacks it and a direct read, every JOB_CHECK_SECONDS at most, confirms it)."""
+    tracker.job_gone = False
+    if job_status is not None:
+        tracker.job_expected = True
+        return
     finished = tracker.progress is not None and tracker.progress.state.is_final
     now = time.monotonic()
     if (
         not tracker.job_expected
-        or deleted_by_us
+        or _deleted_by_us(tracker)
         or finished
         or tracker.job_gone_on_cancel
         or now - tracker.job_checked_at < JOB_CHECK_SECONDS
     ):
         return
     tracker.job_checked_at = now
-    if await kube.call(lambda: kube.job_exists(tracker.namespace, tracker.job_name)):
-        return  # the watch has not caught up yet
+    # Not there: the watch has not caught up yet.
+    tracker.job_gone = not await kube.call(
+        lambda: kube.job_exists(tracker.namespace, tracker.job_name)
+    )
+
+
+async def _replace_deleted_job(tracker: Tracker, cancel: bool, suspend: bool) -> None:
+    """A Job someone deleted: make it again once its pods are gone (the trainer
+    resumes), or, after a cancel, end the run."""
+    if not tracker.job_gone:
+        return
     where = tracker.progress.completed_trials if tracker.progress else 0
     total = tracker.progress.total_trials if tracker.progress else tracker.total_trials
     if cancel:
         tracker.job_gone_on_cancel = True
-        log.warning(
-            "%s/%s: JobDeleted: Job %s is gone after the cancel; the run ends",
-            tracker.namespace,
-            tracker.name,
-            tracker.job_name,
+        tracker.logger.warning(
+            "JobDeleted: Job %s is gone after the cancel; the run ends", tracker.job_name
         )
         return
     if tracker.job_manifest is None or await _trainer_pods_active(tracker):
@@ -224,7 +237,7 @@ async def _check_job_gone(
         "created it again, the trainer resumes from its last finished trial (cancel or "
         "delete the TrainingJob to stop the run)"
     )
-    log.warning("%s/%s: JobDeleted: %s", tracker.namespace, tracker.name, message)
+    tracker.logger.warning("JobDeleted: %s", message)
     tracker.notices.append(("Warning", "JobDeleted", message))
     tracker.pod_selector, tracker.pods, tracker.failed_pods_seen = None, (), 0
     tracker.trainer_message, tracker.image_pull_since = None, None
@@ -251,10 +264,8 @@ async def _apply_suspend(
     except kube.ApiException as err:
         if err.status not in (400, 422):
             raise
-        log.warning(
-            "%s/%s: the API refused suspend=%s on Job %s: %s",
-            tracker.namespace,
-            tracker.name,
+        tracker.logger.warning(
+            "the API refused suspend=%s on Job %s: %s",
             suspend,
             tracker.job_name,
             kube.api_message(err),
@@ -266,7 +277,7 @@ async def _apply_suspend(
         message = "resumed: the Job starts a trainer pod, which " + (
             "resumes the same study" if tracker.progress is not None else "starts the run"
         )
-        log.info("%s/%s: %s", tracker.namespace, tracker.name, message)
+        tracker.logger.info("%s", message)
         tracker.notices.append(("Normal", "Resumed", message))
     tracker.suspend_applied = suspend
 
@@ -287,22 +298,22 @@ async def _apply_queued_suspend(
         if workload_active(workload) == suspend:
             await kube.call(lambda: kube.set_workload_active(tracker.namespace, name, not suspend))
             what = "deactivated" if suspend else "activated"
-            log.info("%s/%s: %s Kueue Workload %s", tracker.namespace, tracker.name, what, name)
+            tracker.logger.info("%s Kueue Workload %s", what, name)
     elif suspend or tracker.held_job_itself:
         await kube.call(lambda: kube.set_job_suspend(tracker.namespace, tracker.job_name, suspend))
         tracker.held_job_itself = suspend
     if not suspend and tracker.last_status.get("phase") == Phase.SUSPENDED.value:
         message = "resumed: Kueue admits it again, and its trainer resumes the same study"
-        log.info("%s/%s: %s", tracker.namespace, tracker.name, message)
+        tracker.logger.info("%s", message)
         tracker.notices.append(("Normal", "Resumed", message))
     tracker.suspend_applied = suspend
 
 
 async def _look_at_queue(
-    tracker: Tracker, job_status: dict[str, Any] | None, suspend: bool, now: float
+    tracker: Tracker, job_status: dict[str, Any] | None, now: float
 ) -> QueueState | None:
     """Where Kueue stands with a queued TrainingJob (its Workload is read while the Job is
-    held, every JOB_CHECK_SECONDS at most, and whenever a suspend is to be applied)."""
+    held, every JOB_CHECK_SECONDS at most, and whenever a suspend is applied)."""
     if tracker.queue is None or job_status is None:
         return None
     runs = job_runs(job_status)
@@ -311,7 +322,6 @@ async def _look_at_queue(
             lambda: kube.job_workload(tracker.namespace, tracker.job_name)
         )
         tracker.workload_checked_at = now
-    await _apply_queued_suspend(tracker, job_status, suspend)
     tracker.ran_before = tracker.ran_before or runs or tracker.progress is not None
     return queue_state(
         tracker.queue,
@@ -396,50 +406,22 @@ async def observe(
     tracker: Tracker,
     job_status: dict[str, Any] | None,
     *,
-    cancel: bool,
-    grace: float,
-    image_pull_timeout: float = DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS,
     suspend: bool = False,
+    image_pull_timeout: float = DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS,
 ) -> Observation:
-    """Look at the run once; handles suspend, the cancel marker and grace period on the
-    way, and deletes the Job when a trainer pod shows that the run cannot succeed. No
-    time limit of the operator runs while suspended (no pod pulls an image, and a
-    cancel of a suspended run ends it at once)."""
+    """Look at the run once: its progress file, whether its Job is gone, Kueue's
+    Workload, and (when the Job's counts call for it) its pods and the Job controller's
+    failures. Only reads; :func:`act` does what the observation calls for. No time limit
+    of the operator runs while suspended (no pod pulls an image)."""
     await asyncio.to_thread(tracker.read_progress)
-    await _check_job_gone(tracker, job_status, cancel, suspend)
-    if tracker.queue is None:
-        await _apply_suspend(tracker, job_status, suspend)
-    queue = await _look_at_queue(tracker, job_status, suspend, time.monotonic())
+    await _look_for_job(tracker, job_status)
+    now = time.monotonic()
+    queue = await _look_at_queue(tracker, job_status, now)
     suspended = suspend and job_suspended(job_status)
     stopping = (job_status or {}).get("active") or (job_status or {}).get("terminating")
     suspending = suspend and not suspended and job_status is not None and bool(stopping)
-    # No trainer runs: suspended, or held by Kueue (queued, or evicted and queued again).
-    held = job_suspended(job_status) and (suspend or queue is not None)
     if suspend:
         tracker.image_pull_since = None
-    if cancel and held and not tracker.cancelled_while_suspended:
-        await asyncio.to_thread(request_cancel, tracker.run_dir)
-        log.info(
-            "%s/%s: cancelled while suspended; deleting its Job", tracker.namespace, tracker.name
-        )
-        await kube.call(lambda: kube.delete_job(tracker.namespace, tracker.job_name))
-        tracker.cancelled_while_suspended = True
-    if cancel and not suspend and not held:
-        if tracker.cancel_since is None:
-            tracker.cancel_since = time.monotonic()
-            await asyncio.to_thread(request_cancel, tracker.run_dir)
-        overdue = time.monotonic() - tracker.cancel_since > grace
-        running = tracker.progress is None or not tracker.progress.state.is_final
-        if overdue and running and not tracker.job_deleted_for_cancel:
-            log.warning(
-                "%s/%s: trainer ignored the cancel for %.0f s; deleting its Job",
-                tracker.namespace,
-                tracker.name,
-                grace,
-            )
-            await kube.call(lambda: kube.delete_job(tracker.namespace, tracker.job_name))
-            tracker.job_deleted_for_cancel = True
-    now = time.monotonic()
     looked = _pods_due(tracker, job_status, now)
     if looked:
         await _look_at_pods(tracker, job_status, now)
@@ -465,13 +447,56 @@ async def observe(
         )
 
     obs = observation()
-    verdict = judge(obs)
-    if verdict.phase == Phase.FAILED and tracker.trainer_message is None and job_status:
+    if judge(obs).phase == Phase.FAILED and tracker.trainer_message is None and job_status:
         if not looked and not tracker.job_deleted_for_failure:
             await _look_at_pods(tracker, job_status, now)
         tracker.trainer_message = termination_message(tracker.pods) or ""
         obs = observation()
-        verdict = judge(obs)
+    return obs
+
+
+async def act(
+    tracker: Tracker,
+    obs: Observation,
+    job_status: dict[str, Any] | None,
+    *,
+    cancel: bool,
+    grace: float,
+    suspend: bool = False,
+) -> Observation:
+    """Do what ``obs`` calls for, and return it with what was done: make a deleted Job
+    again, give the Job (or its Kueue Workload) ``spec.suspend``, write the cancel marker,
+    and delete the Job when a cancel finds it held, when the trainer outlives the cancel's
+    grace, or when a trainer pod shows that the run cannot succeed."""
+    await _replace_deleted_job(tracker, cancel, suspend)
+    if tracker.queue is None:
+        await _apply_suspend(tracker, job_status, suspend)
+    else:
+        await _apply_queued_suspend(tracker, job_status, suspend)
+    # No trainer runs: suspended, or held by Kueue (queued, or evicted and queued again).
+    held = job_suspended(job_status) and (suspend or obs.queue is not None)
+    if cancel and held and not tracker.cancelled_while_suspended:
+        await asyncio.to_thread(request_cancel, tracker.run_dir)
+        tracker.logger.info("cancelled while suspended; deleting its Job")
+        await kube.call(lambda: kube.delete_job(tracker.namespace, tracker.job_name))
+        tracker.cancelled_while_suspended = True
+    if cancel and not suspend and not held:
+        if tracker.cancel_since is None:
+            tracker.cancel_since = time.monotonic()
+            await asyncio.to_thread(request_cancel, tracker.run_dir)
+        overdue = time.monotonic() - tracker.cancel_since > grace
+        running = tracker.progress is None or not tracker.progress.state.is_final
+        if overdue and running and not tracker.job_deleted_for_cancel:
+            tracker.logger.warning("trainer ignored the cancel for %.0f s; deleting its Job", grace)
+            await kube.call(lambda: kube.delete_job(tracker.namespace, tracker.job_name))
+            tracker.job_deleted_for_cancel = True
+    obs = replace(
+        obs,
+        job_deleted_for_cancel=tracker.job_deleted_for_cancel,
+        job_gone_on_cancel=tracker.job_gone_on_cancel,
+        cancelled_while_suspended=tracker.cancelled_while_suspended,
+    )
+    verdict = judge(obs)
     if (
         verdict.phase == Phase.FAILED
         and verdict.reason in POD_FAILURE_REASONS
@@ -479,22 +504,16 @@ async def observe(
         and job_status is not None
         and not _job_finished(job_status)
     ):
-        log.warning(
-            "%s/%s: %s; deleting its Job: %s",
-            tracker.namespace,
-            tracker.name,
-            verdict.reason,
-            verdict.message,
-        )
+        tracker.logger.warning("%s; deleting its Job: %s", verdict.reason, verdict.message)
         await kube.call(lambda: kube.delete_job(tracker.namespace, tracker.job_name))
         tracker.job_deleted_for_failure = True
     return obs
 
 
 def row_values(obs: Observation, verdict: Verdict) -> dict[str, Any]:
-    """The table columns for an observation (the seed's words for the status)."""
+    """The table columns for an observation (the table's words for the status)."""
     values = progress_columns(obs.progress) if obs.progress else {}
-    values["status"] = seed_word_of(verdict.phase, obs.progress)
+    values["status"] = table_word_of(verdict.phase, trainer_started=obs.progress is not None)
     if verdict.phase.is_final:
         values["completed_at"] = values.get("completed_at") or utc_now()
         values["error"] = verdict.message if verdict.phase == Phase.FAILED else None
@@ -523,7 +542,7 @@ async def publish(
         try:
             row = await asyncio.to_thread(store.get_by_uid, tracker.uid)
         except Exception:  # the table must never stop the CR from progressing
-            log.exception("%s/%s: could not look up its row", tracker.namespace, tracker.name)
+            tracker.logger.exception("could not look up its row")
             row = None
         tracker.row_id = row.id if row is not None else None
     status = build_status(
@@ -550,12 +569,7 @@ async def publish(
             await asyncio.to_thread(store.update_job, row_id, **row_values(obs, verdict))
         except Exception:  # the table must never stop the CR from progressing
             metrics.table_write_error("update_job")
-            log.exception(
-                "%s/%s: could not update training_jobs row %s",
-                tracker.namespace,
-                tracker.name,
-                row_id,
-            )
+            tracker.logger.exception("could not update training_jobs row %s", row_id)
     # The row first: whoever sees the CR's new phase finds the table already there.
     await kube.call(lambda: kube.patch_status(tracker.namespace, tracker.name, status))
     metrics.status_published(tracker.uid, obs.progress, status["phase"])

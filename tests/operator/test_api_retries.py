@@ -1,5 +1,6 @@
-"""Retries of the Kubernetes API calls: capped, jittered, and never asleep in a thread of
-the event loop's shared executor (where kopf and every handler's blocking call run).
+"""Retries of the Kubernetes API calls: one layer, kopf's. A call is made once; a
+transient answer becomes kopf.TemporaryError with a capped, jittered delay (the server's
+Retry-After first), and kopf runs the handler again; other answers are raised as they are.
 
 The failing call is a plain function raising the client's own ApiException: a real API
 server cannot be made to answer 503 on demand."""
@@ -7,62 +8,55 @@ server cannot be made to answer 503 on demand."""
 from __future__ import annotations
 
 import asyncio
-import time
-from concurrent.futures import ThreadPoolExecutor
 
+import kopf
 import pytest
 
 from tjoperator import kube
 
 
-def test_the_back_off_is_capped_and_jittered() -> None:
-    delays = [kube.retry_delay(attempt) for attempt in range(12) for _ in range(20)]
-    assert max(delays) <= kube.RETRY_CAP_SECONDS
-    late = {kube.retry_delay(10) for _ in range(20)}
-    assert len(late) > 1, "no jitter: every caller retries in step"
-    assert all(kube.RETRY_CAP_SECONDS / 2 <= d <= kube.RETRY_CAP_SECONDS for d in late)
-    assert kube.retry_delay(0, "3") == 3.0
-    assert kube.retry_delay(0, "86400") == kube.RETRY_CAP_SECONDS  # Retry-After, capped
-    assert kube.retry_delay(0, "Wed, 21 Oct 2026 07:28:00 GMT") <= kube.RETRY_CAP_SECONDS
+def test_the_delay_is_capped_and_jittered_and_honours_retry_after() -> None:
+    delays = {kube.retry_delay() for _ in range(40)}
+    assert len(delays) > 1, "no jitter: every object's handler retries in step"
+    assert all(kube.RETRY_SECONDS / 2 <= d <= kube.RETRY_SECONDS for d in delays)
+    assert kube.retry_delay("3") == 3.0
+    assert kube.retry_delay("86400") == kube.RETRY_CAP_SECONDS  # Retry-After, capped
+    assert kube.retry_delay("Wed, 21 Oct 2026 07:28:00 GMT") <= kube.RETRY_CAP_SECONDS
 
 
-def test_a_retrying_call_holds_no_executor_thread_while_it_waits(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(kube, "RETRY_BASE_SECONDS", 0.8)
-    answers = [kube.ApiException(status=503), kube.ApiException(status=503)]
+def test_a_transient_answer_is_tried_once_and_handed_to_kopf_with_its_delay() -> None:
+    calls = []
 
-    def flaky() -> str:
-        if answers:
-            raise answers.pop(0)
-        return "done"
+    def busy() -> None:
+        calls.append(1)
+        raise kube.ApiException(status=429, reason="Too Many Requests")
 
-    async def scenario() -> tuple[str, float, float]:
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
-        start = time.monotonic()
-        retried = asyncio.create_task(kube.call(flaky))
-        await asyncio.sleep(0.1)  # the call is waiting for its second attempt now
-        await asyncio.to_thread(time.sleep, 0)  # another handler's blocking call
-        other = time.monotonic() - start
-        result = await retried
-        return result, other, time.monotonic() - start
+    def unavailable() -> None:
+        calls.append(1)
+        err = kube.ApiException(status=503, reason="Service Unavailable")
+        err.headers = {"Retry-After": "4"}
+        raise err
 
-    result, other, total = asyncio.run(scenario())
-    assert result == "done" and not answers
-    assert total >= 0.4 * 3  # it did wait between the attempts (at least half of each)
-    assert other < 0.4, f"another call waited {other:.2f} s for the retrying one"
+    with pytest.raises(kopf.TemporaryError) as raised:
+        asyncio.run(kube.call(unavailable))
+    assert raised.value.delay == 4.0
+    assert str(raised.value).startswith("the API answered 503 (Service Unavailable)")
+    with pytest.raises(kopf.TemporaryError) as raised:
+        asyncio.run(kube.call(busy))
+    assert raised.value.delay is not None and raised.value.delay <= kube.RETRY_SECONDS
+    assert len(calls) == 2, "a call retried on its own: two retry layers"
 
 
-def test_permanent_errors_are_not_retried() -> None:
+def test_permanent_errors_are_raised_as_they_are() -> None:
     calls = []
 
     def refused() -> None:
         calls.append(1)
         raise kube.ApiException(status=422)
 
-    with pytest.raises(kube.ApiException):
+    with pytest.raises(kube.ApiException) as raised:
         asyncio.run(kube.call(refused))
+    assert not isinstance(raised.value, kopf.TemporaryError) and raised.value.status == 422
     with pytest.raises(kube.ApiException):
-        kube.retrying(refused)
+        kube.counted(refused)  # the table bridge's: once, tried again at its next pass
     assert len(calls) == 2

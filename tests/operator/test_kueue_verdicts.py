@@ -9,6 +9,7 @@ from tjoperator.config import OperatorConfig
 from tjoperator.job_builder import build_job
 from tjoperator.kueue import PRIORITY_LABEL, QUEUE_LABEL, queue_labels, queue_state
 from tjoperator.status import Observation, Phase, build_status, judge
+from tjoperator.tracking import row_values
 
 HELD_JOB = {"conditions": [{"type": "Suspended", "status": "True", "reason": "JobSuspended"}]}
 RUNNING_JOB = {"active": 1, "startTime": "2026-12-02T04:00:00Z"}
@@ -98,7 +99,9 @@ def test_an_evicted_run_waits_again_and_keeps_its_trials() -> None:
     assert "7/20" in verdict.message and "Preempted to accommodate" in verdict.message
     assert "same study resumes" in verdict.message
     status = build_status(obs, verdict, total_trials=20, previous={}, generation=1)
-    assert status["status"] == "running", "an evicted run has not ended: the table says running"
+    assert row_values(obs, verdict)["status"] == "running", (
+        "an evicted run has not ended: the table says running"
+    )
     assert status["currentTrial"] == 7
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Evicted"]["status"] == "True"

@@ -9,6 +9,7 @@ writes them: ``status.containerStatuses[].state.waiting{reason,message}``,
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from tjoperator.status import (
     pod_trouble,
     termination_message,
 )
-from tjoperator.tracking import OWNER_FILE, Tracker, observe, publish
+from tjoperator.tracking import OWNER_FILE, Tracker, act, observe, publish
 from tjtrainer.progress import RunProgress, RunState, run_dir_for, write_progress
 
 IMAGE = "localhost/trainingjob-trainer:0.1.0"
@@ -184,7 +185,7 @@ def test_pending_conditions_say_why_the_run_has_not_started() -> None:
     assert conditions["Running"]["status"] == "False"
     assert conditions["Running"]["reason"] == "ImagePullBackOff"
     assert IMAGE in conditions["Running"]["message"]
-    assert conditions["Failed"]["reason"] == "NotInPhase"
+    assert "Failed" not in conditions, "a condition restates a phase the run is not in"
 
 
 def test_an_oom_kill_fails_at_once_naming_the_limit_and_the_fix() -> None:
@@ -308,7 +309,8 @@ def tracker(run_dir: Path, row_id: int | None = None) -> Tracker:
 
 def poll(t: Tracker, job: dict[str, Any] | None, **kwargs: Any) -> Any:
     async def once() -> Any:
-        obs = await observe(t, job, cancel=False, grace=120, **kwargs)
+        obs = await observe(t, job, **kwargs)
+        obs = await act(t, obs, job, cancel=False, grace=120)
         return obs, await publish(t, obs, store=None, generation=1)
 
     return asyncio.run(once())
@@ -361,7 +363,8 @@ def test_an_oom_killed_pod_ends_the_run_before_the_job_retries(
     assert event is not None and (event.phase, event.reason) == (Phase.FAILED, "OOMKilled")
     assert "4Gi" in event.message
     assert api.deletes == [("ns", "small-train")]
-    assert api.statuses[-1]["conditions"][2]["reason"] == "OOMKilled"
+    failed = {c["type"]: c for c in api.statuses[-1]["conditions"]}["Failed"]
+    assert failed["reason"] == "OOMKilled"
 
 
 def test_an_oom_seen_after_the_job_failed_names_it_without_deleting(
@@ -461,12 +464,9 @@ def run_daemon(
     events: list[dict[str, Any]] = []
     monkeypatch.setattr(kopf, "event", lambda body, **kw: events.append(kw))
     monkeypatch.setattr(tracking, "POD_CHECK_SECONDS", 0.0)
-    monkeypatch.setattr(handlers.Runtime, "store", store)
-    monkeypatch.setattr(
-        handlers.Runtime,
-        "config",
-        OperatorConfig(shared_data_path=shared, poll_seconds=0, **config),
-    )
+    memo = memo if memo is not None else kopf.Memo()
+    memo.config = OperatorConfig(shared_data_path=shared, poll_seconds=0, **config)
+    memo.table = handlers.Table(store)
     body = {
         "metadata": {"name": "small", "namespace": "ns", "uid": "uid-1", "generation": 1},
         "spec": {"timeframe": "15m", "nTrials": 10},
@@ -479,7 +479,8 @@ def run_daemon(
             name="small",
             namespace="ns",
             stopped=Stopped(polls),
-            memo=memo if memo is not None else kopf.Memo(),
+            memo=memo,
+            logger=logging.getLogger("test"),
             job_statuses=Index(job),
         )
     )
@@ -607,3 +608,46 @@ def test_a_verdict_of_the_create_handler_is_published_by_the_daemon_alone(
     assert [(e["type"], e["reason"]) for e in events] == [("Warning", "JobRefused")]
     row = store.get(row_id)
     assert row is not None and row.status == "failed" and row.error == "the API refused it"
+
+
+def test_after_an_api_error_kopf_runs_the_daemon_again_with_its_tracker(
+    api: FakeApi, shared_dir: Path, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The status write answers 503 once: the daemon ends with kopf.TemporaryError (kopf
+    # runs it again after the delay); the run again keeps what the first one did.
+    api.pods = [OOM_POD]
+    answers = [kube.ApiException(status=503, reason="Service Unavailable")]
+    patch = api.patch_status
+
+    def flaky_patch(namespace: str, name: str, status: dict[str, Any]) -> None:
+        if answers:
+            raise answers.pop(0)
+        patch(namespace, name, status)
+
+    monkeypatch.setattr(kube, "patch_status", flaky_patch)
+    memo = kopf.Memo()
+    with pytest.raises(kopf.TemporaryError):
+        run_daemon(
+            shared_dir, store, monkeypatch, {"active": 1, "ready": 0, "failed": 1}, memo=memo
+        )
+    first = memo[handlers.TRACKER]
+    assert api.deletes == [("ns", "small-train")] and api.statuses == []
+    daemon: Any = handlers.track_progress
+    body = {
+        "metadata": {"name": "small", "namespace": "ns", "uid": "uid-1", "generation": 1},
+        "spec": {"timeframe": "15m", "nTrials": 10},
+        "status": {"jobName": "small-train"},
+    }
+    asyncio.run(
+        daemon(
+            body=body,
+            namespace="ns",
+            stopped=Stopped(5),
+            memo=memo,
+            logger=logging.getLogger("test"),
+            job_statuses=Index({"active": 1, "ready": 0, "failed": 1}),
+        )
+    )
+    assert memo[handlers.TRACKER] is first
+    assert api.deletes == [("ns", "small-train")], "the Job was deleted twice"
+    assert [s["phase"] for s in api.statuses] == ["Failed"]

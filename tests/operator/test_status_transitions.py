@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tjoperator.status import (
     RECENT_TRIALS,
     Observation,
     Phase,
+    Verdict,
     build_status,
     conditions_after,
     judge,
@@ -90,7 +93,7 @@ def test_conditions_keep_their_transition_time_while_unchanged() -> None:
     first = conditions_after([], running, 1)
     by_type = {c["type"]: c for c in first}
     assert by_type["Running"]["status"] == "True"
-    assert by_type["Succeeded"]["status"] == "False"
+    assert set(by_type) == {"Running"}, "a condition restates a phase the run is not in"
     old_time = "2000-01-01T00:00:00Z"
     for condition in first:
         condition["lastTransitionTime"] = old_time
@@ -102,6 +105,31 @@ def test_conditions_keep_their_transition_time_while_unchanged() -> None:
     assert after["Running"]["status"] == "False"
     assert after["Running"]["lastTransitionTime"] != old_time
     assert after["Succeeded"]["status"] == "True"
+
+
+def test_each_condition_says_something_the_phase_does_not() -> None:
+    def step(previous: list[dict[str, Any]], verdict: Verdict) -> dict[str, dict[str, Any]]:
+        return {c["type"]: c for c in conditions_after(previous, verdict, 1)}
+
+    waiting = step([], judge(Observation(None, {"active": 0})))
+    assert list(waiting) == ["Running"]
+    assert (waiting["Running"]["status"], waiting["Running"]["reason"]) == (
+        "False",
+        "WaitingForPod",
+    )
+    suspended = step(
+        list(waiting.values()), judge(Observation(progress(done=2), {}, suspended=True))
+    )
+    assert suspended["Suspended"]["status"] == "True"
+    assert suspended["Running"]["reason"] == "Suspended"
+    resumed = step(list(suspended.values()), judge(Observation(progress(done=3), {"active": 1})))
+    assert (resumed["Suspended"]["status"], resumed["Suspended"]["reason"]) == ("False", "Training")
+    assert resumed["Running"]["status"] == "True"
+    failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}
+    ended = step(list(resumed.values()), judge(Observation(progress(done=3), failed)))
+    assert set(ended) == {"Running", "Suspended", "Failed"}
+    assert (ended["Failed"]["status"], ended["Failed"]["reason"]) == ("True", "DeadlineExceeded")
+    assert ended["Running"]["status"] == "False"
 
 
 def test_status_is_a_bounded_summary() -> None:

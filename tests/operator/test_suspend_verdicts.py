@@ -11,6 +11,7 @@ from tjcore.spec import validate_spec
 from tjoperator.config import OperatorConfig
 from tjoperator.job_builder import build_job
 from tjoperator.status import Observation, Phase, build_status, job_suspended, judge
+from tjoperator.tracking import row_values
 from tjtrainer.progress import RunState
 
 SUSPENDED_JOB = {
@@ -33,7 +34,8 @@ def test_a_suspended_run_is_suspended_with_its_condition_and_keeps_its_trials() 
     assert verdict.phase == Phase.SUSPENDED and verdict.reason == "Suspended"
     assert "3/20" in verdict.message and "spec.suspend to false" in verdict.message
     status = build_status(obs, verdict, total_trials=20, previous={}, generation=2)
-    assert status["status"] == "running"  # the table keeps the seed's words
+    assert row_values(obs, verdict)["status"] == "running"  # the table keeps the seed's words
+    assert "status" not in status, "the CR says the phase once, in phase"
     assert status["currentTrial"] == 3
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Suspended"]["status"] == "True"
@@ -47,7 +49,7 @@ def test_a_run_created_suspended_is_pending_in_the_table() -> None:
     verdict = judge(obs)
     assert verdict.phase == Phase.SUSPENDED and "before it started" in verdict.message
     status = build_status(obs, verdict, total_trials=20, previous={}, generation=1)
-    assert status["status"] == "pending"
+    assert status["phase"] == "Suspended" and row_values(obs, verdict)["status"] == "pending"
 
 
 def test_while_the_pod_stops_the_run_is_suspending() -> None:
