@@ -23,6 +23,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tjcontract import checks
+from tjcontract.spec import (
+    DEFAULT_EMBARGO,
+    DEFAULT_FOLDS,
+    DEFAULT_N_TRIALS,
+    DEFAULT_PARALLELISM,
+    DEFAULT_PROMOTION,
+    DEFAULT_SEED,
+    DEFAULT_TRAIN_RATIO,
+    MAX_TRAIN_RATIO,
+    MIN_TRAIN_RATIO,
+    PROMOTIONS,
+)
+from tjcontract.words import RunState
 from tjcore.settings import (
     Settings,
     SettingsError,
@@ -32,8 +45,6 @@ from tjcore.settings import (
 )
 from tjcore.spec import SpecError, load_manifest, validate_name, validate_spec
 from tjcore.store import JobRow, JobStore, QueueFullError
-from tjtrainer.config import DEFAULT_PARALLELISM
-from tjtrainer.splits import DEFAULT_EMBARGO, DEFAULT_FOLDS
 
 # Flag of each spec field, so errors about flags name the flag the user typed.
 FLAG_OF_FIELD = {
@@ -191,7 +202,7 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
         )
         if busy:
             return _fail(busy)
-        if row.status == "completed":
+        if row.status == RunState.COMPLETED:
             print(
                 f"TrainingJob {manifest.namespace}/{manifest.name} completed already "
                 f"(job {row.id}, model {row.model_version}); nothing to do"
@@ -314,7 +325,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         row: JobRow = _store().request_cancel(args.id)
     except (LookupError, ValueError) as err:
         return _fail(str(err.args[0]))
-    if row.status == "cancelled":
+    if row.status == RunState.CANCELLED:
         print(f"job {row.id} cancelled before it started")
     else:
         print(f"job {row.id}: cancel requested; it stops after its current trial")
@@ -374,9 +385,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     submit = sub.add_parser("submit", help="queue a pending job, as the UI's Start button does")
     submit.add_argument("--timeframe", required=True, help="15m or 1h")
-    submit.add_argument("--n-trials", type=int, default=30, help="trials per model (30)")
-    submit.add_argument("--train-ratio", type=float, default=0.8, help="0.5..0.95 (0.8)")
-    submit.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    submit.add_argument(
+        "--n-trials",
+        type=int,
+        default=DEFAULT_N_TRIALS,
+        help=f"trials per model, spec.nTrials ({DEFAULT_N_TRIALS})",
+    )
+    submit.add_argument(
+        "--train-ratio",
+        type=float,
+        default=DEFAULT_TRAIN_RATIO,
+        help=f"{MIN_TRAIN_RATIO}..{MAX_TRAIN_RATIO} ({DEFAULT_TRAIN_RATIO})",
+    )
+    submit.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed ({DEFAULT_SEED})"
+    )
     submit.add_argument(
         "--parallelism",
         type=int,
@@ -391,16 +414,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     submit.add_argument(
         "--promotion",
-        default="always",
-        help="always, ifSignificant or ifBetterThanLatest (always)",
+        default=DEFAULT_PROMOTION,
+        help=f"{', '.join(PROMOTIONS)} ({DEFAULT_PROMOTION})",
     )
     submit.set_defaults(func=cmd_submit)
 
     jobs = sub.add_parser("jobs", help="list training jobs, newest first")
     jobs.add_argument("--limit", type=_positive_int, default=20)
-    jobs.add_argument(
-        "--status", choices=["pending", "running", "completed", "failed", "cancelled"]
-    )
+    jobs.add_argument("--status", choices=[s.value for s in RunState])
     jobs.add_argument("-o", "--output", choices=["table", "json"], default="table")
     jobs.set_defaults(func=cmd_jobs)
 
