@@ -3,11 +3,10 @@ operator, core and the UI read it::
 
     datasets/<timeframe>/dataset.parquet      made by ``tjctl dataset``, read by the trainer
     models/<version>/ and models/latest_<tf>  the model versions the trainer saves
-    runs/<namespace>/<name>/                  one run's folder:
+    runs/<namespace>/<name>-<uid>/            one run's folder (see run_folder):
         progress.json                         its progress (format FORMAT_VERSION)
         CANCEL                                the cancel marker: stop after this trial
         study.db                              the Optuna study (SQLite), for resuming
-        OWNER                                 the uid of the run the folder belongs to
 
 Paths here are relative (``/``-separated, as in a pod's ``subPath``) or joined to a root
 given by the caller; checking that names from outside are safe path segments is the
@@ -29,27 +28,28 @@ PROGRESS_FILE = "progress.json"
 FORMAT_VERSION = 1
 CANCEL_MARKER = "CANCEL"
 STUDY_FILE = "study.db"
-OWNER_FILE = "OWNER"
 
 
-def run_parts(namespace: str, name: str) -> tuple[str, str, str]:
+def run_folder(name: str, uid: str) -> str:
+    """The folder name of one run: its object's name and uid (a TrainingJob's, or a local
+    row's). A new object of the same name has another uid, so it never meets an earlier
+    run's folder, and nothing has to be removed or owned first."""
+    return f"{name}-{uid}"
+
+
+def run_parts(namespace: str, name: str, uid: str) -> tuple[str, str, str]:
     """The path segments of a run folder under the shared root."""
-    return (RUNS_FOLDER, namespace, name)
+    return (RUNS_FOLDER, namespace, run_folder(name, uid))
 
 
-def run_path(namespace: str, name: str) -> str:
-    """A run folder relative to the shared root: ``runs/<namespace>/<name>``."""
-    return "/".join(run_parts(namespace, name))
+def run_path(namespace: str, name: str, uid: str) -> str:
+    """A run folder relative to the shared root: ``runs/<namespace>/<name>-<uid>``."""
+    return "/".join(run_parts(namespace, name, uid))
 
 
 def models_dir(data_root: Path) -> Path:
     """Where the model versions live."""
     return data_root / MODELS_FOLDER
-
-
-def model_version_dir(data_root: Path, version: str) -> Path:
-    """The folder of model version ``version`` (check it with tjtrainer.paths first)."""
-    return models_dir(data_root) / version
 
 
 def datasets_dir(data_root: Path) -> Path:

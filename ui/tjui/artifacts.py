@@ -1,11 +1,11 @@
 """The model files of a completed job on the shared volume.
 
-The trainer writes one folder per model version (``models/15m_20261126_140000/``) and
-publishes one through the ``latest_<tf>`` pointer (:mod:`tjtrainer.versions`). This module
-only looks: files or folders under ``models/`` whose name contains the version, and the
-metadata that belongs to that version (its own, else the published version's if that is
-this one). It tolerates other layouts (flat files named after the version) and never
-raises for a missing or unreadable file.
+The trainer writes one folder per model version (``models/15m_20261126_140000/``, named
+by :func:`tjtrainer.versions.version_folder`) and publishes one through the
+``latest_<tf>`` pointer (:mod:`tjtrainer.versions`). This module only looks: the files of
+that folder, and the metadata that belongs to that version (its own, else the published
+version's if that is this one). It tolerates the seed's flat layout (files directly in
+``models/`` named after the version) and never raises for a missing or unreadable file.
 
 The version and timeframe come from a table row, which anyone who can write the table
 controls: a version that is not one safe file-name part (``0/../../x``, ``*``) or a
@@ -23,7 +23,7 @@ from typing import Any
 
 from tjcontract.names import TIMEFRAMES
 from tjtrainer.paths import UnsafePathError, is_inside, model_version
-from tjtrainer.versions import METADATA_FILE, latest_name
+from tjtrainer.versions import METADATA_FILE, latest_name, version_folder
 
 MAX_FILES = 200
 
@@ -67,20 +67,22 @@ def _visible(path: Path) -> bool:
 
 
 def _version_files(models_dir: Path, version: str) -> list[Path]:
-    """Files whose name contains ``version``, and files inside folders whose name does;
-    only those that resolve inside ``models_dir``."""
-    found: set[Path] = set()
-    for match in models_dir.rglob(f"*{version}*"):
-        if not _visible(match) or not is_inside(match, models_dir):
-            continue
-        if match.is_dir():
-            found.update(
-                p
-                for p in match.rglob("*")
-                if p.is_file() and _visible(p) and is_inside(p, models_dir)
-            )
-        elif match.is_file():
-            found.add(match)
+    """The files of the version's folder, and the files directly in ``models_dir`` whose
+    name contains ``version`` (the seed's flat layout); only those that resolve inside
+    ``models_dir``."""
+    found = {
+        p
+        for p in models_dir.glob(f"*{version}*")
+        if p.is_file() and _visible(p) and is_inside(p, models_dir)
+    }
+    try:
+        folder = version_folder(models_dir, version)
+    except UnsafePathError:  # a version folder that links out of models/
+        return sorted(found)
+    if folder.is_dir():
+        found.update(
+            p for p in folder.rglob("*") if p.is_file() and _visible(p) and is_inside(p, models_dir)
+        )
     return sorted(found)
 
 
