@@ -18,13 +18,6 @@ from typing import Any
 import yaml
 
 from tjcontract.names import API_VERSION, KIND, LABEL, MAX_NAME_LENGTH, MAX_NAMESPACE_LENGTH
-
-# Re-exported only until crd.py, kube.py and handlers.py (being edited by others at the time
-# of the move) import them from tjcontract; then removed.
-from tjcontract.names import GROUP as GROUP
-from tjcontract.names import PLURAL as PLURAL
-from tjcontract.names import SHORT_NAME as SHORT_NAME
-from tjcontract.names import VERSION as VERSION
 from tjcontract.spec import (
     DEFAULT_ACTIVE_DEADLINE_SECONDS,
     DEFAULT_BACKOFF_LIMIT,
