@@ -16,10 +16,13 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from tjcontract.spec import fmt_number
-
 T = TypeVar("T")
 Check = Callable[[str], T]
+
+
+def fmt_number(value: float) -> str:
+    """``3`` for 3.0, ``0.95`` for 0.95: a bound as people write it."""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def integer(low: int | None = None, high: int | None = None) -> Check[int]:

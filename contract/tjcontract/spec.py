@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tjcontract import checks
+from tjcontract.checks import fmt_number
 from tjcontract.names import MODELS, TIMEFRAMES, VERSION_NAME
 
 DEFAULT_N_TRIALS = 30
@@ -89,10 +91,20 @@ class SpecField:
             return f"{kind} of at least {fmt_number(self.minimum)}"
         return kind
 
-
-def fmt_number(value: float) -> str:
-    """``3`` for 3.0, ``0.95`` for 0.95: a bound as people write it."""
-    return str(int(value)) if float(value).is_integer() else str(value)
+    def check(self) -> checks.Check[Any]:
+        """The check of a value typed for this field (a flag, a form): its type and limits."""
+        if self.enum:
+            return checks.choice(self.enum)
+        if self.pattern:
+            return checks.matching(self.pattern, self.pattern_words or f"matching {self.pattern}")
+        low, high = self.minimum, self.maximum
+        if self.type == "integer":
+            return checks.integer(
+                None if low is None else int(low), None if high is None else int(high)
+            )
+        if self.type == "number":
+            return checks.number(low, high)
+        raise TypeError(f"spec.{self.name} ({self.type}) is not typed on a command line")
 
 
 # A Kubernetes resource quantity that a container may ask for: a plain or decimal number

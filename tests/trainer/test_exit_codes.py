@@ -73,4 +73,4 @@ def test_a_missing_dataset_exits_permanent(tmp_path: Path) -> None:
 def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     result = train(tmp_path, tmp_path / "run", "--parallelism", "17")
     assert result.returncode == EXIT_BAD_ARGUMENTS
-    assert "--parallelism must be in [1, 16], got 17" in result.stderr
+    assert "--parallelism must be an integer from 1 to 16, got 17" in result.stderr

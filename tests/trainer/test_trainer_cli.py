@@ -85,13 +85,13 @@ def test_dataset_parser_mounts_into_another_cli(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--n-trials", "0"], "--n-trials must be in [1, 10000], got 0"),
-        (["--n-trials", "two"], "--n-trials must be an integer, got 'two'"),
-        (["--train-ratio", "0.3"], "--train-ratio must be in [0.5, 0.95], got 0.3"),
+        (["--n-trials", "0"], "--n-trials must be an integer from 1 to 10000, got 0"),
+        (["--n-trials", "two"], "--n-trials must be an integer from 1 to 10000, got 'two'"),
+        (["--train-ratio", "0.3"], "--train-ratio must be a number from 0.5 to 0.95, got 0.3"),
         (["--train-ratio", "x"], "--train-ratio must be a number"),
         (["--timeframe", "5m"], "invalid choice: '5m'"),
-        (["--parallelism", "0"], "--parallelism must be in [1, 16]"),
-        (["--parallelism", "17"], "--parallelism must be in [1, 16], got 17"),
+        (["--parallelism", "0"], "--parallelism must be an integer from 1 to 16"),
+        (["--parallelism", "17"], "--parallelism must be an integer from 1 to 16, got 17"),
     ],
 )
 def test_bad_train_arguments_exit_2(

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -22,8 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tjcontract import checks
 from tjcontract.names import MODELS, TIMEFRAMES
-from tjcontract.spec import FIELDS_BY_NAME, MAX_WORKERS, fmt_number
+from tjcontract.spec import FIELDS_BY_NAME, MAX_WORKERS
 from tjcontract.words import RunState
 from tjtrainer.config import STUDY_STORAGE_ENV, WORKER_INDEX_ENV, TrainConfig
 from tjtrainer.errors import TrainingError
@@ -36,75 +36,18 @@ TERMINATION_ENV = "TERMINATION_MESSAGE_PATH"
 log = logging.getLogger("tjtrainer")
 
 
-def _bounded_int(name: str, low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise argparse.ArgumentTypeError(f"{name} must be {allowed}, got {value}")
-        return value
-
-    return parse
-
-
-def _spec_int(flag: str, name: str) -> Callable[[str], int]:
-    """The parser of an integer flag bounded as its spec field (``--n-trials``: nTrials)."""
-    spec_field = FIELDS_BY_NAME[name]
-    assert spec_field.minimum is not None and spec_field.maximum is not None
-    return _bounded_int(flag, int(spec_field.minimum), int(spec_field.maximum))
+def _spec_flag(flag: str, name: str) -> Callable[[str], Any]:
+    """The parser of a flag checked as its spec field (``--n-trials``: nTrials)."""
+    return checks.flag_type(FIELDS_BY_NAME[name].check(), flag)
 
 
 def _default(name: str) -> Any:
     return FIELDS_BY_NAME[name].default
 
 
-def _warm_start(text: str) -> str:
-    spec_field = FIELDS_BY_NAME["warmStart"]
-    if spec_field.pattern and re.fullmatch(spec_field.pattern, text):
-        return text
-    raise argparse.ArgumentTypeError(f"--warm-start must be {spec_field.allowed()}, got {text!r}")
-
-
-def _train_ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--train-ratio must be a number, got {text!r}") from None
-    low, high = FIELDS_BY_NAME["trainRatio"].minimum, FIELDS_BY_NAME["trainRatio"].maximum
-    assert low is not None and high is not None
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(
-            f"--train-ratio must be in [{fmt_number(low)}, {fmt_number(high)}], got {value}"
-        )
-    return value
-
-
-def _cost(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--cost-bps must be a number, got {text!r}") from None
-    if not 0.0 <= value < 10_000.0:
-        raise argparse.ArgumentTypeError(f"--cost-bps must be in [0, 10000), got {value}")
-    return value
-
-
-def _barrier(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not 0.0 < value <= 1000.0:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be > 0 and <= 1000 (units of recent volatility), got {value}"
-            )
-        return value
-
-    return parse
+def _barrier(flag: str) -> Callable[[str], float]:
+    """A barrier distance, in units of recent volatility."""
+    return checks.flag_type(checks.number(above=0, high=1000, unit="volatility units"), flag)
 
 
 def default_data_root() -> Path:
@@ -124,13 +67,13 @@ def _add_label_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeframe", required=True, choices=TIMEFRAMES)
     parser.add_argument(
         "--horizon",
-        type=_bounded_int("--horizon", 1, 10_000),
+        type=checks.flag_type(checks.integer(1, 10_000), "--horizon"),
         default=None,
         help="label horizon in candles (default: 4)",
     )
     parser.add_argument(
         "--cost-bps",
-        type=_cost,
+        type=checks.flag_type(checks.number(0, below=10_000), "--cost-bps"),
         default=None,
         help="round-trip trading cost in basis points, subtracted from the labels (default: 10; "
         "about 1 for liquid FX)",
@@ -180,7 +123,7 @@ def add_dataset_parser(subparsers: Any) -> None:
     _add_label_options(synth)
     synth.add_argument(
         "--rows",
-        type=_bounded_int("--rows", 1, 10_000_000),
+        type=checks.flag_type(checks.integer(1, 10_000_000), "--rows"),
         default=None,
         help="dataset rows (default: 70000 for 15m, 20000 for 1h)",
     )
@@ -260,26 +203,30 @@ def add_train_parser(subparsers: Any) -> None:
     train.add_argument("--timeframe", required=True, choices=TIMEFRAMES)
     train.add_argument(
         "--n-trials",
-        type=_spec_int("--n-trials", "nTrials"),
+        type=_spec_flag("--n-trials", "nTrials"),
         default=_default("nTrials"),
         help=f"Optuna trials per model, spec.nTrials (default: {_default('nTrials')})",
     )
-    train.add_argument("--train-ratio", type=_train_ratio, default=_default("trainRatio"))
-    train.add_argument("--seed", type=_spec_int("--seed", "seed"), default=_default("seed"))
+    train.add_argument(
+        "--train-ratio",
+        type=_spec_flag("--train-ratio", "trainRatio"),
+        default=_default("trainRatio"),
+    )
+    train.add_argument("--seed", type=_spec_flag("--seed", "seed"), default=_default("seed"))
     train.add_argument(
         "--parallelism",
-        type=_spec_int("--parallelism", "parallelism"),
+        type=_spec_flag("--parallelism", "parallelism"),
         default=_default("parallelism"),
     )
     train.add_argument(
         "--cv-folds",
-        type=_spec_int("--cv-folds", "cvFolds"),
+        type=_spec_flag("--cv-folds", "cvFolds"),
         default=_default("cvFolds"),
         help=f"walk-forward folds of the search part (default: {_default('cvFolds')})",
     )
     train.add_argument(
         "--embargo",
-        type=_spec_int("--embargo", "embargo"),
+        type=_spec_flag("--embargo", "embargo"),
         default=_default("embargo"),
         help="rows kept out after the purge gap at every train/judge boundary "
         f"(default: {_default('embargo')})",
@@ -295,20 +242,20 @@ def add_train_parser(subparsers: Any) -> None:
     )
     train.add_argument(
         "--warm-start",
-        type=_warm_start,
+        type=_spec_flag("--warm-start", "warmStart"),
         default=_default("warmStart"),
         help="none, latest or a model version: its best trials are the first trials of "
         f"this search (default: {_default('warmStart')})",
     )
     train.add_argument(
         "--workers",
-        type=_spec_int("--workers", "workers"),
+        type=_spec_flag("--workers", "workers"),
         default=_default("workers"),
         help="trainer processes sharing the run's studies (more than 1 needs PostgreSQL)",
     )
     train.add_argument(
         "--worker-index",
-        type=_bounded_int("--worker-index", 0, MAX_WORKERS - 1),
+        type=checks.flag_type(checks.integer(0, MAX_WORKERS - 1), "--worker-index"),
         default=None,
         help=f"this process's place among the workers (default: ${WORKER_INDEX_ENV}, the "
         "Indexed Job's, else 0); worker 0 writes the progress and saves the models",
