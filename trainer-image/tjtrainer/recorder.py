@@ -16,16 +16,50 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from tjtrainer.progress import RunProgress, write_progress
 from tjtrainer.search import Timings
 from tjtrainer.studies import DurableStudies
 
-_STOP = object()
+
+@dataclass(frozen=True)
+class TrialStarted:
+    """A trial was asked: insert it RUNNING with its parameters."""
+
+    model: str
+    number: int
+    params: dict[str, Any]
+    distributions: dict[str, BaseDistribution]
+
+
+@dataclass(frozen=True)
+class TrialFinished:
+    """A trial ended: complete it in the study, then publish ``progress``."""
+
+    model: str
+    trial: FrozenTrial
+    progress: RunProgress
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Write ``progress`` and call back."""
+
+    progress: RunProgress
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End the thread."""
+
+
+Message = TrialStarted | TrialFinished | Publish | Stop
 
 
 def snapshot(progress: RunProgress) -> RunProgress:
@@ -52,22 +86,28 @@ class Recorder:
         self.on_progress = on_progress
         self.timings = timings
         self.error: BaseException | None = None
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.Queue[Message] = queue.Queue()
         self._storage_ids: dict[tuple[str, int], int] = {}
         self._thread = threading.Thread(target=self._loop, name="tj-recorder", daemon=True)
         self._thread.start()
 
-    def trial_started(self, model: str, number: int, params: dict[str, Any], dists: Any) -> None:
-        self._queue.put(("start", model, number, params, dists))
+    def trial_started(
+        self,
+        model: str,
+        number: int,
+        params: dict[str, Any],
+        distributions: dict[str, BaseDistribution],
+    ) -> None:
+        self._queue.put(TrialStarted(model, number, params, distributions))
 
     def trial_finished(self, model: str, trial: FrozenTrial, progress: RunProgress) -> None:
         """Queue ``trial``'s completion; ``progress`` must be a :func:`snapshot` taken when
         the trial was counted."""
-        self._queue.put(("finish", model, trial, progress))
+        self._queue.put(TrialFinished(model, trial, progress))
 
     def publish(self, progress: RunProgress) -> None:
         """Write ``progress`` and call back, after everything queued before; wait for it."""
-        self._queue.put(("publish", snapshot(progress)))
+        self._queue.put(Publish(snapshot(progress)))
         self.flush()
 
     def flush(self) -> None:
@@ -76,37 +116,39 @@ class Recorder:
             raise self.error
 
     def close(self) -> None:
-        self._queue.put(_STOP)
+        self._queue.put(Stop())
         self._thread.join()
 
     def _loop(self) -> None:
         while True:
-            item = self._queue.get()
+            message = self._queue.get()
             try:
-                if item is _STOP:
+                if isinstance(message, Stop):
                     return
                 if self.error is None:
-                    self._handle(item)
+                    self._handle(message)
             except BaseException as exc:
                 self.error = exc
             finally:
                 self._queue.task_done()
 
-    def _handle(self, item: tuple[Any, ...]) -> None:
-        kind = item[0]
-        if kind == "start":
-            _, model, number, params, dists = item
-            started = time.perf_counter()
-            self._storage_ids[(model, number)] = self.studies.start(model, params, dists)
-            self.timings.storage_s += time.perf_counter() - started
-        elif kind == "finish":
-            _, model, trial, progress = item
-            started = time.perf_counter()
-            self.studies.finish(self._storage_ids.pop((model, trial.number)), trial)
-            self.timings.storage_s += time.perf_counter() - started
-            self._write(progress)
-        else:
-            self._write(item[1])
+    def _handle(self, message: TrialStarted | TrialFinished | Publish) -> None:
+        match message:
+            case TrialStarted(model, number, params, distributions):
+                started = time.perf_counter()
+                self._storage_ids[(model, number)] = self.studies.start(
+                    model, params, distributions
+                )
+                self.timings.storage_s += time.perf_counter() - started
+            case TrialFinished(model, trial, progress):
+                started = time.perf_counter()
+                self.studies.finish(self._storage_ids.pop((model, trial.number)), trial)
+                self.timings.storage_s += time.perf_counter() - started
+                self._write(progress)
+            case Publish(progress):
+                self._write(progress)
+            case _:
+                assert_never(message)
 
     def _write(self, progress: RunProgress) -> None:
         started = time.perf_counter()

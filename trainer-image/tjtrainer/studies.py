@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from tjtrainer.errors import RunFolderError
 from tjtrainer.progress import MODELS, PROGRESS_FILE, STUDY_FILE
+from tjtrainer.sampling import FIRST_FOLD_RMSE_ATTR, RUNG_RMSE_ATTR
+from tjtrainer.search import TrialFit
 
 FINGERPRINT_KEY = "fingerprint"
 BUSY_TIMEOUT_S = 60
@@ -79,7 +83,7 @@ class DurableStudies:
                     direction="maximize",
                     load_if_exists=True,
                 )
-                self.study_ids[model] = study._study_id
+                self.study_ids[model] = self.storage.get_study_id_from_name(study.study_name)
             finished = sum(
                 t.state in (TrialState.COMPLETE, TrialState.PRUNED)
                 for model in MODELS
@@ -119,14 +123,19 @@ class DurableStudies:
         for model in MODELS:
             for trial in self.trials(model):
                 if trial.state == TrialState.RUNNING:
-                    self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                    trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+                        self.study_ids[model], trial.number
+                    )
+                    self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
                     count += 1
         return count
 
     def trials(self, model: str) -> list[FrozenTrial]:
         return self.storage.get_all_trials(self.study_ids[model], deepcopy=False)
 
-    def start(self, model: str, params: dict[str, Any], distributions: dict[str, Any]) -> int:
+    def start(
+        self, model: str, params: dict[str, Any], distributions: dict[str, BaseDistribution]
+    ) -> int:
         """Insert a RUNNING trial with its parameters; return its storage id."""
         template = FrozenTrial(
             number=0,
@@ -196,3 +205,22 @@ def mirror_study(
     )
     study.add_trials(trials)
     return study
+
+
+def record_outcome(
+    study: optuna.Study, trial: optuna.Trial, outcome: TrialFit | str
+) -> FrozenTrial:
+    """Tell ``study`` how ``trial`` ended (a fit, or the error that stopped it); return the
+    finished trial."""
+    if isinstance(outcome, str):
+        trial.set_user_attr("error", outcome)
+        return study.tell(trial, state=TrialState.FAIL)
+    trial.set_user_attr("rounds", outcome.rounds)
+    trial.set_user_attr("fold_scores", list(outcome.fold_scores))
+    trial.set_user_attr("fold_rounds", list(outcome.fold_rounds))
+    trial.set_user_attr(RUNG_RMSE_ATTR, list(outcome.rung_rmse))
+    if math.isfinite(outcome.first_fold_rmse):
+        trial.set_user_attr(FIRST_FOLD_RMSE_ATTR, outcome.first_fold_rmse)
+    if outcome.pruned:
+        return study.tell(trial, state=TrialState.PRUNED)
+    return study.tell(trial, outcome.score)
