@@ -71,6 +71,11 @@ def number(
     return check
 
 
+def seconds() -> Check[float]:
+    """A duration: a finite number of seconds > 0."""
+    return number(above=0, unit="seconds")
+
+
 def port(*, zero_for_any: bool = False) -> Check[int]:
     """A TCP port number; with ``zero_for_any`` also 0 (any free port)."""
     low = 0 if zero_for_any else 1

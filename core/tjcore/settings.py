@@ -169,6 +169,6 @@ def check_database_driver(url: str) -> None:
 
 
 def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
-    return checks.named(checks.number(above=0, unit="seconds"), name, SettingsError)(
+    return checks.named(checks.seconds(), name, SettingsError)(
         env.get(name) or default
     )

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from tjcontract import checks
 from tjcontract.layout import SHARED_FOLDERS
 
 
@@ -98,13 +99,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--cancel-grace-seconds",
-        type=float,
+        type=checks.flag_type(checks.seconds(), "--cancel-grace-seconds"),
         help="time a cancelled trainer has to stop before its Job is "
         "deleted (TJ_CANCEL_GRACE_SECONDS, default 120)",
     )
     parser.add_argument(
         "--image-pull-timeout-seconds",
-        type=float,
+        type=checks.flag_type(checks.seconds(), "--image-pull-timeout-seconds"),
         help="time a trainer pod may keep failing to pull its image (ErrImagePull, "
         "ImagePullBackOff) before its TrainingJob fails (TJ_IMAGE_PULL_TIMEOUT_SECONDS, "
         "default 300)",

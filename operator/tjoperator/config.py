@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tjcontract import checks
 from tjoperator.status import DEFAULT_IMAGE_PULL_TIMEOUT_SECONDS
 
 DEFAULT_TRAINER_IMAGE = "trainingjob-trainer:0.1.0"
@@ -75,70 +75,28 @@ class OperatorConfig:
     )
 
     @classmethod
-    def from_env(cls, **overrides: object) -> OperatorConfig:
-        """Defaults ← environment (``TJ_*``, ``SHARED_DATA_PATH``, ``DATABASE_URL``) ←
-        ``overrides`` (command-line flags that were given)."""
+    def from_env(cls, **flags: object) -> OperatorConfig:
+        """Each of :data:`SETTINGS` from its flag (``flags``: those given on the command
+        line, by attribute), else its environment variable, else the default; then
+        ``SHARED_DATA_PATH`` and ``DATABASE_URL`` as every component reads them."""
         from tjcore.settings import Settings
 
         settings = Settings.from_env()
-        env = os.environ
         values: dict[str, object] = {
             "shared_data_path": settings.shared_data_path,
             "database_url": settings.database_url,
-            "trainer_image": env.get("TJ_TRAINER_IMAGE", DEFAULT_TRAINER_IMAGE),
-            "trainer_pull_policy": _pull_policy(env.get("TJ_TRAINER_PULL_POLICY")),
-            "pvc_claim": env.get("TJ_SHARED_PVC", DEFAULT_PVC),
-            "shared_mount": env.get("TJ_SHARED_MOUNT", DEFAULT_MOUNT),
-            "database_secret_name": env.get("TJ_DATABASE_SECRET_NAME") or None,
-            "database_secret_key": env.get("TJ_DATABASE_SECRET_KEY") or DEFAULT_DATABASE_SECRET_KEY,
         }
-        if env.get("TJ_ALLOWED_TRAINER_IMAGES"):
-            values["allowed_images"] = tuple(
-                image.strip()
-                for image in env["TJ_ALLOWED_TRAINER_IMAGES"].split(",")
-                if image.strip()
-            )
-        if env.get("TJ_WATCH_NAMESPACES"):
-            values["namespaces"] = tuple(
-                ns.strip() for ns in env["TJ_WATCH_NAMESPACES"].split(",") if ns.strip()
-            )
-        if "TJ_BRIDGE_NAMESPACE" in env:
-            values["bridge_namespace"] = env["TJ_BRIDGE_NAMESPACE"] or None
-        if env.get("TJ_TRAINER_RESOURCES"):
-            values["default_resources"] = _resources(env["TJ_TRAINER_RESOURCES"])
-        if env.get("TJ_CANCEL_GRACE_SECONDS"):
-            values["cancel_grace_seconds"] = _positive(
-                env["TJ_CANCEL_GRACE_SECONDS"], "TJ_CANCEL_GRACE_SECONDS"
-            )
-        if env.get("TJ_IMAGE_PULL_TIMEOUT_SECONDS"):
-            values["image_pull_timeout_seconds"] = _positive(
-                env["TJ_IMAGE_PULL_TIMEOUT_SECONDS"], "TJ_IMAGE_PULL_TIMEOUT_SECONDS"
-            )
-        if env.get("TJ_METRICS_PORT"):
-            values["metrics_port"] = _port(env["TJ_METRICS_PORT"], "TJ_METRICS_PORT")
-        if env.get("TJ_METRICS_ADDRESS"):
-            values["metrics_address"] = env["TJ_METRICS_ADDRESS"]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if values.get("metrics_port") is not None:
-            values["metrics_port"] = _port(str(values["metrics_port"]), "--metrics-port")
-        if values.get("bridge_namespace") == "":  # --no-bridge, TJ_BRIDGE_NAMESPACE=""
-            values["bridge_namespace"] = None
+        for setting in SETTINGS:
+            given = flags.get(setting.attribute)
+            if given is not None and setting.flag:
+                raw = ",".join(given) if isinstance(given, tuple) else str(given)
+                name = setting.flag
+            elif os.environ.get(setting.env) or (setting.empty_means and setting.env in os.environ):
+                raw, name = os.environ[setting.env], setting.env
+            else:
+                continue  # the dataclass's default
+            values[setting.attribute] = checks.named(setting.check, name)(raw)
         config = cls(**values)  # type: ignore[arg-type]
-        for name in ("cancel_grace_seconds", "image_pull_timeout_seconds"):
-            if getattr(config, name) <= 0:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}"
-                )
-        if config.database_secret_name and not _SECRET_NAME.fullmatch(config.database_secret_name):
-            raise ValueError(
-                f"TJ_DATABASE_SECRET_NAME={config.database_secret_name!r} is not a Secret name "
-                "(lower-case letters, digits, '-' and '.', at most 253)"
-            )
-        if not _SECRET_KEY.fullmatch(config.database_secret_key):
-            raise ValueError(
-                f"TJ_DATABASE_SECRET_KEY={config.database_secret_key!r} is not a Secret key "
-                "(letters, digits, '-', '_' and '.', at most 253)"
-            )
         if config.namespaces and config.bridge_namespace not in (None, *config.namespaces):
             raise ValueError(
                 f"the bridge namespace {config.bridge_namespace!r} is not watched "
@@ -158,43 +116,77 @@ def _resources(text: str) -> dict[str, dict[str, str]]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"TJ_TRAINER_RESOURCES must be JSON, got {text!r}: {err}") from None
+        raise ValueError(f"must be JSON, got {text!r}: {err}") from None
     if not isinstance(value, dict) or not set(value) <= {"requests", "limits"}:
-        raise ValueError(
-            f'TJ_TRAINER_RESOURCES must be {{"requests": {{...}}, "limits": {{...}}}}, got {text!r}'
-        )
+        raise ValueError(f'must be {{"requests": {{...}}, "limits": {{...}}}}, got {text!r}')
     return {key: {k: str(v) for k, v in amounts.items()} for key, amounts in value.items()}
 
 
-def _positive(text: str, name: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list (``TJ_WATCH_NAMESPACES=a,b``), blanks dropped."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _port(text: str, name: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"{name} must be a TCP port number (1-65535), got {text!r}")
-    return int(text)
+def _optional(text: str) -> str | None:
+    """A name whose empty value switches the feature off (``TJ_BRIDGE_NAMESPACE=``)."""
+    return text or None
 
-
-_SECRET_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
-_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
-def _pull_policy(text: str | None) -> str:
-    """TJ_TRAINER_PULL_POLICY: one of Kubernetes' image pull policies (default IfNotPresent)."""
-    if not text:
-        return "IfNotPresent"
-    if text not in PULL_POLICIES:
-        raise ValueError(
-            f"TJ_TRAINER_PULL_POLICY={text!r} is not an image pull policy: use one of "
-            + ", ".join(PULL_POLICIES)
-        )
-    return text
+@dataclass(frozen=True)
+class Setting:
+    """One of the operator's settings: its attribute, variable, flag and check."""
+
+    attribute: str
+    env: str
+    check: checks.Check[object]
+    flag: str | None = None
+    # Whether the variable set to "" is a value (TJ_BRIDGE_NAMESPACE="": no bridge).
+    empty_means: bool = False
+
+
+SETTINGS = (
+    Setting("namespaces", "TJ_WATCH_NAMESPACES", _names, "--namespace"),
+    Setting("trainer_image", "TJ_TRAINER_IMAGE", str, "--trainer-image"),
+    Setting("trainer_pull_policy", "TJ_TRAINER_PULL_POLICY", checks.choice(PULL_POLICIES)),
+    Setting("allowed_images", "TJ_ALLOWED_TRAINER_IMAGES", _names),
+    Setting("pvc_claim", "TJ_SHARED_PVC", str, "--pvc-claim"),
+    Setting("shared_mount", "TJ_SHARED_MOUNT", str),
+    Setting(
+        "database_secret_name",
+        "TJ_DATABASE_SECRET_NAME",
+        checks.matching(
+            r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?",
+            "a Secret name (lower-case letters, digits, '-' and '.', at most 253)",
+        ),
+    ),
+    Setting(
+        "database_secret_key",
+        "TJ_DATABASE_SECRET_KEY",
+        checks.matching(
+            r"[-._a-zA-Z0-9]{1,253}",
+            "a Secret key (letters, digits, '-', '_' and '.', at most 253)",
+        ),
+    ),
+    Setting(
+        "bridge_namespace", "TJ_BRIDGE_NAMESPACE", _optional, "--bridge-namespace", empty_means=True
+    ),
+    Setting("default_resources", "TJ_TRAINER_RESOURCES", _resources),
+    Setting(
+        "cancel_grace_seconds",
+        "TJ_CANCEL_GRACE_SECONDS",
+        checks.seconds(),
+        "--cancel-grace-seconds",
+    ),
+    Setting(
+        "image_pull_timeout_seconds",
+        "TJ_IMAGE_PULL_TIMEOUT_SECONDS",
+        checks.seconds(),
+        "--image-pull-timeout-seconds",
+    ),
+    Setting("metrics_port", "TJ_METRICS_PORT", checks.port(), "--metrics-port"),
+    Setting("metrics_address", "TJ_METRICS_ADDRESS", str, "--metrics-address"),
+)
+"""Flags → environment → defaults (the dataclass's): every setting the operator reads."""

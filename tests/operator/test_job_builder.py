@@ -69,7 +69,7 @@ def test_spec_fields_reach_the_job_and_the_trainer() -> None:
     assert args[args.index("--n-trials") + 1] == "7"
     assert args[args.index("--train-ratio") + 1] == "0.7"
     assert args[args.index("--seed") + 1] == "3"
-    assert args[args.index("--run-dir") + 1] == "/data/runs/ml/tj-a"
+    assert args[args.index("--run-dir") + 1] == "/data/runs/ml/tj-a-uid-1"
 
 
 @pytest.mark.parametrize("warm", ["latest", "15m_20261201_120000"])
@@ -159,7 +159,7 @@ def test_trainer_pull_policy_comes_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.delenv("TJ_TRAINER_PULL_POLICY")
     assert OperatorConfig.from_env().trainer_pull_policy == "IfNotPresent"
     monkeypatch.setenv("TJ_TRAINER_PULL_POLICY", "sometimes")
-    with pytest.raises(ValueError, match="not an image pull policy: use one of Always"):
+    with pytest.raises(ValueError, match="TJ_TRAINER_PULL_POLICY must be one of Always, IfNotPresent, Never"):
         OperatorConfig.from_env()
 
 
@@ -190,10 +190,14 @@ def test_the_trainer_mounts_only_its_run_folder_the_datasets_read_only_and_the_m
     container = build()["spec"]["template"]["spec"]["containers"][0]
     shared = [m for m in container["volumeMounts"] if m["name"] == "shared"]
     assert shared == [
-        {"name": "shared", "mountPath": "/data/runs/ml/tj-a", "subPath": "runs/ml/tj-a"},
+        {
+            "name": "shared",
+            "mountPath": "/data/runs/ml/tj-a-uid-1",
+            "subPath": "runs/ml/tj-a-uid-1",
+        },
         {"name": "shared", "mountPath": "/data/datasets", "subPath": "datasets", "readOnly": True},
         {"name": "shared", "mountPath": "/data/models", "subPath": "models"},
     ]
     args = container["args"]
-    assert args[args.index("--run-dir") + 1] == "/data/runs/ml/tj-a"
+    assert args[args.index("--run-dir") + 1] == "/data/runs/ml/tj-a-uid-1"
     assert args[args.index("--data-root") + 1] == "/data"

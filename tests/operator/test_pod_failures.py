@@ -28,7 +28,7 @@ from tjoperator.status import (
     pod_trouble,
     termination_message,
 )
-from tjoperator.tracking import OWNER_FILE, Tracker, act, observe, publish
+from tjoperator.tracking import Tracker, act, observe, publish
 from tjtrainer.progress import RunProgress, RunState, run_dir_for, write_progress
 
 IMAGE = "localhost/trainingjob-trainer:0.1.0"
@@ -456,9 +456,8 @@ def run_daemon(
     row_id = store.submit(
         timeframe="15m", n_trials=10, train_ratio=0.8, source="kubectl", uid="uid-1"
     )
-    run_dir = run_dir_for(shared, "ns", "small")
+    run_dir = run_dir_for(shared, "ns", "small", "uid-1")
     run_dir.mkdir(parents=True)
-    (run_dir / OWNER_FILE).write_text("uid-1\n")
     if started:  # the trainer has written its progress
         write_progress(run_dir, running(2))
     events: list[dict[str, Any]] = []
@@ -567,10 +566,10 @@ def test_the_pull_timeout_is_a_setting_like_the_cancel_grace(
     assert OperatorConfig.from_env().image_pull_timeout_seconds == 45
     assert OperatorConfig.from_env(image_pull_timeout_seconds=9).image_pull_timeout_seconds == 9
     monkeypatch.setenv("TJ_IMAGE_PULL_TIMEOUT_SECONDS", "0")
-    with pytest.raises(ValueError, match="TJ_IMAGE_PULL_TIMEOUT_SECONDS must be > 0"):
+    with pytest.raises(ValueError, match="TJ_IMAGE_PULL_TIMEOUT_SECONDS must be a number of seconds > 0"):
         OperatorConfig.from_env()
     monkeypatch.delenv("TJ_IMAGE_PULL_TIMEOUT_SECONDS")
-    with pytest.raises(ValueError, match="--image-pull-timeout-seconds must be > 0"):
+    with pytest.raises(ValueError, match="--image-pull-timeout-seconds must be a number of seconds > 0"):
         OperatorConfig.from_env(image_pull_timeout_seconds=-1)
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
