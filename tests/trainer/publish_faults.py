@@ -35,7 +35,7 @@ import numpy as np
 import xgboost as xgb
 from sklearn.preprocessing import StandardScaler
 
-from tjtrainer.files import KILL_AT_ENV
+from tjcontract.files import KILL_AT_ENV
 from tjtrainer.models import save_models
 
 TIMEFRAME = "15m"

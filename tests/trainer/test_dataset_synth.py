@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from scipy.stats import kurtosis, spearmanr
 
+from tjcontract.files import sha256_file
 from tjtrainer.datasets import DATASET_FILE, INFO_FILE, load_dataset, synth_dataset
 from tjtrainer.errors import DatasetError
 from tjtrainer.features import FEATURES
-from tjtrainer.files import sha256_file
 from tjtrainer.splits import minimum_rows
 from tjtrainer.synth import synth_candles
 

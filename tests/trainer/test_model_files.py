@@ -15,9 +15,9 @@ import xgboost as xgb
 from sklearn.preprocessing import StandardScaler
 from trainer_testlib import N_TRIALS, RecordedRun
 
+from tjcontract.files import sha256_file
 from tjtrainer import versions
 from tjtrainer.datasets import load_dataset
-from tjtrainer.files import sha256_file
 from tjtrainer.metrics import spearman
 from tjtrainer.models import save_models
 from tjtrainer.splits import make_splits

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tjcontract.files import atomic_output, atomic_write_bytes, sha256_file
 from tjcontract.layout import datasets_dir
 from tjcontract.names import TIMEFRAMES
 from tjcontract.spec import DEFAULT_EMBARGO, DEFAULT_FOLDS, DEFAULT_TRAIN_RATIO
 from tjcontract.times import utc_now
 from tjtrainer.errors import DatasetError, DatasetMissingError
 from tjtrainer.features import FEATURES, WARMUP_ROWS, compute_features
-from tjtrainer.files import atomic_output, atomic_write_bytes, sha256_file
 from tjtrainer.labels import (
     DEFAULT_COST_BPS,
     DEFAULT_HORIZON,

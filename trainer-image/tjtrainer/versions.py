@@ -48,8 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tjcontract.names import VERSION_NAME
-from tjtrainer.files import (
+from tjcontract.files import (
     STALE_TEMPORARY_S,
     TEMP_SUFFIX,
     atomic_write_bytes,
@@ -57,6 +56,7 @@ from tjtrainer.files import (
     fsync_path,
     remove_stale_temporaries,
 )
+from tjcontract.names import VERSION_NAME
 from tjtrainer.paths import UnsafePathError, confined, model_version
 
 METADATA_FILE = "metadata.json"

@@ -34,11 +34,11 @@ from optuna.pruners import NopPruner
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
+from tjcontract.files import STALE_TEMPORARY_S, remove_stale_temporaries
 from tjcontract.spec import total_trials
 from tjtrainer.config import TrainConfig
 from tjtrainer.cpus import available_cpus
 from tjtrainer.errors import RunFolderBusyError, RunFolderError, TrainingError, TransientError
-from tjtrainer.files import STALE_TEMPORARY_S, remove_stale_temporaries
 from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.progress import (
