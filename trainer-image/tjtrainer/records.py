@@ -6,11 +6,10 @@ failed trial gets the number of the slot it was attempting, which its retry then
 
 from __future__ import annotations
 
-from datetime import UTC
-
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
+from tjcontract.times import utc_text
 from tjtrainer.progress import MODELS, TRIALS_KEPT, RunProgress, TrialRecord
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -28,7 +27,7 @@ def trial_record(
     start, end = trial.datetime_start, trial.datetime_complete
     duration = (end - start).total_seconds() if start and end else 0.0
     moment = end or start
-    finished_at = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment else ""
+    finished_at = utc_text(moment) if moment else ""
     complete = trial.state == TrialState.COMPLETE
     rounds = trial.user_attrs.get("rounds")
     folds = trial.user_attrs.get("fold_scores")
