@@ -4,7 +4,7 @@ The trainer writes one folder per model version (``models/15m_20261126_140000/``
 by :func:`tjtrainer.versions.version_folder`) and publishes one through the
 ``latest_<tf>`` pointer (:mod:`tjtrainer.versions`). This module only looks: the files of
 that folder, and the metadata that belongs to that version (its own, else the published
-version's if that is this one). It tolerates the seed's flat layout (files directly in
+version's if that is this one). It tolerates the original design's flat layout (files directly in
 ``models/`` named after the version) and never raises for a missing or unreadable file.
 
 The version and timeframe come from a table row, which anyone who can write the table
@@ -68,7 +68,7 @@ def _visible(path: Path) -> bool:
 
 def _version_files(models_dir: Path, version: str) -> list[Path]:
     """The files of the version's folder, and the files directly in ``models_dir`` whose
-    name contains ``version`` (the seed's flat layout); only those that resolve inside
+    name contains ``version`` (the original design's flat layout); only those that resolve inside
     ``models_dir``."""
     found = {
         p
@@ -128,7 +128,8 @@ def find_artifacts(models_dir: Path, version: str, timeframe: str) -> ModelArtif
         return result
     result.files = [f for f in (_stat(p) for p in paths[:MAX_FILES]) if f is not None]
     candidates = [p for p in paths if p.name.startswith("metadata") and p.suffix == ".json"]
-    if timeframe in TIMEFRAMES:  # a link through the latest_<tf> pointer (or a seed's copy)
+    # A link through the latest_<tf> pointer (or the original design's copy).
+    if timeframe in TIMEFRAMES:
         candidates.append(models_dir / latest_name(METADATA_FILE, timeframe))
     for candidate in candidates:
         if not is_inside(candidate, models_dir):

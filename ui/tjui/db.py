@@ -109,7 +109,7 @@ def _cached_reader(url: str) -> Reader:
 
 
 def submit_job(url: str, spec: TrainingJobSpec) -> int:
-    """Insert a ``pending`` row for ``spec``, as the seed's Start button does; its id."""
+    """Insert a ``pending`` row for ``spec``, as the original design's Start button does; its id."""
     with friendly_errors("start the training job", url):
         limit = Settings.from_env().max_queued_jobs  # TJ_MAX_QUEUED_JOBS
         store = JobStore(url)

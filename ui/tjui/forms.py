@@ -1,6 +1,6 @@
-"""The "Start Training" form: the seed's timeframe, trials and train ratio (plus seed,
-parallelism and the walk-forward folds), validated exactly as the TrainingJob CRD
-validates a spec."""
+"""The "Start Training" form: the original design's timeframe, trials and train ratio
+(plus the random seed, parallelism, the walk-forward folds, the embargo and the promotion
+policy), validated exactly as the TrainingJob CRD validates a spec."""
 
 from __future__ import annotations
 

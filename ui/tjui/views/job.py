@@ -1,8 +1,8 @@
 """The live view of one training job, refreshed every few seconds without reloading
 the page while the job is pending or running.
 
-It shows what the seed's "Monitor Training" promises (progress bar, current trial and
-model, best Spearman of LONG and SHORT, trial log) plus a chart of every trial, the
+It shows what the original design's "Monitor Training" promises (progress bar, current
+trial and model, best Spearman of LONG and SHORT, trial log) plus a chart of every trial, the
 error of a failed job, the model files of a completed one and the Cancel button.
 """
 
