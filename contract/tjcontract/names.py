@@ -31,3 +31,14 @@ TIMEFRAMES = ("15m", "1h")
 MODELS = ("LONG", "SHORT")
 # A model version folder: <timeframe>_<YYYYMMDD>_<HHMMSS>, and _<n> when one second held two.
 VERSION_NAME = re.compile(r"[A-Za-z0-9]+_[0-9]{8}_[0-9]{6}(_[0-9]{3,})?")
+
+
+def python_name(field_name: str) -> str:
+    """A spec field's name in Python and in the ``training_jobs`` table: ``nTrials`` →
+    ``n_trials`` (one quantity, spelled as each layer spells names)."""
+    return re.sub(r"[A-Z]", lambda upper: "_" + upper.group().lower(), field_name)
+
+
+def flag_name(field_name: str) -> str:
+    """A spec field's command-line flag: ``nTrials`` → ``--n-trials``."""
+    return "--" + python_name(field_name).replace("_", "-")

@@ -23,18 +23,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tjcontract import checks
-from tjcontract.spec import (
-    DEFAULT_EMBARGO,
-    DEFAULT_FOLDS,
-    DEFAULT_N_TRIALS,
-    DEFAULT_PARALLELISM,
-    DEFAULT_PROMOTION,
-    DEFAULT_SEED,
-    DEFAULT_TRAIN_RATIO,
-    MAX_TRAIN_RATIO,
-    MIN_TRAIN_RATIO,
-    PROMOTIONS,
-)
+from tjcontract.names import flag_name, python_name
+from tjcontract.spec import FIELDS_BY_NAME
 from tjcontract.words import RunState
 from tjcore.settings import (
     Settings,
@@ -46,17 +36,17 @@ from tjcore.settings import (
 from tjcore.spec import SpecError, load_manifest, validate_name, validate_spec
 from tjcore.store import JobRow, JobStore, QueueFullError
 
-# Flag of each spec field, so errors about flags name the flag the user typed.
-FLAG_OF_FIELD = {
-    "timeframe": "--timeframe",
-    "nTrials": "--n-trials",
-    "trainRatio": "--train-ratio",
-    "seed": "--seed",
-    "parallelism": "--parallelism",
-    "cvFolds": "--cv-folds",
-    "embargo": "--embargo",
-    "promotion": "--promotion",
-}
+# The spec fields `tjctl submit` takes as flags (those of the UI's form).
+SUBMIT_FIELDS = (
+    "timeframe",
+    "nTrials",
+    "trainRatio",
+    "seed",
+    "parallelism",
+    "cvFolds",
+    "embargo",
+    "promotion",
+)
 
 
 # The largest id or count SQLite's INTEGER holds.
@@ -231,25 +221,14 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _flag_message(err: SpecError) -> str:
     message = str(err).replace("invalid TrainingJob:", "invalid options:")
-    for spec_name, flag in FLAG_OF_FIELD.items():
-        message = message.replace(f"spec.{spec_name}:", f"{flag}:")
+    for spec_name in SUBMIT_FIELDS:
+        message = message.replace(f"spec.{spec_name}:", f"{flag_name(spec_name)}:")
     return message
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     try:
-        spec = validate_spec(
-            {
-                "timeframe": args.timeframe,
-                "nTrials": args.n_trials,
-                "trainRatio": args.train_ratio,
-                "seed": args.seed,
-                "parallelism": args.parallelism,
-                "cvFolds": args.cv_folds,
-                "embargo": args.embargo,
-                "promotion": args.promotion,
-            }
-        )
+        spec = validate_spec({name: getattr(args, python_name(name)) for name in SUBMIT_FIELDS})
     except SpecError as err:
         return _fail(_flag_message(err))
     settings = Settings.from_env()
@@ -384,39 +363,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_run)
 
     submit = sub.add_parser("submit", help="queue a pending job, as the UI's Start button does")
-    submit.add_argument("--timeframe", required=True, help="15m or 1h")
-    submit.add_argument(
-        "--n-trials",
-        type=int,
-        default=DEFAULT_N_TRIALS,
-        help=f"trials per model, spec.nTrials ({DEFAULT_N_TRIALS})",
-    )
-    submit.add_argument(
-        "--train-ratio",
-        type=float,
-        default=DEFAULT_TRAIN_RATIO,
-        help=f"{MIN_TRAIN_RATIO}..{MAX_TRAIN_RATIO} ({DEFAULT_TRAIN_RATIO})",
-    )
-    submit.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed ({DEFAULT_SEED})"
-    )
-    submit.add_argument(
-        "--parallelism",
-        type=int,
-        default=DEFAULT_PARALLELISM,
-        help=f"trials at once ({DEFAULT_PARALLELISM})",
-    )
-    submit.add_argument(
-        "--cv-folds", type=int, default=DEFAULT_FOLDS, help=f"walk-forward folds ({DEFAULT_FOLDS})"
-    )
-    submit.add_argument(
-        "--embargo", type=int, default=DEFAULT_EMBARGO, help=f"embargo rows ({DEFAULT_EMBARGO})"
-    )
-    submit.add_argument(
-        "--promotion",
-        default=DEFAULT_PROMOTION,
-        help=f"{', '.join(PROMOTIONS)} ({DEFAULT_PROMOTION})",
-    )
+    for name in SUBMIT_FIELDS:
+        spec_field = FIELDS_BY_NAME[name]
+        default = "" if spec_field.default is None else f" (default: {spec_field.default})"
+        submit.add_argument(
+            flag_name(name),
+            type={"integer": int, "number": float}.get(spec_field.type, str),
+            default=spec_field.default,
+            required=spec_field.required,
+            help=f"spec.{name}: {spec_field.allowed()}{default}",
+        )
     submit.set_defaults(func=cmd_submit)
 
     jobs = sub.add_parser("jobs", help="list training jobs, newest first")
