@@ -30,8 +30,9 @@ from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from tjcontract.layout import PROGRESS_FILE, STUDY_FILE
+from tjcontract.names import MODELS
 from tjtrainer.errors import RunFolderError
-from tjtrainer.progress import MODELS, PROGRESS_FILE, STUDY_FILE
 from tjtrainer.sampling import FIRST_FOLD_RMSE_ATTR, RUNG_RMSE_ATTR
 from tjtrainer.search import TrialFit
 
