@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The environment variable every component reads the shared folder from, and its default.
+SHARED_DATA_ENV = "SHARED_DATA_PATH"
+DEFAULT_SHARED_DATA_PATH = "./shared-data"
+
 DATASETS_FOLDER = "datasets"
 MODELS_FOLDER = "models"
 RUNS_FOLDER = "runs"

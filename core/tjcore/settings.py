@@ -12,8 +12,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from tjcontract import checks
+from tjcontract.layout import DEFAULT_SHARED_DATA_PATH, SHARED_DATA_ENV
 
-DEFAULT_SHARED_DATA_PATH = "./shared-data"
 DB_FILE_NAME = "training_jobs.db"
 # Pending rows that `tjctl submit` and the UI may queue at once (TJ_MAX_QUEUED_JOBS).
 DEFAULT_MAX_QUEUED_JOBS = 20
@@ -82,7 +82,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        shared = _folder(env.get("SHARED_DATA_PATH") or DEFAULT_SHARED_DATA_PATH)
+        shared = _folder(env.get(SHARED_DATA_ENV) or DEFAULT_SHARED_DATA_PATH)
         url = env.get("DATABASE_URL") or f"sqlite:///{shared / DB_FILE_NAME}"
         check_database_url(url)
         return cls(
@@ -169,6 +169,4 @@ def check_database_driver(url: str) -> None:
 
 
 def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
-    return checks.named(checks.seconds(), name, SettingsError)(
-        env.get(name) or default
-    )
+    return checks.named(checks.seconds(), name, SettingsError)(env.get(name) or default)

@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from tjcontract import checks
+from tjcontract.layout import DEFAULT_SHARED_DATA_PATH, SHARED_DATA_ENV
 from tjcontract.names import MODELS, TIMEFRAMES
 from tjcontract.spec import FIELDS_BY_NAME, MAX_WORKERS
 from tjcontract.words import RunState
@@ -30,7 +31,6 @@ from tjtrainer.errors import TrainingError
 from tjtrainer.exitcodes import EXIT_OK, exit_code_for
 from tjtrainer.progress import RunProgress, verdict_lines
 
-DEFAULT_DATA_ROOT = "./shared-data"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_ENV = "TERMINATION_MESSAGE_PATH"
 log = logging.getLogger("tjtrainer")
@@ -51,7 +51,7 @@ def _barrier(flag: str) -> Callable[[str], float]:
 
 
 def default_data_root() -> Path:
-    return Path(os.environ.get("SHARED_DATA_PATH") or DEFAULT_DATA_ROOT)
+    return Path(os.environ.get(SHARED_DATA_ENV) or DEFAULT_SHARED_DATA_PATH)
 
 
 def _add_data_root(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def _add_data_root(parser: argparse.ArgumentParser) -> None:
         "--data-root",
         type=Path,
         default=None,
-        help="the shared folder (default: $SHARED_DATA_PATH, else ./shared-data)",
+        help=f"the shared folder (default: ${SHARED_DATA_ENV}, else {DEFAULT_SHARED_DATA_PATH})",
     )
 
 
