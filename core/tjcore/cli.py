@@ -220,10 +220,7 @@ def _run_manifest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _flag_message(err: SpecError) -> str:
-    message = str(err).replace("invalid TrainingJob:", "invalid options:")
-    for spec_name in SUBMIT_FIELDS:
-        message = message.replace(f"spec.{spec_name}:", f"{flag_name(spec_name)}:")
-    return message
+    return err.describe("invalid options", {name: flag_name(name) for name in SUBMIT_FIELDS})
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -45,7 +46,36 @@ NAME_PATTERN = LABEL
 
 
 class SpecError(ValueError):
-    """A manifest that cannot run; the message names every wrong field and the fix."""
+    """A manifest that cannot run; the message names every wrong field and the fix.
+
+    Raised for several fields at once, it keeps them as ``problems`` (``(where, what)``,
+    such as ``("spec.nTrials", "must be ...")``) so that each front end can name them as
+    its user typed them (:meth:`describe`: flags for ``tjctl submit``, the form's labels
+    for the UI).
+    """
+
+    def __init__(self, message: str = "", *, problems: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = tuple(problems)
+        super().__init__(message or self.describe())
+
+    def describe(
+        self, headline: str = "invalid TrainingJob", names: Mapping[str, str] | None = None
+    ) -> str:
+        """The problems under ``headline``, each field named by ``names`` where it has one
+        (by its spec name: ``{"nTrials": "--n-trials"}``)."""
+        if not self.problems:
+            return str(self)
+        names = names or {}
+        lines = [
+            f"{names.get(where.removeprefix('spec.'), where)}: {what}"
+            for where, what in self.problems
+        ]
+        return f"{headline}:\n  " + "\n  ".join(lines)
+
+
+def _invalid(problems: list[str]) -> SpecError:
+    """A :class:`SpecError` of several ``"where: what"`` problems."""
+    return SpecError(problems=[problem.partition(": ")[::2] for problem in problems])
 
 
 _SUFFIXES = {
@@ -205,7 +235,7 @@ def validate_spec(raw: Any) -> TrainingJobSpec:
         else:
             values[spec_field.name] = raw[spec_field.name]
     if problems:
-        raise SpecError("invalid TrainingJob:\n  " + "\n  ".join(problems))
+        raise _invalid(problems)
     values["trainRatio"] = float(values["trainRatio"])
     return TrainingJobSpec(**values)
 
@@ -238,7 +268,7 @@ def validate_manifest(doc: Any, *, default_namespace: str = "default") -> Traini
         if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
             problems.append(f"{key}: unknown top-level field")
     if problems:
-        raise SpecError("invalid TrainingJob:\n  " + "\n  ".join(problems))
+        raise _invalid(problems)
     metadata = doc.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise SpecError("metadata: must be a mapping with at least a name")

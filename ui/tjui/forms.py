@@ -36,10 +36,7 @@ def spec_from_form(values: Mapping[str, Any]) -> TrainingJobSpec:
     try:
         return validate_spec(dict(values))
     except SpecError as err:
-        message = str(err).replace("invalid TrainingJob:", "Cannot start this job:")
-        for name, label in LABELS.items():
-            message = message.replace(f"spec.{name}:", f"{label}:")
-        raise SpecError(message) from None
+        raise SpecError(err.describe("Cannot start this job", LABELS)) from None
 
 
 def _limits(name: str, kind: type) -> dict[str, Any]:
