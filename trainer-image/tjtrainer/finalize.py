@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-import sklearn
 import xgboost as xgb
 from optuna.trial import FrozenTrial, TrialState
 
@@ -33,6 +32,7 @@ from tjtrainer.evaluation import (
     entry_threshold,
     judge,
 )
+from tjtrainer.legacy import sklearn_version
 from tjtrainer.matrices import Matrices, label_scaling
 from tjtrainer.metrics import spearman
 from tjtrainer.models import save_models
@@ -310,7 +310,7 @@ def _metadata(
             "cv_share": CV_SHARE,
         },
         "row_counts": {**splits.sizes(), "dataset": dataset.rows},
-        "scaler": "sklearn StandardScaler fitted on the search part",
+        "scaler": "StandardScaler (mean, scale) fitted on the search part",
         "inference": "prediction = model.predict(scaler.transform(rows[features])), in "
         "standard units of the label: label estimate = mean + std * prediction "
         "(models.<side>.label_scaling)",
@@ -335,6 +335,6 @@ def _metadata(
             "python": platform.python_version(),
             "xgboost": xgb.__version__,
             "optuna": optuna.__version__,
-            "scikit-learn": sklearn.__version__,
+            "scikit-learn": sklearn_version(),  # of scaler.pkl; the trainer does not load it
         },
     }

@@ -1,7 +1,8 @@
 """The run's feature matrices, scaled and built once for every trial of both models.
 
-A ``StandardScaler`` is fitted on the search part (the test tail is never looked at) and
-saved with the models, which expect scaled features. Trees do not care about an affine
+A :class:`Standardiser` (scikit-learn's ``StandardScaler``, without scikit-learn) is
+fitted on the search part (the test tail is never looked at) and saved with the models,
+which expect scaled features. Trees do not care about an affine
 rescaling, so this only keeps the seed's inference path. Each fold's training window is
 a ``QuantileDMatrix`` (what the ``hist`` method works on), each validation block a
 ``DMatrix``; switching from LONG to SHORT only swaps their labels.
@@ -16,11 +17,10 @@ single leaf. Scores are rank correlations with the raw labels, unchanged by this
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import xgboost as xgb
-from sklearn.preprocessing import StandardScaler
 
 from tjtrainer.datasets import Dataset
 from tjtrainer.metrics import RankTarget
@@ -44,13 +44,49 @@ def label_scaling(labels: np.ndarray) -> dict[str, float]:
     return {"mean": float(values.mean()), "std": float(values.std())}
 
 
+@dataclass(frozen=True)
+class Standardiser:
+    """Per-feature mean and scale, computed as scikit-learn's ``StandardScaler`` computes
+    them (float64 sums, the corrected two-pass variance; a feature constant to rounding
+    error is scaled by 1) and applied as it applies them (in the rows' float type,
+    mean and scale rounded to it), so
+    that a reader of the saved ``scaler.pkl`` gets the very features the models were
+    trained on. Its attributes carry scikit-learn's names."""
+
+    mean_: np.ndarray
+    var_: np.ndarray
+    scale_: np.ndarray
+    n_samples_seen_: int
+
+    @classmethod
+    def fit(cls, rows: np.ndarray) -> Standardiser:
+        values = np.asarray(rows)
+        n = len(values)
+        mean = values.sum(axis=0, dtype=np.float64) / n
+        centred = values - mean
+        correction = centred.sum(axis=0)
+        var = ((centred**2).sum(axis=0) - correction**2 / n) / n
+        eps = np.finfo(np.float64).eps
+        constant = var <= n * eps * var + (n * mean * eps) ** 2
+        scale = np.sqrt(var)
+        scale[constant] = 1.0
+        return cls(mean, var, scale, n)
+
+    def transform(self, rows: np.ndarray) -> np.ndarray:
+        values = np.asarray(rows)
+        scaled = np.array(values, dtype=values.dtype if values.dtype.kind == "f" else np.float64)
+        scaled -= self.mean_.astype(scaled.dtype)
+        scaled /= self.scale_.astype(scaled.dtype)
+        return scaled
+
+
 @dataclass
 class Matrices:
     """Scaled features and the XGBoost matrices of every fold of one run."""
 
     dataset: Dataset
     splits: Splits
-    scaler: StandardScaler
+    scaler: Standardiser
     features: np.ndarray
     fits: list[xgb.QuantileDMatrix]  # one per fold, in fold order
     blocks: list[xgb.DMatrix]  # one per validation block B_0..B_k
@@ -77,6 +113,22 @@ class Matrices:
             data.set_label(self.training_labels(model, fold.fit))
             self.blocks[index].set_label(self.scaled_like(model, fold.early_stop, fold.fit))
         timings.add_xgboost(time.perf_counter() - started, "matrix")
+
+    def copy_for(self, model: str, timings: Timings) -> Matrices:
+        """Fold matrices of the same rows and feature bins carrying ``model``'s labels,
+        for a search of ``model`` that runs beside another model's."""
+        started = time.perf_counter()
+        fits = [
+            xgb.QuantileDMatrix(
+                self.features[fold.fit], max_bin=MAX_BIN, nthread=self.nthread, ref=self.fits[0]
+            )
+            for fold in self.splits.folds
+        ]
+        blocks = [xgb.DMatrix(self.features[b], nthread=self.nthread) for b in self.splits.blocks]
+        timings.add_xgboost(time.perf_counter() - started, "matrix")
+        copy = replace(self, fits=fits, blocks=blocks)
+        copy.use_labels(model, timings)
+        return copy
 
     def fold_inputs(self, model: str) -> list[FoldInput]:
         """What a trial of ``model`` trains and scores on (call :meth:`use_labels` first)."""
@@ -109,16 +161,16 @@ class Matrices:
         return data
 
 
-def scale_features(dataset: Dataset, splits: Splits) -> tuple[StandardScaler, np.ndarray]:
+def scale_features(dataset: Dataset, splits: Splits) -> tuple[Standardiser, np.ndarray]:
     """Fit the scaler on the search part; return it and every row scaled (float32)."""
-    scaler = StandardScaler().fit(dataset.x[splits.search])
+    scaler = Standardiser.fit(dataset.x[splits.search])
     return scaler, np.ascontiguousarray(scaler.transform(dataset.x), dtype=np.float32)
 
 
 def build_matrices(
     dataset: Dataset,
     splits: Splits,
-    scaler: StandardScaler,
+    scaler: Standardiser,
     features: np.ndarray,
     nthread: int,
     timings: Timings,

@@ -9,6 +9,7 @@ Layout under ``<data_root>/models/`` (timeframe ``15m`` shown; see docs/TRAINER.
         scaler.json                       the feature scaling (mean, scale, features)
         model_long.pkl  model_short.pkl   legacy: pickled xgboost.XGBRegressor (the seed's)
         scaler.pkl                        legacy: pickled sklearn StandardScaler
+                                          (both written without scikit-learn: tjtrainer.legacy)
         metadata.json                     written last: marks the version complete
     latest_15m -> 15m_20260123_140000     the pointer, switched last, in one rename
     model_long_15m_latest.ubj -> latest_15m/model_long.ubj   (and the other files)
@@ -22,20 +23,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xgboost as xgb
-from sklearn.preprocessing import StandardScaler
 
+from tjcontract.files import atomic_write_bytes, fault_point, sha256_file
 from tjtrainer import versions
-from tjtrainer.files import atomic_write_bytes, fault_point, sha256_file
+from tjtrainer.legacy import regressor_pickle, scaler_pickle
 from tjtrainer.progress import MODELS
 from tjtrainer.versions import METADATA_FILE, latest_name
+
+if TYPE_CHECKING:
+    from tjtrainer.matrices import Standardiser
 
 METADATA_FORMAT = 1
 SCALER_JSON = "scaler.json"
@@ -65,7 +68,7 @@ def version_file_names() -> dict[str, str]:
     return names
 
 
-def _scaler_json(scaler: StandardScaler, features: Any) -> bytes:
+def _scaler_json(scaler: Standardiser, features: Any) -> bytes:
     scale = scaler.scale_ if scaler.scale_ is not None else np.ones_like(scaler.mean_)
     document = {
         "features": list(features) if isinstance(features, list | tuple) else None,
@@ -80,7 +83,7 @@ def save_models(
     *,
     timeframe: str,
     boosters: dict[str, xgb.Booster],
-    scaler: StandardScaler,
+    scaler: Standardiser,
     metadata: dict[str, Any],
     promote: bool = True,
 ) -> SavedModels:
@@ -96,10 +99,8 @@ def save_models(
             lower = model.lower()
             raw = bytes(boosters[model].save_raw(raw_format="ubj"))
             atomic_write_bytes(folder / names[f"{lower}_xgboost"], raw)
-            regressor = xgb.XGBRegressor()
-            regressor.load_model(bytearray(raw))
-            atomic_write_bytes(folder / names[f"{lower}_pickle"], pickle.dumps(regressor))
-        atomic_write_bytes(folder / names["scaler"], pickle.dumps(scaler))
+            atomic_write_bytes(folder / names[f"{lower}_pickle"], regressor_pickle(raw))
+        atomic_write_bytes(folder / names["scaler"], scaler_pickle(scaler))
         atomic_write_bytes(
             folder / names["scaler_json"], _scaler_json(scaler, metadata.get("features"))
         )

@@ -1,4 +1,4 @@
-"""A training run: search LONG then SHORT, refit the best of each, score it once on the
+"""A training run: search LONG and SHORT, refit the best of each, score it once on the
 held-out tail, save the models; progress after every trial; cancel and resume.
 
 The entry point is :func:`run_training`. It is idempotent per run folder: a completed run
@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from threadpoolctl import threadpool_limits
 
+from tjcontract.files import STALE_TEMPORARY_S, remove_stale_temporaries
 from tjcontract.names import TIMEFRAMES
 from tjcontract.spec import FIELDS_BY_NAME, PROMOTIONS, fmt_number, total_trials
 from tjtrainer.config import TrainConfig
@@ -33,7 +33,6 @@ from tjtrainer.errors import (
     TrainingError,
     TransientError,
 )
-from tjtrainer.files import STALE_TEMPORARY_S, remove_stale_temporaries
 from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.progress import (
@@ -50,8 +49,6 @@ from tjtrainer.recorder import Recorder, snapshot
 from tjtrainer.records import FINISHED, TrialBook
 from tjtrainer.runlock import RunFolderLock
 from tjtrainer.sampling import (
-    FIRST_FOLD_RMSE_ATTR,
-    RUNG_RMSE_ATTR,
     SLOT_ATTR,
     PruningReference,
     Slots,
@@ -63,7 +60,7 @@ from tjtrainer.sampling import (
 from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
 from tjtrainer.shared_studies import is_sqlite
 from tjtrainer.splits import Splits, make_splits
-from tjtrainer.studies import DurableStudies, mirror_study
+from tjtrainer.studies import DurableStudies, mirror_study, record_outcome
 
 OnProgress = Callable[[RunProgress], None]
 log = logging.getLogger("tjtrainer")
@@ -290,6 +287,8 @@ class _Run:
         self.samplers: dict[str, SlotSampler] = {}
         self.slots: dict[str, Slots] = {}
         self.slot_of: dict[str, dict[int, int]] = {}
+        self.changed = threading.Condition(self.lock)  # a slot of either model finished
+        self.held: list[tuple[str, FrozenTrial]] = []  # finished before their model's turn
         self.studies: DurableStudies | None = None
         self.recorder: Recorder | None = None
         self.mirrors: dict[str, optuna.Study] = {}
@@ -318,10 +317,9 @@ class _Run:
             self._publish()
             if cancel_requested(config.run_dir):
                 return self._finish(RunState.CANCELLED)
-            for model in MODELS:
-                self._search(model, matrices)
-                if self.cancelled:
-                    return self._finish(RunState.CANCELLED)
+            self._search(matrices)
+            if self.cancelled:
+                return self._finish(RunState.CANCELLED)
             if self.recorder.error is not None:
                 raise self.recorder.error
             final = finish_models(
@@ -374,7 +372,7 @@ class _Run:
                     slot: by_number[number].state in FINISHED
                     for number, slot in self.slot_of[model].items()
                 },
-                condition=threading.Condition(self.lock),
+                condition=self.changed,
             )
         self.progress.state = RunState.RUNNING
         self.progress.error = None
@@ -413,46 +411,67 @@ class _Run:
         return max(1, available_cpus() // (parallelism or self.config.parallelism))
 
     # -- the search ------------------------------------------------------------------
-    def _search(self, model: str, matrices: Matrices) -> None:
-        if self.book.finished[model] >= self.config.n_trials:
+    def _search(self, matrices: Matrices) -> None:
+        """Both models' searches. One trial at a time: LONG's, then SHORT's. Several at
+        once: the workers take the next slot either model may ask, LONG's first, so that
+        a worker whose next LONG slot must wait for an older LONG trial (to be sampled
+        from exactly the trials before it) runs a SHORT trial meanwhile. Each model's
+        trials are the same either way; SHORT's matrices are then a copy with its labels."""
+        todo = [m for m in MODELS if self.book.finished[m] < self.config.n_trials]
+        if not todo:
             return
-        matrices.use_labels(model, self.timings)
-        folds = matrices.fold_inputs(model)
-        study = self.mirrors[model]
-        parallel = self.config.parallelism > 1
         with self.lock:
-            self.progress.current_model = model
-        if not parallel:
-            self._worker(model, study, folds)
+            self.progress.current_model = todo[0]
+        if self.config.parallelism == 1:
+            for model in todo:
+                with self.lock:
+                    self.progress.current_model = model
+                matrices.use_labels(model, self.timings)
+                self._worker([model], {model: matrices.fold_inputs(model)}.__getitem__)
+                if self.cancelled:
+                    return
             return
+        matrices.use_labels(todo[0], self.timings)
+        folds = {todo[0]: matrices.fold_inputs(todo[0])}
+        building = threading.Lock()
+
+        def folds_of(model: str) -> list[FoldInput]:
+            with building:  # the first worker to need them builds them (no GIL held)
+                if model not in folds:
+                    folds[model] = matrices.copy_for(model, self.timings).fold_inputs(model)
+            return folds[model]
+
         with ThreadPoolExecutor(self.config.parallelism, thread_name_prefix="trial") as pool:
             futures = [
-                pool.submit(self._worker, model, study, folds)
-                for _ in range(self.config.parallelism)
+                pool.submit(self._worker, todo, folds_of) for _ in range(self.config.parallelism)
             ]
             errors = [f.exception() for f in futures]
+        with self.lock:
+            self._hand_over()  # what a cancel or an error left held
         for error in errors:
             if error is not None:
                 raise error
 
-    def _worker(self, model: str, study: optuna.Study, folds: list[FoldInput]) -> None:
+    def _worker(self, models: list[str], folds_of: Callable[[str], list[FoldInput]]) -> None:
         assert self.recorder is not None
         nthread = self._nthread()
-        slots, sampler, slot_of = self.slots[model], self.samplers[model], self.slot_of[model]
         # With one trial at a time, a finished trial is handed to the recorder once the
         # next trial has been sampled: the recorder's SQLite work then runs while XGBoost
         # trains (holding no GIL) instead of competing with the sampler between trials.
         # Parallel workers hand theirs over at once, which keeps the recorder's order.
         defer = self.config.parallelism == 1
-        pending: tuple[FrozenTrial, RunProgress] | None = None
+        pending: tuple[str, FrozenTrial, RunProgress] | None = None
         try:
             while True:
                 with self.lock:
-                    slot = self._next_slot(model)
-                    if slot is None:
+                    picked = self._next_slot(models)
+                    if picked is None:
                         break
+                    model, slot = picked
+                    study, slots = self.mirrors[model], self.slots[model]
+                    slot_of = self.slot_of[model]
                     visible = slots.visible(slot, slot_of)
-                    sampler.prepare(slot, visible)
+                    self.samplers[model].prepare(slot, visible)
                     trial = study.ask(SEARCH_SPACE)
                     trial.set_user_attr(SLOT_ATTR, slot)
                     reference = PruningReference.of(
@@ -460,7 +479,7 @@ class _Run:
                     )
                     slots.in_flight.add(slot)
                     if pending is not None:
-                        self.recorder.trial_finished(model, *pending)
+                        self.recorder.trial_finished(*pending)
                         pending = None
                     self.recorder.trial_started(
                         model, trial.number, trial.params, trial.distributions
@@ -471,7 +490,7 @@ class _Run:
                     slot=slot,
                     seed=self.config.seed,
                     reference=reference,
-                    folds=folds,
+                    folds=folds_of(model),
                     nthread=nthread,
                     timings=self.timings,
                 )
@@ -480,35 +499,65 @@ class _Run:
                     slots.in_flight.discard(slot)
                     slots.done[slot] = finished.state in FINISHED
                     slot_of[finished.number] = slot
-                    self.book.add(model, finished)
-                    pending = (finished, snapshot(self.progress))
-                    if not defer:
-                        self.recorder.trial_finished(model, *pending)
-                        pending = None
-                    slots.condition.notify_all()
+                    if defer:
+                        self.book.add(model, finished)
+                        pending = (model, finished, snapshot(self.progress))
+                    else:
+                        self._hand_over(model, finished)
+                    self.changed.notify_all()
         finally:
             if pending is not None:
                 with self.lock:
-                    self.recorder.trial_finished(model, *pending)
+                    self.recorder.trial_finished(*pending)
             with self.lock:
-                slots.condition.notify_all()
+                self.changed.notify_all()
         if self.book.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             last = self.progress.trials[-1]
             raise TrainingError(
-                f"{MAX_FAILURES_IN_A_ROW} {model} trials in a row failed; last error: {last.error}"
+                f"{MAX_FAILURES_IN_A_ROW} {last.model} trials in a row failed; last error: "
+                f"{last.error}"
             )
 
-    def _next_slot(self, model: str) -> int | None:
-        """The slot to ask next, waiting while it depends on trials in flight; ``None``
-        when the search of ``model`` is over. Called with the lock held."""
-        slots = self.slots[model]
+    def _hand_over(self, model: str | None = None, trial: FrozenTrial | None = None) -> None:
+        """Count a finished ``trial`` and give it to the recorder in the models' order:
+        the progress lists LONG's trials, then SHORT's, as when the models are searched
+        one after the other, so a SHORT trial that ends while LONG's search goes on is
+        held until it is over (kept in memory only: a killed process runs it again, with
+        the same parameters). Without a trial: hand over all that is held. Lock held."""
+        if trial is not None:
+            assert model is not None
+            self.held.append((model, trial))
+        keep = []
+        for held_model, held in sorted(self.held, key=lambda h: MODELS.index(h[0])):
+            earlier = MODELS[: MODELS.index(held_model)]
+            if trial is not None and not all(self._search_over(m) for m in earlier):
+                keep.append((held_model, held))
+                continue
+            self.book.add(held_model, held)
+            self.progress.current_model = held_model
+            assert self.recorder is not None
+            self.recorder.trial_finished(held_model, held, snapshot(self.progress))
+        self.held = keep
+
+    def _search_over(self, model: str) -> bool:
+        """No more trials of ``model`` will start or finish. Lock held."""
+        slots = self.slots.get(model)
+        return slots is None or (slots.decide()[0] == "stop" and not slots.in_flight)
+
+    def _next_slot(self, models: list[str]) -> tuple[str, int] | None:
+        """The model and slot to ask next, the first of ``models`` that may ask one,
+        waiting while each depends on trials in flight; ``None`` when their searches are
+        over. Called with the lock held."""
         while not self._should_stop():
-            action, slot = slots.decide()
-            if action == "ask":
-                return slot
-            if action == "stop":
+            over = 0
+            for model in models:
+                action, slot = self.slots[model].decide()
+                if action == "ask":
+                    return model, slot
+                over += action == "stop"
+            if over == len(models):
                 return None
-            slots.condition.wait(timeout=1.0)  # and look at the cancel marker again
+            self.changed.wait(timeout=1.0)  # and look at the cancel marker again
         return None
 
     def _should_stop(self) -> bool:
@@ -527,24 +576,3 @@ class _Run:
         self, study: optuna.Study, trial: optuna.Trial, outcome: TrialFit | str
     ) -> FrozenTrial:
         return record_outcome(study, trial, outcome)
-
-
-def record_outcome(
-    study: optuna.Study, trial: optuna.Trial, outcome: TrialFit | str
-) -> FrozenTrial:
-    """Tell the in-memory study how the trial ended; return the finished trial."""
-    if isinstance(outcome, str):
-        trial.set_user_attr("error", outcome)
-        study.tell(trial, state=TrialState.FAIL)
-    else:
-        trial.set_user_attr("rounds", outcome.rounds)
-        trial.set_user_attr("fold_scores", list(outcome.fold_scores))
-        trial.set_user_attr("fold_rounds", list(outcome.fold_rounds))
-        trial.set_user_attr(RUNG_RMSE_ATTR, list(outcome.rung_rmse))
-        if math.isfinite(outcome.first_fold_rmse):
-            trial.set_user_attr(FIRST_FOLD_RMSE_ATTR, outcome.first_fold_rmse)
-        if outcome.pruned:
-            study.tell(trial, state=TrialState.PRUNED)
-        else:
-            study.tell(trial, outcome.score)
-    return study._storage.get_trial(trial._trial_id)
