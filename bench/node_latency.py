@@ -43,6 +43,7 @@ from typing import Any, TypeVar, cast
 from kubernetes import client, config, watch
 
 from tjcontract.names import GROUP, PLURAL, VERSION
+from tjcontract.spec import DEFAULT_TRAIN_RATIO
 from tjdevcluster import dockerd
 from tjdevcluster.controlplane import ControlPlaneError
 from tjdevcluster.imagecache import ImagesError
@@ -52,7 +53,7 @@ from tjdevcluster.node import NodeError
 from tjdevcluster.procs import PortInUseError
 from tjdevcluster.testing import Cluster, running_cluster
 from tjdevcluster.tools import ToolsError, ensure_tools
-from tjtrainer.progress import read_progress, run_dir_for
+from tjtrainer.progress import latest_run_dir, read_progress
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "trainingjob-operator"
@@ -221,7 +222,7 @@ def trainingjob(name: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainingJob",
         "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"timeframe": "15m", "trainRatio": 0.8, **spec},
+        "spec": {"timeframe": "15m", "trainRatio": DEFAULT_TRAIN_RATIO, **spec},
     }
 
 
@@ -461,7 +462,8 @@ def trials_phase(
     time.sleep(1)
     if statuses.phase[name] != "Succeeded":
         raise BenchError(f"{name} ended {statuses.phase[name]}:\n{diagnose(cluster)}")
-    progress = read_progress(run_dir_for(shared, NAMESPACE, name))
+    run_dir = latest_run_dir(shared, NAMESPACE, name)
+    progress = read_progress(run_dir) if run_dir else None
     if progress is None:
         raise BenchError(f"no progress file of {name} under {shared}")
     ends = {t.trial: epoch(t.finished_at) for t in progress.trials}

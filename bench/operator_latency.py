@@ -35,10 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from tests.cluster.operator_env import CLAIM, OperatorProcess, make_dataset  # noqa: E402
 from tjcontract.names import GROUP, PLURAL, VERSION  # noqa: E402
+from tjcontract.spec import DEFAULT_TRAIN_RATIO  # noqa: E402
 from tjcore.store import JobStore  # noqa: E402
 from tjdevcluster.testing import running_cluster  # noqa: E402
 from tjdevcluster.tools import ensure_tools  # noqa: E402
-from tjtrainer.progress import read_progress, run_dir_for  # noqa: E402
+from tjtrainer.progress import latest_run_dir, read_progress  # noqa: E402
 
 FINAL = {"Succeeded", "Failed", "Cancelled"}
 
@@ -57,7 +58,7 @@ def body(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainingJob",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"timeframe": "15m", "trainRatio": 0.8, **spec},
+        "spec": {"timeframe": "15m", "trainRatio": DEFAULT_TRAIN_RATIO, **spec},
     }
 
 
@@ -269,7 +270,8 @@ def main() -> int:
         while time.time() < deadline and statuses.phase.get(run_name) not in FINAL:
             time.sleep(0.2)
         time.sleep(1)
-        progress = read_progress(run_dir_for(shared, ns, run_name))
+        run_dir = latest_run_dir(shared, ns, run_name)
+        progress = read_progress(run_dir) if run_dir else None
         assert progress is not None, "no progress written"
         ends = {t.trial: epoch(t.finished_at) for t in progress.trials}
         cr_lags = [

@@ -33,11 +33,12 @@ from operator_latency import FINAL, StatusWatcher, body, epoch, pct  # noqa: E40
 
 from tests.cluster.operator_env import CLAIM, OperatorProcess, make_dataset  # noqa: E402
 from tjcontract.names import GROUP, PLURAL, VERSION  # noqa: E402
+from tjcontract.spec import DEFAULT_N_TRIALS  # noqa: E402
 from tjdevcluster.postgres import PostgresServer  # noqa: E402
 from tjdevcluster.testing import running_cluster  # noqa: E402
 from tjdevcluster.tools import ensure_tools  # noqa: E402
 from tjtrainer.cpus import available_cpus  # noqa: E402
-from tjtrainer.progress import read_progress, run_dir_for  # noqa: E402
+from tjtrainer.progress import latest_run_dir, read_progress  # noqa: E402
 
 SECRET, KEY = "tj-database", "url"
 
@@ -67,7 +68,8 @@ def one_run(
     wall = time.time() - started
     time.sleep(2)
     used = transactions(server) - before
-    progress = read_progress(run_dir_for(shared, ns, name))
+    run_dir = latest_run_dir(shared, ns, name)
+    progress = read_progress(run_dir) if run_dir else None
     assert progress is not None and statuses.phase.get(name) == "Succeeded", statuses.phase
     ends = {t.trial: epoch(t.finished_at) for t in progress.trials if t.state != "failed"}
     lags = [
@@ -88,7 +90,9 @@ def one_run(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=30, help="trials per model")
+    parser.add_argument(
+        "--trials", type=int, default=DEFAULT_N_TRIALS, help="trials per model (spec.nTrials)"
+    )
     parser.add_argument("--workers", default="1,2,4", help="worker counts to run")
     parser.add_argument("--parallelism", type=int, default=1, help="trials at once per pod")
     parser.add_argument(

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from tjcontract import checks
-from tjcontract.layout import STUDY_FILE
+from tjcontract.layout import RUNS_FOLDER, STUDY_FILE
 from tjcore.settings import Settings
 from tjtrainer.config import STUDY_STORAGE_ENV
 from tjtrainer.paths import UnsafePathError
-from tjtrainer.progress import run_dir_for
+from tjtrainer.progress import latest_run_dir
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
@@ -64,17 +64,19 @@ def _read_only_postgres(url: str, prefix: str) -> RDBStorage:
 def open_studies(
     data_root: Path, namespace: str, name: str, *, study_url: str | None
 ) -> tuple[RDBStorage, str]:
-    """The read-only storage of the run ``namespace/name`` and what to call it."""
+    """The read-only storage of the run ``namespace/name`` (its newest, if objects of that
+    name ran more than once) and what to call it."""
     from tjtrainer.shared_studies import is_sqlite, storage_label, study_prefix
 
     try:
-        run_dir = run_dir_for(data_root, namespace, name)
+        run_dir = latest_run_dir(data_root, namespace, name)
     except UnsafePathError as err:
         raise DashboardError(str(err)) from None
-    if not run_dir.is_dir():
+    if run_dir is None:
         raise DashboardError(
-            f"no TrainingJob {namespace}/{name} has run here (no run folder {run_dir}); "
-            "`tjctl jobs` lists the jobs, -n names the namespace"
+            f"no TrainingJob {namespace}/{name} has run here (no run folder under "
+            f"{data_root / RUNS_FOLDER / namespace}); `tjctl jobs` lists the jobs, -n names the "
+            "namespace"
         )
     study_db = run_dir / STUDY_FILE
     try:

@@ -35,7 +35,6 @@ from tjtrainer.progress import (
     RunProgress,
     RunState,
     cancel_requested,
-    claim_run_dir,
     request_cancel,
     run_dir_for,
     verdict_lines,
@@ -206,7 +205,9 @@ def running_elsewhere(row: JobRow, *, data_root: Path, lease_seconds: float) -> 
         f"(`tjctl cancel {row.id}`)"
     )
     try:
-        if run_folder_busy(run_dir_for(data_root, row.namespace or "", row.name or "")):
+        if row.uid and run_folder_busy(
+            run_dir_for(data_root, row.namespace or "", row.name or "", row.uid)
+        ):
             return held
     except UnsafePathError:
         return None
@@ -276,18 +277,19 @@ def run_row(
         )
         _record_failure(store, row.id, message)
         return RunOutcome(RunState.FAILED, message)
+    # The run folder is this row's uid's: an earlier run of the same name (or a row of an
+    # earlier table) has another.
+    uid = row.uid or new_run_uid()
     try:
-        run_dir = run_dir_for(data_root, row.namespace, row.name)
+        run_dir = run_dir_for(data_root, row.namespace, row.name, uid)
     except UnsafePathError as err:
         message = f"refused to run job {row.id}: {err}"
         _record_failure(store, row.id, message)
         return RunOutcome(RunState.FAILED, message)
-    # The run folder is this row's (its uid), never one a row of an earlier table left.
-    uid = row.uid or new_run_uid()
     if row.uid is None:
         store.update_job(row.id, uid=uid)
     try:
-        claim_run_dir(run_dir, uid)
+        run_dir.mkdir(parents=True, exist_ok=True)
         # A rerun of a cancelled or interrupted job continues: forget the old request.
         (run_dir / CANCEL_MARKER).unlink(missing_ok=True)
     except (TrainingError, OSError) as err:

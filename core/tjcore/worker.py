@@ -63,7 +63,11 @@ def take_over_stale(
     runners ``failed`` on the way); ``None`` if there is none."""
     for row in store.stale_running(lease_seconds=lease_seconds):
         try:
-            run_dir: Path | None = run_dir_for(data_root, row.namespace or "", row.name or "")
+            run_dir: Path | None = (
+                run_dir_for(data_root, row.namespace or "", row.name or "", row.uid)
+                if row.uid
+                else None  # it never ran: no folder
+            )
         except UnsafePathError:
             run_dir = None
         if run_dir is not None and run_folder_busy(run_dir):

@@ -55,13 +55,7 @@ from tjoperator.tracking import (
     settle,
     wait_for_pods,
 )
-from tjtrainer.progress import (
-    OWNER_FILE,
-    claim_run_dir,
-    read_progress,
-    request_cancel,
-    run_dir_for,
-)
+from tjtrainer.progress import read_progress, request_cancel, run_dir_for
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -227,14 +221,6 @@ def _ensure_row(
     return store.submit_spec(spec, source="kubectl", namespace=namespace, name=name, uid=uid)
 
 
-def _claim_run_dir(run_dir: Path, uid: str, logger: kopf.Logger) -> None:
-    """Make the run folder this object's. A folder left by an earlier TrainingJob of the
-    same name (deleted, then created again) is removed: the new object starts afresh,
-    while the old one's trial log stays in its table row and its models stay put."""
-    if claim_run_dir(run_dir, uid):
-        logger.info("%s: removed the run folder of an earlier object of the same name", run_dir)
-
-
 def _event(body: kopf.Body, *, warning: bool, reason: str, message: str) -> None:
     """Post an Event (queued by kopf); its message is bounded."""
     kopf.event(
@@ -245,11 +231,10 @@ def _event(body: kopf.Body, *, warning: bool, reason: str, message: str) -> None
     )
 
 
-def _run_started(run_dir: Path, uid: str) -> bool:
-    """Whether this object's trainer has written progress (its run folder is its own)."""
+def _run_started(run_dir: Path) -> bool:
+    """Whether this object's trainer has written progress (the folder is its uid's)."""
     try:
-        owned = (run_dir / OWNER_FILE).read_text().strip() == uid
-        return owned and read_progress(run_dir) is not None
+        return read_progress(run_dir) is not None
     except (OSError, ValueError):
         return False
 
@@ -281,14 +266,15 @@ async def ensure_job(
     except SpecError as err:
         memo[EARLY_VERDICT] = Verdict(Phase.FAILED, "InvalidSpec", str(err))
         return
-    run_dir = run_dir_for(config.shared_data_path, namespace, name)
-    await asyncio.to_thread(_claim_run_dir, run_dir, uid, logger)
+    # This object's own folder (its uid's), made as the pods' user before they mount it.
+    run_dir = run_dir_for(config.shared_data_path, namespace, name, uid)
+    await asyncio.to_thread(run_dir.mkdir, parents=True, exist_ok=True)
     row_id = await asyncio.to_thread(
         _ensure_row, _store(memo), logger, namespace, name, uid, dict(annotations), parsed
     )
     jname = job_name(name)
     if parsed.cancel:
-        started = await asyncio.to_thread(_run_started, run_dir, uid) or await kube.call(
+        started = await asyncio.to_thread(_run_started, run_dir) or await kube.call(
             lambda: kube.job_exists(namespace, jname)
         )
         if not started:
@@ -383,7 +369,7 @@ def _tracker(
         namespace=namespace,
         name=name,
         job_name=job_name(name),
-        run_dir=run_dir_for(config.shared_data_path, namespace, name),
+        run_dir=run_dir_for(config.shared_data_path, namespace, name, uid),
         row_id=(body.get("status") or {}).get("rowId"),
         total_trials=total_trials(int(spec.get("nTrials", DEFAULT_N_TRIALS))),
         parallelism=spec.get("parallelism"),
@@ -470,11 +456,11 @@ async def track_progress(
 @kopf.on.field(*RESOURCE, field="spec.cancel", new=True)
 @metrics.counts_errors
 async def on_cancel(
-    name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+    name: str, namespace: str | None, uid: str, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
     """Ask the trainer to stop after its current trial (the daemon enforces the grace)."""
     namespace = _namespaced(namespace)
-    run_dir = run_dir_for(_config(memo).shared_data_path, namespace, name)
+    run_dir = run_dir_for(_config(memo).shared_data_path, namespace, name, uid)
     await asyncio.to_thread(request_cancel, run_dir)
     kopf.info(body, reason="CancelRequested", message="the trainer stops after its current trial")
 
@@ -487,7 +473,7 @@ async def on_delete(
     """Delete the Job (its pods go with it) and end a running row as cancelled, with the
     progress the trainer left once its pods are gone."""
     namespace = _namespaced(namespace)
-    run_dir = run_dir_for(_config(memo).shared_data_path, namespace, name)
+    run_dir = run_dir_for(_config(memo).shared_data_path, namespace, name, uid)
     await asyncio.to_thread(request_cancel, run_dir)
     await kube.call(lambda: kube.delete_job(namespace, job_name(name)))
     store = _store(memo)
@@ -502,7 +488,7 @@ async def on_delete(
         return
     await wait_for_pods(namespace, name)
     progress = None
-    if await asyncio.to_thread(_run_started, run_dir, uid):
+    if await asyncio.to_thread(_run_started, run_dir):
         progress = await asyncio.to_thread(read_progress, run_dir)
     verdict = Verdict(Phase.CANCELLED, "Deleted", "the TrainingJob was deleted")
     values = row_values(Observation(progress, None), verdict)

@@ -26,8 +26,8 @@ def job_name(trainingjob_name: str) -> str:
     return f"{trainingjob_name}-train"
 
 
-def run_dir_in_pod(config: OperatorConfig, namespace: str, name: str) -> str:
-    return f"{config.shared_mount}/{run_path(namespace, name)}"
+def run_dir_in_pod(config: OperatorConfig, namespace: str, name: str, uid: str) -> str:
+    return f"{config.shared_mount}/{run_path(namespace, name, uid)}"
 
 
 def labels_for(name: str) -> dict[str, str]:
@@ -119,13 +119,15 @@ def check_job_allowed(spec: TrainingJobSpec, config: OperatorConfig) -> None:
     study_secret(spec, config)
 
 
-def trainer_mounts(config: OperatorConfig, namespace: str, name: str) -> list[dict[str, Any]]:
+def trainer_mounts(
+    config: OperatorConfig, namespace: str, name: str, uid: str
+) -> list[dict[str, Any]]:
     """Only what the trainer needs of the shared volume: its own run folder, ``datasets/``
     read-only and ``models/``; never the table, other runs' folders or the volume's
     root. The operator makes these folders (as the pods' user) before the pod starts:
     a folder the kubelet makes for a ``subPath`` belongs to root."""
     mount = config.shared_mount
-    run = run_path(namespace, name)
+    run = run_path(namespace, name, uid)
     return [
         {"name": "shared", "mountPath": f"{mount}/{run}", "subPath": run},
         {
@@ -187,7 +189,7 @@ def build_job(
     labels = labels_for(name)
     queue = dict(queue or {})
     secret = study_secret(spec, config)
-    args = trainer_args(spec, run_dir_in_pod(config, namespace, name), config.shared_mount)
+    args = trainer_args(spec, run_dir_in_pod(config, namespace, name, uid), config.shared_mount)
     env: list[dict[str, Any]] = []
     if secret is not None:
         args += ["--workers", str(spec.workers)]
@@ -216,7 +218,7 @@ def build_job(
             *env,
         ],
         "resources": _quantities_as_strings(spec.resources or config.default_resources),
-        "volumeMounts": trainer_mounts(config, namespace, name),
+        "volumeMounts": trainer_mounts(config, namespace, name, uid),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -43,7 +43,6 @@ from tjoperator.status import (
     termination_message,
 )
 from tjtrainer.progress import (
-    OWNER_FILE,
     PROGRESS_FILE,
     RunProgress,
     read_progress,
@@ -107,13 +106,8 @@ class Tracker:
     logger: kopf.Logger = field(default_factory=lambda: log)
 
     def read_progress(self) -> None:
-        """Re-read ``progress.json`` when it changed since the last look; nothing is read
-        until the run folder is this object's (a same-named predecessor's is not)."""
-        try:
-            if (self.run_dir / OWNER_FILE).read_text().strip() != self.uid:
-                return
-        except FileNotFoundError:
-            return
+        """Re-read ``progress.json`` when it changed since the last look (the folder is
+        this object's uid's: a same-named predecessor's is another)."""
         try:
             mtime = (self.run_dir / PROGRESS_FILE).stat().st_mtime
         except FileNotFoundError:

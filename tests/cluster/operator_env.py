@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
+from tjcontract.layout import PROGRESS_FILE
 from tjcore.store import JobStore
+from tjtrainer.progress import latest_run_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 TJCTL = str(Path(sys.executable).with_name("tjctl"))
@@ -90,6 +92,16 @@ class OperatorEnv:
     def status(self, namespace: str, name: str) -> dict[str, Any]:
         body = self.get(namespace, name) or {}
         return dict(body.get("status") or {})
+
+    def run_dir(self, namespace: str, name: str) -> Path | None:
+        """The newest run folder of TrainingJob ``namespace/name`` (``<name>-<uid>``)."""
+        return latest_run_dir(self.shared, namespace, name)
+
+    def progress(self, namespace: str, name: str) -> dict[str, Any]:
+        """Its ``progress.json`` as JSON; empty before the trainer wrote one."""
+        run_dir = self.run_dir(namespace, name)
+        path = run_dir / PROGRESS_FILE if run_dir else None
+        return dict(json.loads(path.read_text())) if path and path.exists() else {}
 
     def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = 120) -> Any:
         deadline = time.monotonic() + timeout

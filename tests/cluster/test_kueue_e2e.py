@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -133,8 +132,7 @@ def _finished(env: OperatorEnv, namespace: str, name: str) -> dict[str, int]:
 
 
 def _progress(env: OperatorEnv, namespace: str, name: str) -> dict[str, Any]:
-    path = Path(env.shared / "runs" / namespace / name / "progress.json")
-    return dict(json.loads(path.read_text())) if path.exists() else {}
+    return env.progress(namespace, name)
 
 
 def test_a_queued_trainingjob_waits_with_kueues_reason_and_runs_once_admitted(

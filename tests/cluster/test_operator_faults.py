@@ -43,8 +43,7 @@ def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oper
 
 
 def _progress(env: OperatorEnv, namespace: str, name: str) -> dict[str, Any]:
-    path = env.shared / "runs" / namespace / name / "progress.json"
-    return dict(json.loads(path.read_text())) if path.exists() else {}
+    return env.progress(namespace, name)
 
 
 def _events(env: OperatorEnv, namespace: str, name: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.operator_env import running_operator
-from tjtrainer.progress import read_progress, run_dir_for
+from tjtrainer.progress import read_progress
 
 NAMESPACE = "tj-metrics"
 SMALL = {"timeframe": "15m", "nTrials": 2, "trainRatio": 0.8, "seed": 1}
@@ -60,7 +60,8 @@ def test_the_metrics_endpoint_counts_what_ran(cluster: Any, tmp_path: Path) -> N
         expected: Counter[tuple[str, str]] = Counter()
         durations: Counter[str] = Counter()
         for name in names:
-            progress = read_progress(run_dir_for(env.shared, NAMESPACE, name))
+            run_dir = env.run_dir(NAMESPACE, name)
+            progress = read_progress(run_dir) if run_dir else None
             assert progress is not None
             for model, counts in progress.trial_counts.items():
                 for state, count in counts.items():

@@ -92,7 +92,9 @@ def test_warm_start_aliases_and_dashboard_with_the_real_operator(
 
     # Item 5: the second search began with the first version's best trials.
     top = json.loads((models / v1 / "metadata.json").read_text())["models"]["LONG"]["top_params"]
-    study_db = env.shared / "runs" / namespace / "second" / "study.db"
+    second = env.run_dir(namespace, "second")
+    assert second is not None
+    study_db = second / "study.db"
     assert _params_by_slot(study_db, "LONG")[: len(top)] == top
 
     # Item 6: the trainer's promotion made v2 the champion, set by its operator row.

@@ -33,13 +33,8 @@ def env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oper
         yield env
 
 
-def _run_dir(env: OperatorEnv, namespace: str, name: str) -> Path:
-    return env.shared / "runs" / namespace / name
-
-
 def _progress(env: OperatorEnv, namespace: str, name: str) -> dict[str, Any]:
-    path = _run_dir(env, namespace, name) / "progress.json"
-    return dict(json.loads(path.read_text())) if path.exists() else {}
+    return env.progress(namespace, name)
 
 
 def _patch(env: OperatorEnv, namespace: str, name: str, **spec: Any) -> None:
@@ -135,7 +130,9 @@ def test_suspend_stops_the_pod_keeps_the_trials_and_resume_finishes_the_same_stu
     assert [t["trial"] for t in final["trials"]] == list(range(1, 25))
     after = {(t["model"], t["number"]): t["spearman"] for t in final["trials"]}
     assert all(after[key] == score for key, score in before.items())
-    finished = _finished_trials(_run_dir(env, namespace, name))
+    run_dir = env.run_dir(namespace, name)
+    assert run_dir is not None
+    finished = _finished_trials(run_dir)
     assert {m: len(ts) for m, ts in finished.items()} == {"LONG": 12, "SHORT": 12}
     row = env.store.get(status["rowId"])
     assert row is not None and row.status == "completed"

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tests.cluster.operator_env import running_operator
-from tjtrainer.progress import MODELS, read_progress
+from tjtrainer.progress import MODELS, latest_run_dir, read_progress
 from tjtrainer.shared_studies import study_prefix
 from tjtrainer.versions import VERSION_NAME
 
@@ -111,7 +111,8 @@ def test_three_workers_share_one_study_and_the_status_shows_every_trial(
         assert "Succeeded   8/8" in lines or any(
             line.split() == ["Succeeded", "8/8"] for line in lines
         ), lines
-        run_dir = op.shared / "runs" / namespace / "wide"
+        run_dir = latest_run_dir(op.shared, namespace, "wide")
+        assert run_dir is not None
         storage_ = optuna.storages.RDBStorage(postgres_url)
         try:
             for model in MODELS:

@@ -68,4 +68,5 @@ def test_the_trainer_pod_mounts_only_what_it_needs_and_succeeds(
     assert status["phase"] == "Succeeded", status
     version = status["modelVersion"]
     assert (env.shared / "models" / version).is_dir()
-    assert (env.shared / "runs" / namespace / "confined" / "progress.json").is_file()
+    run_dir = env.run_dir(namespace, "confined")
+    assert run_dir is not None and (run_dir / "progress.json").is_file()

@@ -13,11 +13,14 @@ import socket
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from local_runs_lib import TJCTL, manifest, shared_folder, tjctl
+
+from tjtrainer.progress import latest_run_dir, run_dir_for
 
 NAME = "dash-run"
 
@@ -73,7 +76,9 @@ def _start(shared: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
 
 
 def test_the_dashboard_serves_the_runs_trials_read_only(finished_run: Path) -> None:
-    study = finished_run / "runs" / "default" / NAME / "study.db"
+    run_dir = latest_run_dir(finished_run, "default", NAME)
+    assert run_dir is not None
+    study = run_dir / "study.db"
     before = _sha256(study)
     server, url = _start(finished_run)
     try:
@@ -105,7 +110,7 @@ def test_the_dashboard_serves_the_runs_trials_read_only(finished_run: Path) -> N
 def test_unknown_jobs_missing_studies_and_taken_ports_are_one_error_line(
     finished_run: Path,
 ) -> None:
-    (finished_run / "runs" / "default" / "not-started").mkdir()
+    run_dir_for(finished_run, "default", "not-started", str(uuid.uuid4())).mkdir()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -131,9 +136,8 @@ def test_a_run_whose_studies_are_in_postgresql_shows_only_its_own(
     from tjtrainer.shared_studies import study_prefix
 
     shared = tmp_path / "shared"
-    run_dir = shared / "runs" / "default" / NAME
+    run_dir = run_dir_for(shared, "default", NAME, str(uuid.uuid4()))
     run_dir.mkdir(parents=True)
-    (run_dir / "OWNER").write_text("uid-of-this-run\n")
     storage = optuna.storages.RDBStorage(postgres_url)
     mine = optuna.create_study(storage=storage, study_name=f"{study_prefix(run_dir)}:LONG")
     mine.enqueue_trial({"x": 1.0})
@@ -144,7 +148,7 @@ def test_a_run_whose_studies_are_in_postgresql_shows_only_its_own(
     server, url = _start(shared, "--study-storage", postgres_url)
     try:
         (summary,) = _get(f"{url}api/studies")["study_summaries"]
-        assert summary["study_name"] == "tj:uid-of-this-run:LONG"
+        assert summary["study_name"] == f"{study_prefix(run_dir)}:LONG"
         trials = _get(f"{url}api/studies/{summary['study_id']}?after=0")["trials"]
         assert [t["params"][0]["param_external_value"] for t in trials][:1] == ["1.0"]
     finally:

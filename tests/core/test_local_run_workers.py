@@ -13,7 +13,7 @@ from local_runs_lib import TJCTL, manifest, shared_folder
 from optuna.trial import TrialState
 
 from tjcore.store import JobStore
-from tjtrainer.progress import MODELS, RunState, read_progress
+from tjtrainer.progress import MODELS, RunState, latest_run_dir, read_progress
 from tjtrainer.shared_studies import study_prefix
 
 
@@ -45,7 +45,7 @@ def test_workers_on_the_sqlite_table_are_refused_saying_postgresql_is_needed(
     assert last.startswith("error: spec.workers: 2 trainers share their Optuna studies in "
                            "PostgreSQL"), last  # fmt: skip
     assert "DATABASE_URL=postgresql" in last and "Traceback" not in result.stderr
-    assert not (shared / "runs" / "default" / "wide-sqlite").exists()
+    assert latest_run_dir(shared, "default", "wide-sqlite") is None
 
 
 def test_workers_with_the_table_on_postgresql_finish_exactly_n_trials_per_model(
@@ -53,7 +53,8 @@ def test_workers_with_the_table_on_postgresql_finish_exactly_n_trials_per_model(
 ) -> None:
     result = run(shared, manifest(tmp_path, "wide", workers=2, nTrials=3), postgres_url)
     assert result.returncode == 0, result.stderr
-    run_dir = shared / "runs" / "default" / "wide"
+    run_dir = latest_run_dir(shared, "default", "wide")
+    assert run_dir is not None
     progress = read_progress(run_dir)
     assert progress is not None and progress.state == RunState.COMPLETED
     assert progress.completed_trials == 6

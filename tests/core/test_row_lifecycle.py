@@ -19,7 +19,7 @@ import pytest
 from tjcore.messages import MESSAGE_LIMIT, bounded_message
 from tjcore.schema import SCHEMA_VERSION
 from tjcore.store import JobStore
-from tjtrainer.progress import RunState
+from tjtrainer.progress import RunState, latest_run_dir
 from tjui.data import history_frame
 
 TJCTL = str(Path(sys.executable).with_name("tjctl"))
@@ -271,7 +271,7 @@ def test_tjctl_run_leaves_a_job_of_the_operator_alone(shared: Path, tmp_path: Pa
     assert f"is pending as job {job}, the TrainingJob operator's" in refused.stderr
     row = store.get(job)
     assert row is not None and (row.status, row.lease_owner) == ("pending", None)
-    assert not (shared / "runs" / "default" / "the-operators").exists()
+    assert latest_run_dir(shared, "default", "the-operators") is None
 
 
 # -- tjctl submit, worker and jobs on each backend ---------------------------------------

@@ -104,8 +104,10 @@ def test_a_run_folder_is_always_a_folder_under_runs(
     tmp_path: Path, namespace: str, name: str
 ) -> None:
     with pytest.raises(UnsafePathError, match="must be"):
-        run_dir_for(tmp_path, namespace, name)
+        run_dir_for(tmp_path, namespace, name, "uid-1")
+    with pytest.raises(UnsafePathError, match="the uid of a run must be"):
+        run_dir_for(tmp_path, "local", "job", "../x")
     assert (
-        run_dir_for(tmp_path, "local", "job-1-ab12cd")
+        run_dir_for(tmp_path, "local", "job-1", "ab12cd")
         == tmp_path / "runs" / "local" / "job-1-ab12cd"
     )

@@ -1,8 +1,8 @@
 """The run folder's progress format: one module for its writer (the trainer) and its
 readers (the local runner, the operator, the UI).
 
-A run folder (:mod:`tjcontract.layout`: ``$SHARED_DATA_PATH/runs/<namespace>/<name>/``)
-holds:
+A run folder (:mod:`tjcontract.layout`: ``$SHARED_DATA_PATH/runs/<namespace>/<name>-<uid>/``,
+one per run: a new object of the same name has another uid, so another folder) holds:
 
 - ``progress.json``: the state of the run, rewritten atomically after every trial
   (temporary file, fsync, rename), so a reader sees either the old or the new state. It
@@ -10,22 +10,21 @@ holds:
   counts and the best trial of each model (every trial stays in ``study.db``);
 - ``CANCEL``: the cancel marker; its presence asks the trainer to stop after the
   current trial;
-- ``study.db``: the Optuna study (SQLite), so a restarted trainer resumes;
-- ``OWNER``: the uid of the run the folder belongs to (a TrainingJob's, or a local row's),
-  written by whoever starts the run (:func:`claim_run_dir`). A folder that another run left
-  under the same name is removed first, so a new run never finds an old run's results.
+- ``study.db``: the Optuna study (SQLite), so a restarted trainer resumes.
 """
 
 from __future__ import annotations
 
 import copy
+import glob
 import json
-import shutil
+import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tjcontract.layout import CANCEL_MARKER, FORMAT_VERSION, OWNER_FILE, PROGRESS_FILE, run_parts
+from tjcontract.files import atomic_write_bytes
+from tjcontract.layout import CANCEL_MARKER, FORMAT_VERSION, PROGRESS_FILE, run_folder, run_parts
 
 # Re-exported for the trainer's modules (studies, shared_studies, train) that read it here.
 from tjcontract.layout import STUDY_FILE as STUDY_FILE
@@ -33,9 +32,7 @@ from tjcontract.names import MODELS
 from tjcontract.times import utc_now
 from tjcontract.words import RunState
 from tjtrainer import paths
-from tjtrainer.files import atomic_write_bytes
 from tjtrainer.paths import confined
-from tjtrainer.runlock import LOCK_FILE, RunFolderLock
 
 # progress.json (and the table's trial log) keep this many of the latest trials in full.
 TRIALS_KEPT = 100
@@ -210,49 +207,45 @@ def cancel_requested(run_dir: Path) -> bool:
     return (run_dir / CANCEL_MARKER).exists()
 
 
-def run_dir_for(data_root: Path, namespace: str, name: str) -> Path:
-    """The run folder of TrainingJob ``namespace/name`` under the shared data root.
+def run_dir_for(data_root: Path, namespace: str, name: str, uid: str) -> Path:
+    """The run folder of the run ``uid`` of TrainingJob ``namespace/name`` (a local run's
+    uid is its row's) under the shared data root.
 
     Raises:
-        UnsafePathError: ``namespace`` is not a DNS-1123 label or ``name`` not a
-            Kubernetes object name (``../x``, an absolute path, ...), or the folder would
+        UnsafePathError: ``namespace`` or ``uid`` is not a DNS-1123 label or ``name`` not
+            a Kubernetes object name (``../x``, an absolute path, ...), or the folder would
             resolve outside ``runs/``.
     """
-    runs, namespace_part, name_part = run_parts(
+    runs, namespace_part, folder = run_parts(
         paths.label(namespace, what="the namespace of a run"),
         paths.object_name(name, what="the name of a run"),
+        paths.label(uid, what="the uid of a run"),
     )
-    return confined(data_root / runs, namespace_part, name_part)
+    return confined(data_root / runs, namespace_part, folder)
 
 
-def claim_run_dir(run_dir: Path, owner: str) -> bool:
-    """Make ``run_dir`` the folder of the run ``owner`` (a uid unique to the run).
-
-    A folder that belongs to another run (another ``OWNER``, or files without one) is
-    removed first: the new run starts afresh and never takes the old run's results; the old
-    run's models stay in ``models/`` and its trial log in its table row. Returns whether an
-    old folder was removed.
+def latest_run_dir(data_root: Path, namespace: str, name: str) -> Path | None:
+    """The newest run folder of TrainingJob ``namespace/name`` (the runs of the objects
+    of that name, one per uid, by when they last changed); ``None`` if it has none.
 
     Raises:
-        RunFolderBusyError: a trainer is still working in the other run's folder.
+        UnsafePathError: as :func:`run_dir_for`.
     """
-    owner_file = run_dir / OWNER_FILE
+    parent = run_dir_for(data_root, namespace, name, "x").parent
+    found = []
+    for folder in parent.glob(f"{glob.escape(name)}-*") if parent.is_dir() else ():
+        uid = folder.name[len(name) + 1 :]
+        if folder.is_dir() and folder.name == run_folder(name, uid) and _is_uuid(uid):
+            found.append((folder.stat().st_mtime, folder))
+    return max(found)[1] if found else None
+
+
+def _is_uuid(text: str) -> bool:
+    """Whether ``text`` is a uid as Kubernetes and ``tjctl run`` make them (a UUID)."""
     try:
-        found: str | None = owner_file.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        found = None
-    if found == owner:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
         return False
-    removed = False
-    if run_dir.exists():
-        leftovers = [p for p in run_dir.iterdir() if p.name != LOCK_FILE]
-        if found is not None or leftovers:
-            with RunFolderLock(run_dir):
-                shutil.rmtree(run_dir)
-            removed = True
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(owner_file, (owner + "\n").encode("utf-8"))
-    return removed
 
 
 def verdict_lines(progress: RunProgress) -> list[str]:

@@ -47,7 +47,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLAlchemyError
 
 from tjtrainer.errors import TrainingError, TransientError
-from tjtrainer.progress import MODELS, OWNER_FILE
+from tjtrainer.progress import MODELS
 from tjtrainer.sampling import SLOT_ATTR
 
 HEARTBEAT_SECONDS = 5
@@ -152,13 +152,10 @@ def check_storage_url(url: str | None, workers: int) -> None:
 
 
 def study_prefix(run_dir: Path) -> str:
-    """What names the studies of the run in ``run_dir``: the run's uid (its ``OWNER``
-    file, written before any trainer starts), else the folder's path."""
-    try:
-        owner = (run_dir / OWNER_FILE).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        owner = ""
-    return f"tj:{owner or run_dir.resolve()}"
+    """What names the studies of the run in ``run_dir``: its namespace and folder
+    (``<name>-<uid>``, so one run's alone), the same whichever path the volume is
+    mounted at (each worker pod, the dashboard on the host)."""
+    return f"tj:{run_dir.parent.name}/{run_dir.name}"
 
 
 def _lock_key(name: str) -> int:
