@@ -69,7 +69,11 @@ def env(tmp_path: Path) -> dict[str, str]:
             "TRAINING_POLL_INTERVAL must be a finite number",
         ),
         ({}, ["worker", "--once", "--interval", "inf"], "--interval must be a finite number"),
-        ({}, ["jobs", "--limit", str(10**30)], "--limit: must be an integer from 1 to 9223372036854775807"),
+        (
+            {},
+            ["jobs", "--limit", str(10**30)],
+            "--limit: must be an integer from 1 to 9223372036854775807",
+        ),
         ({}, ["show", str(10**30)], "id: must be an integer from 1 to 9223372036854775807"),
         ({}, ["cancel", str(2**63)], "id: must be an integer from 1 to 9223372036854775807"),
     ],

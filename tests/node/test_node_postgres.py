@@ -35,16 +35,10 @@ EXAMPLE = yaml.safe_load((ROOT / "manifests" / "examples" / "trainingjob-15m.yam
 
 @pytest.fixture(scope="module")
 def release_values() -> list[str]:
-    repository, tag = image_ref("postgres").rsplit(":", 1)
+    # The image itself: ci/dev-cluster-values.yaml names the one tjctl images build loads.
     return [
         "--set",
         "postgresql.enabled=true",
-        "--set",
-        f"postgresql.image.repository={repository}",
-        "--set-string",
-        f"postgresql.image.tag={tag}",
-        "--set",
-        "postgresql.image.pullPolicy=Never",
         "--set",
         "postgresql.storageClassName=standard",
         "--set",

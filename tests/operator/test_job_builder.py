@@ -159,7 +159,9 @@ def test_trainer_pull_policy_comes_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.delenv("TJ_TRAINER_PULL_POLICY")
     assert OperatorConfig.from_env().trainer_pull_policy == "IfNotPresent"
     monkeypatch.setenv("TJ_TRAINER_PULL_POLICY", "sometimes")
-    with pytest.raises(ValueError, match="TJ_TRAINER_PULL_POLICY must be one of Always, IfNotPresent, Never"):
+    with pytest.raises(
+        ValueError, match="TJ_TRAINER_PULL_POLICY must be one of Always, IfNotPresent, Never"
+    ):
         OperatorConfig.from_env()
 
 

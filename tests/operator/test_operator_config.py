@@ -43,9 +43,13 @@ def test_the_database_secret_reference_comes_from_the_chart_env(
         "DATABASE_URL",
     )
     monkeypatch.setenv("TJ_DATABASE_SECRET_NAME", "Not_A_Name")
-    with pytest.raises(ValueError, match="TJ_DATABASE_SECRET_NAME must be a Secret name .*, got 'Not_A_Name'"):
+    with pytest.raises(
+        ValueError, match=r"TJ_DATABASE_SECRET_NAME must be a Secret name .*, got 'Not_A_Name'"
+    ):
         OperatorConfig.from_env()
     monkeypatch.setenv("TJ_DATABASE_SECRET_NAME", "tj-database")
     monkeypatch.setenv("TJ_DATABASE_SECRET_KEY", "a key")
-    with pytest.raises(ValueError, match="TJ_DATABASE_SECRET_KEY must be a Secret key .*, got 'a key'"):
+    with pytest.raises(
+        ValueError, match=r"TJ_DATABASE_SECRET_KEY must be a Secret key .*, got 'a key'"
+    ):
         OperatorConfig.from_env()

@@ -566,10 +566,14 @@ def test_the_pull_timeout_is_a_setting_like_the_cancel_grace(
     assert OperatorConfig.from_env().image_pull_timeout_seconds == 45
     assert OperatorConfig.from_env(image_pull_timeout_seconds=9).image_pull_timeout_seconds == 9
     monkeypatch.setenv("TJ_IMAGE_PULL_TIMEOUT_SECONDS", "0")
-    with pytest.raises(ValueError, match="TJ_IMAGE_PULL_TIMEOUT_SECONDS must be a number of seconds > 0"):
+    with pytest.raises(
+        ValueError, match="TJ_IMAGE_PULL_TIMEOUT_SECONDS must be a number of seconds > 0"
+    ):
         OperatorConfig.from_env()
     monkeypatch.delenv("TJ_IMAGE_PULL_TIMEOUT_SECONDS")
-    with pytest.raises(ValueError, match="--image-pull-timeout-seconds must be a number of seconds > 0"):
+    with pytest.raises(
+        ValueError, match="--image-pull-timeout-seconds must be a number of seconds > 0"
+    ):
         OperatorConfig.from_env(image_pull_timeout_seconds=-1)
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
