@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from trainer_testlib import make_config
 
 from tjtrainer.datasets import load_dataset
-from tjtrainer.matrices import prepare_matrices
+from tjtrainer.matrices import build_matrices, scale_features
 from tjtrainer.sampling import (
     FIRST_FOLD_RMSE_ATTR,
     KEEP_SHARE,
@@ -107,7 +107,7 @@ def test_a_round_rung_compares_the_best_rmse_with_earlier_trials_at_as_many_roun
 def test_a_fit_pruned_at_a_rung_stops_there_without_scoring_a_fold(data_root: Path) -> None:
     dataset = load_dataset(data_root, "15m")
     splits = make_splits(dataset.rows, train_ratio=0.8, horizon=dataset.horizon)
-    matrices = prepare_matrices(dataset, splits, 1, Timings())
+    matrices = build_matrices(dataset, splits, *scale_features(dataset, splits), 1, Timings())
     matrices.use_labels("LONG", Timings())
     folds = matrices.fold_inputs("LONG")
     seen: list[tuple[int, float]] = []

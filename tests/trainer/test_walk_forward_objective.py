@@ -12,7 +12,7 @@ import xgboost as xgb
 from trainer_testlib import RecordedRun, make_config
 
 from tjtrainer.datasets import load_dataset
-from tjtrainer.matrices import prepare_matrices
+from tjtrainer.matrices import build_matrices, scale_features
 from tjtrainer.metrics import spearman
 from tjtrainer.search import Timings, booster_params, fit_trial, predict
 from tjtrainer.splits import make_splits
@@ -45,7 +45,7 @@ def test_each_fold_is_scored_on_its_block_after_early_stopping_on_the_one_before
 ) -> None:
     dataset = load_dataset(data_root, "15m")
     splits = make_splits(dataset.rows, train_ratio=0.8, horizon=dataset.horizon)
-    matrices = prepare_matrices(dataset, splits, 1, Timings())
+    matrices = build_matrices(dataset, splits, *scale_features(dataset, splits), 1, Timings())
     matrices.use_labels("LONG", Timings())
     folds = matrices.fold_inputs("LONG")
     result = fit_trial(PARAMS, folds, seed=3, nthread=1)

@@ -194,9 +194,3 @@ def build_matrices(
     blocks = [xgb.DMatrix(features[block], nthread=nthread) for block in splits.blocks]
     timings.add_xgboost(time.perf_counter() - started, "matrix")
     return Matrices(dataset, splits, scaler, features, fits, blocks, nthread)
-
-
-def prepare_matrices(dataset: Dataset, splits: Splits, nthread: int, timings: Timings) -> Matrices:
-    """Fit the scaler on the search part, scale everything, build the trial matrices."""
-    scaler, features = scale_features(dataset, splits)
-    return build_matrices(dataset, splits, scaler, features, nthread, timings)
