@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tjcontract import checks
-from tjcontract.checks import fmt_number
 from tjcontract.names import MODELS, TIMEFRAMES, VERSION_NAME
 
 DEFAULT_N_TRIALS = 30
@@ -85,11 +84,7 @@ class SpecField:
         kind = {"integer": "an integer", "number": "a number", "boolean": "true or false"}.get(
             self.type, f"a {self.type}"
         )
-        if self.minimum is not None and self.maximum is not None:
-            return f"{kind} from {fmt_number(self.minimum)} to {fmt_number(self.maximum)}"
-        if self.minimum is not None:
-            return f"{kind} of at least {fmt_number(self.minimum)}"
-        return kind
+        return checks.bounds_words(kind, self.minimum, self.maximum)
 
     def check(self) -> checks.Check[Any]:
         """The check of a value typed for this field (a flag, a form): its type and limits."""

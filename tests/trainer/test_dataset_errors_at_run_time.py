@@ -125,11 +125,13 @@ def test_unreadable_parquet(data_root: Path) -> None:
 
 def test_bad_config_is_rejected_and_recorded(data_root: Path) -> None:
     config = make_config(data_root, n_trials=0)
-    with pytest.raises(TrainingError, match="n_trials must be an integer >= 1"):
+    with pytest.raises(TrainingError, match="n_trials must be an integer from 1 to 10000, got 0"):
         run_training(config)
     progress = read_progress(config.run_dir)
     assert progress is not None and progress.state == RunState.FAILED
-    with pytest.raises(TrainingError, match=r"train_ratio must be in \[0.5, 0.95\]"):
+    with pytest.raises(
+        TrainingError, match=r"train_ratio must be a number from 0\.5 to 0\.95, got 0\.99"
+    ):
         run_training(make_config(data_root, "ratio", train_ratio=0.99))
     with pytest.raises(TrainingError, match="timeframe must be one of 15m, 1h"):
         run_training(make_config(data_root, "tf", timeframe="5m"))

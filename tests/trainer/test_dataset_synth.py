@@ -121,6 +121,6 @@ def test_too_few_rows_are_refused_and_the_dataset_in_place_is_kept(tmp_path: Pat
 
 
 def test_a_negative_seed_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="--seed must be a whole number >= 0, got -1"):
+    with pytest.raises(DatasetError, match="--seed must be an integer >= 0, got -1"):
         synth_dataset(tmp_path, "15m", seed=-1)
     assert not (tmp_path / "datasets").exists()

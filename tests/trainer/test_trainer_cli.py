@@ -173,7 +173,7 @@ def test_synth_with_too_few_rows_keeps_the_usable_dataset(tmp_path: Path) -> Non
 
 def test_synth_with_a_negative_seed_is_one_error_line(tmp_path: Path) -> None:
     line = _error_line(_tjctl_dataset("synth", "--timeframe", "1h", "--seed", "-1", root=tmp_path))
-    assert "--seed must be a whole number >= 0, got -1" in line
+    assert "--seed must be an integer >= 0, got -1" in line
 
 
 def test_a_dataset_on_a_read_only_volume_is_one_error_line(tmp_path: Path) -> None:

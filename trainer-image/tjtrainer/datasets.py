@@ -270,7 +270,7 @@ def synth_dataset(
     if rows < 1:
         raise DatasetError(f"rows must be >= 1, got {rows}")
     if seed < 0:
-        raise DatasetError(f"--seed must be a whole number >= 0, got {seed}")
+        raise DatasetError(f"--seed must be an integer >= 0, got {seed}")
     check_trainable(
         rows, horizon, force=force, fix=f"ask for --rows {minimum_rows(horizon=horizon)} or more"
     )

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from tjcontract.files import STALE_TEMPORARY_S, remove_stale_temporaries
 from tjcontract.names import TIMEFRAMES
-from tjcontract.spec import FIELDS_BY_NAME, PROMOTIONS, fmt_number, total_trials
+from tjcontract.spec import FIELDS_BY_NAME, PROMOTIONS, total_trials
 from tjtrainer.config import TrainConfig
 from tjtrainer.cpus import available_cpus
 from tjtrainer.datasets import Dataset, load_dataset
@@ -80,17 +80,9 @@ def validate_config(config: TrainConfig) -> None:
         low, high = spec_field.minimum, spec_field.maximum
         assert low is not None and high is not None
         value = getattr(config, attr)
-        if spec_field.type == "integer" and (
-            isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
-        ):
-            raise TrainingError(
-                f"{attr} must be an integer >= {fmt_number(low)} and <= {fmt_number(high)}, "
-                f"got {value!r}"
-            )
-        if spec_field.type == "number" and not low <= value <= high:
-            raise TrainingError(
-                f"{attr} must be in [{fmt_number(low)}, {fmt_number(high)}], got {value}"
-            )
+        integral = isinstance(value, int) and not isinstance(value, bool)
+        if (spec_field.type == "integer" and not integral) or not low <= value <= high:
+            raise TrainingError(f"{attr} must be {spec_field.allowed()}, got {value!r}")
     if config.promotion not in PROMOTIONS:
         raise TrainingError(
             f"promotion must be one of {', '.join(PROMOTIONS)}, got {config.promotion!r}"
