@@ -17,6 +17,7 @@ import yaml
 
 from tests.cluster.kueue_env import running_kueue
 from tests.cluster.operator_env import OperatorEnv, running_operator
+from tjcontract.layout import STUDY_FILE
 from tjoperator.kueue import PRIORITY_LABEL, QUEUE_LABEL
 
 RUN = {"timeframe": "15m", "nTrials": 10, "trainRatio": 0.8, "seed": 3}
@@ -120,7 +121,9 @@ def _live_pods(env: OperatorEnv, namespace: str, name: str) -> list[dict[str, An
 
 
 def _finished(env: OperatorEnv, namespace: str, name: str) -> dict[str, int]:
-    storage = f"sqlite:///{env.shared / 'runs' / namespace / name / 'study.db'}"
+    run_dir = env.run_dir(namespace, name)
+    assert run_dir is not None, f"no run folder of {namespace}/{name}"
+    storage = f"sqlite:///{run_dir / STUDY_FILE}"
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return {
         model: sum(

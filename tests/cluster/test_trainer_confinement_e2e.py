@@ -58,9 +58,12 @@ def test_the_trainer_pod_mounts_only_what_it_needs_and_succeeds(
     )
     container = pod["spec"]["containers"][0]
     assert container["image"] == ALSO_ALLOWED
+    job = env.get(namespace, "confined")
+    assert job is not None
+    folder = f"runs/{namespace}/confined-{job['metadata']['uid']}"
     shared = {m["mountPath"]: m for m in container["volumeMounts"] if m["name"] == "shared"}
     assert {path: (m.get("subPath"), m.get("readOnly", False)) for path, m in shared.items()} == {
-        f"/shared/runs/{namespace}/confined": (f"runs/{namespace}/confined", False),
+        f"/shared/{folder}": (folder, False),
         "/shared/datasets": ("datasets", True),
         "/shared/models": ("models", False),
     }
