@@ -2,14 +2,19 @@
 
 Candidates, each holding the run's two studies (LONG, SHORT) in the run folder:
 
-- ``today``: ``study.db`` (SQLite through ``RDBStorage``, :class:`tjtrainer.studies.
+- ``today``: the run folder's ``study.journal`` (:class:`tjtrainer.studies.
   DurableStudies`), an in-memory mirror the sampler and pruner work on, and the recorder
-  thread (:class:`tjtrainer.recorder.Recorder`) that copies each trial to ``study.db``
+  thread (:class:`tjtrainer.recorder.Recorder`) that copies each trial to the journal
   and writes ``progress.json``;
-- ``journal``: Optuna's ``JournalStorage`` on one ``JournalFileBackend`` file, searched
-  directly (no mirror, no thread); ``progress.json`` written on the trial path;
-- ``sqlite``: the same ``study.db`` searched directly (``RDBStorage``, no mirror, no
-  thread); ``progress.json`` written on the trial path.
+- ``journal``: Optuna's ``JournalStorage`` on one ``JournalFileBackend`` file (with
+  Optuna's own lock file), searched directly (no mirror, no thread); ``progress.json``
+  written on the trial path;
+- ``sqlite``: the previous release's ``study.db`` (SQLite through ``RDBStorage``, WAL,
+  ``synchronous=NORMAL``) searched directly (no mirror, no thread); ``progress.json``
+  written on the trial path.
+
+The table of docs/TRAINER.md ("Resume") was measured with commit 3e3ccd5's trainer, whose
+``today`` was ``study.db`` + mirror + recorder thread.
 
 Each trial is the run's own path with one trial at a time (``tjtrainer.train``): the slot
 sampler (TPE) reseeded by slot, ``ask`` over the search space, the slot attribute, the
@@ -41,6 +46,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -234,8 +240,19 @@ class Sqlite(Direct):
     name = "sqlite"
 
     def storage(self, run_dir: Path) -> BaseStorage:
-        studies = DurableStudies(run_dir)  # the same study.db, WAL, synchronous=NORMAL
-        return studies.storage
+        path = run_dir / "study.db"
+
+        def connect() -> sqlite3.Connection:  # as the previous release's trainer did
+            connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            return connection
+
+        return optuna.storages.RDBStorage(
+            f"sqlite:///{path}",
+            engine_kwargs={"creator": connect},
+            skip_compatibility_check=not path.exists(),
+        )
 
     def release(self, storage: BaseStorage) -> None:
         if isinstance(storage, optuna.storages.RDBStorage):

@@ -6,7 +6,7 @@ operator, core and the UI read it::
     runs/<namespace>/<name>-<uid>/            one run's folder (see run_folder):
         progress.json                         its progress (format FORMAT_VERSION)
         CANCEL                                the cancel marker: stop after this trial
-        study.db                              the Optuna study (SQLite), for resuming
+        study.journal                         the Optuna studies (JournalStorage), for resuming
 
 Paths here are relative (``/``-separated, as in a pod's ``subPath``) or joined to a root
 given by the caller; checking that names from outside are safe path segments is the
@@ -31,7 +31,7 @@ PROGRESS_FILE = "progress.json"
 # progress.json's format; a reader refuses any other (tjtrainer.progress).
 FORMAT_VERSION = 1
 CANCEL_MARKER = "CANCEL"
-STUDY_FILE = "study.db"
+STUDY_FILE = "study.journal"
 
 
 def run_folder(name: str, uid: str) -> str:

@@ -1,8 +1,10 @@
 """``tjctl dashboard NAME``: optuna-dashboard (the ``dashboard`` extra) on the Optuna
 studies of one TrainingJob, read-only, on loopback unless told otherwise.
 
-The studies are the run folder's ``study.db`` (opened with SQLite's ``mode=ro``: nothing
-is written, no schema is ever upgraded), or, for a run whose studies live in PostgreSQL
+The studies are the run folder's ``study.journal`` (Optuna's ``JournalStorage``, opened
+by :func:`tjtrainer.studies.open_run_storage`: a write raises instead of happening; a
+previous release's run folder not yet resumed shows its ``study.db``, opened with SQLite's
+``mode=ro``), or, for a run whose studies live in PostgreSQL
 (``TJ_STUDY_STORAGE_URL``, several workers), that database in read-only transactions,
 showing only that run's studies.
 """
@@ -27,7 +29,7 @@ from tjtrainer.paths import UnsafePathError
 from tjtrainer.progress import latest_run_dir
 
 if TYPE_CHECKING:
-    from optuna.storages import RDBStorage
+    from optuna.storages import BaseStorage, RDBStorage
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -63,10 +65,11 @@ def _read_only_postgres(url: str, prefix: str) -> RDBStorage:
 
 def open_studies(
     data_root: Path, namespace: str, name: str, *, study_url: str | None
-) -> tuple[RDBStorage, str]:
+) -> tuple[BaseStorage, str]:
     """The read-only storage of the run ``namespace/name`` (its newest, if objects of that
     name ran more than once) and what to call it."""
     from tjtrainer.shared_studies import is_sqlite, storage_label, study_prefix
+    from tjtrainer.studies import PREVIOUS_STUDY_FILE, open_run_storage
 
     try:
         run_dir = latest_run_dir(data_root, namespace, name)
@@ -78,10 +81,12 @@ def open_studies(
             f"{data_root / RUNS_FOLDER / namespace}); `tjctl jobs` lists the jobs, -n names the "
             "namespace"
         )
-    study_db = run_dir / STUDY_FILE
+    journal, previous = run_dir / STUDY_FILE, run_dir / PREVIOUS_STUDY_FILE
     try:
-        if study_db.is_file() and study_db.stat().st_size > 0:
-            return _read_only_sqlite(study_db), f"{study_db}, read-only"
+        if journal.is_file() and journal.stat().st_size > 0:
+            return open_run_storage(run_dir), f"{journal}, read-only"
+        if previous.is_file() and previous.stat().st_size > 0:
+            return _read_only_sqlite(previous), f"{previous}, read-only"
         if study_url and not is_sqlite(study_url):
             storage = _read_only_postgres(study_url, study_prefix(run_dir))
             return storage, f"{storage_label(study_url)}, read-only"
@@ -91,7 +96,7 @@ def open_studies(
             f"cannot read the study of {namespace}/{name}: {reason[0] if reason else err}"
         ) from None
     raise DashboardError(
-        f"TrainingJob {namespace}/{name} has no study yet (no {study_db}"
+        f"TrainingJob {namespace}/{name} has no study yet (no {journal}"
         + ("" if study_url else f", and no {STUDY_STORAGE_ENV}")
         + "): it has not started a trial"
     )
@@ -185,7 +190,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.server_close()
-        storage.engine.dispose()
+        engine = getattr(storage, "engine", None)  # an RDBStorage's connections
+        if engine is not None:
+            engine.dispose()
     return 0
 
 

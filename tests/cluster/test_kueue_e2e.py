@@ -17,8 +17,8 @@ import yaml
 
 from tests.cluster.kueue_env import running_kueue
 from tests.cluster.operator_env import OperatorEnv, running_operator
-from tjcontract.layout import STUDY_FILE
 from tjoperator.kueue import PRIORITY_LABEL, QUEUE_LABEL
+from tjtrainer.studies import open_run_storage
 
 RUN = {"timeframe": "15m", "nTrials": 10, "trainRatio": 0.8, "seed": 3}
 SHORT = {"timeframe": "15m", "nTrials": 3, "trainRatio": 0.8, "seed": 4}
@@ -123,7 +123,7 @@ def _live_pods(env: OperatorEnv, namespace: str, name: str) -> list[dict[str, An
 def _finished(env: OperatorEnv, namespace: str, name: str) -> dict[str, int]:
     run_dir = env.run_dir(namespace, name)
     assert run_dir is not None, f"no run folder of {namespace}/{name}"
-    storage = f"sqlite:///{run_dir / STUDY_FILE}"
+    storage = open_run_storage(run_dir)
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return {
         model: sum(

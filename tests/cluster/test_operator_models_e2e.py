@@ -22,6 +22,8 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.cluster.operator_env import OperatorEnv, running_operator
+from tjcontract.layout import STUDY_FILE
+from tjtrainer.studies import open_run_storage
 
 TJCTL = str(Path(sys.executable).with_name("tjctl"))
 SPEC = {"timeframe": "15m", "nTrials": 6, "trainRatio": 0.8, "seed": 4, "parallelism": 1}
@@ -59,8 +61,8 @@ def _champion(env: OperatorEnv) -> dict[str, Any]:
     return dict(found)
 
 
-def _params_by_slot(study_db: Path, model: str) -> list[dict[str, Any]]:
-    study = optuna.load_study(study_name=model, storage=f"sqlite:///{study_db}")
+def _params_by_slot(run_dir: Path, model: str) -> list[dict[str, Any]]:
+    study = optuna.load_study(study_name=model, storage=open_run_storage(run_dir))
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     trials = sorted(finished, key=lambda t: t.user_attrs["slot"])  # a killed trial is redone
     return [dict(t.params) for t in trials]
@@ -92,10 +94,10 @@ def test_warm_start_aliases_and_dashboard_with_the_real_operator(
 
     # Item 5: the second search began with the first version's best trials.
     top = json.loads((models / v1 / "metadata.json").read_text())["models"]["LONG"]["top_params"]
-    second = env.run_dir(namespace, "second")
-    assert second is not None
-    study_db = second / "study.db"
-    assert _params_by_slot(study_db, "LONG")[: len(top)] == top
+    second_dir = env.run_dir(namespace, "second")
+    assert second_dir is not None
+    study_file = second_dir / STUDY_FILE
+    assert _params_by_slot(second_dir, "LONG")[: len(top)] == top
 
     # Item 6: the trainer's promotion made v2 the champion, set by its operator row.
     champion = _champion(env)
@@ -105,7 +107,7 @@ def test_warm_start_aliases_and_dashboard_with_the_real_operator(
     assert _champion(env)["version"] == v1
 
     # Item 8: the dashboard serves the finished run's study, and leaves it as it was.
-    before = hashlib.sha256(study_db.read_bytes()).hexdigest()
+    before = hashlib.sha256(study_file.read_bytes()).hexdigest()
     server = subprocess.Popen(
         [TJCTL, "dashboard", "second", "-n", namespace, "--port", "0"],
         env=_tjctl_env(env),
@@ -123,4 +125,4 @@ def test_warm_start_aliases_and_dashboard_with_the_real_operator(
     finally:
         _, err = stop(server, signal.SIGTERM)
     assert server.returncode == 0, err
-    assert hashlib.sha256(study_db.read_bytes()).hexdigest() == before
+    assert hashlib.sha256(study_file.read_bytes()).hexdigest() == before

@@ -15,6 +15,7 @@ import optuna
 import pytest
 
 from tests.cluster.operator_env import OperatorEnv, running_operator
+from tjtrainer.studies import open_run_storage
 
 # Long enough to be suspended in the middle, short enough to run to its end.
 RUN = {"timeframe": "15m", "nTrials": 12, "trainRatio": 0.8, "seed": 3}
@@ -73,7 +74,7 @@ def _live_pods(env: OperatorEnv, namespace: str, name: str) -> list[dict[str, An
 
 
 def _finished_trials(run_dir: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    storage = f"sqlite:///{run_dir / 'study.db'}"
+    storage = open_run_storage(run_dir)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return {
         model: [

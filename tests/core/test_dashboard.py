@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from local_runs_lib import TJCTL, manifest, shared_folder, tjctl
 
+from tjcontract.layout import STUDY_FILE
 from tjtrainer.progress import latest_run_dir, run_dir_for
 
 NAME = "dash-run"
@@ -78,7 +79,7 @@ def _start(shared: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
 def test_the_dashboard_serves_the_runs_trials_read_only(finished_run: Path) -> None:
     run_dir = latest_run_dir(finished_run, "default", NAME)
     assert run_dir is not None
-    study = run_dir / "study.db"
+    study = run_dir / STUDY_FILE
     before = _sha256(study)
     server, url = _start(finished_run)
     try:

@@ -12,6 +12,7 @@ import pytest
 from local_runs_lib import TJCTL, manifest, shared_folder
 from optuna.trial import TrialState
 
+from tjcontract.layout import STUDY_FILE
 from tjcore.store import JobStore
 from tjtrainer.progress import MODELS, RunState, latest_run_dir, read_progress
 from tjtrainer.shared_studies import study_prefix
@@ -73,4 +74,4 @@ def test_workers_with_the_table_on_postgresql_finish_exactly_n_trials_per_model(
         assert row is not None and row.status == "completed" and row.current_trial == 6
     finally:
         store.close()
-    assert not (run_dir / "study.db").exists()
+    assert not (run_dir / STUDY_FILE).exists()

@@ -12,14 +12,14 @@ import pytest
 from local_runs_lib import manifest, shared_folder, store_of, tjctl
 from optuna.trial import TrialState
 
-from tjcontract.layout import STUDY_FILE
 from tjtrainer.progress import latest_run_dir
+from tjtrainer.studies import open_run_storage
 
 
 def _params_by_slot(shared: Path, name: str, model: str) -> list[dict[str, object]]:
     run_dir = latest_run_dir(shared, "default", name)
     assert run_dir is not None, f"no run folder of {name}"
-    study = optuna.load_study(study_name=model, storage=f"sqlite:///{run_dir / STUDY_FILE}")
+    study = optuna.load_study(study_name=model, storage=open_run_storage(run_dir))
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     trials = sorted(finished, key=lambda t: t.user_attrs["slot"])  # a killed trial is redone
     return [dict(t.params) for t in trials]

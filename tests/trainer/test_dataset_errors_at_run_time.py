@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from trainer_testlib import make_config
 
+from tjcontract.layout import STUDY_FILE
 from tjtrainer.datasets import DATASET_FILE, INFO_FILE, load_dataset
 from tjtrainer.errors import DatasetError, DatasetMissingError, TrainingError
 from tjtrainer.progress import RunState, read_progress
@@ -151,4 +152,4 @@ def test_a_label_listed_as_a_feature_is_refused_before_training(
     info_path.write_text(json.dumps(info))
     message, run_dir = failed_run(data_root)  # no trial, no model
     assert f"column(s) {label} listed as feature(s) in {INFO_FILE}" in message
-    assert not (run_dir / "study.db").exists()
+    assert not (run_dir / STUDY_FILE).exists()

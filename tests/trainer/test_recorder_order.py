@@ -1,4 +1,4 @@
-"""The recorder thread makes a trial durable in study.db before progress.json or the
+"""The recorder thread makes a trial durable in the study before progress.json or the
 callback can claim it, in the order trials were handed over, and stops at its first error."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tjtrainer.progress import RunProgress, read_progress
 from tjtrainer.recorder import Recorder, snapshot
 from tjtrainer.records import TrialBook
 from tjtrainer.search import SEARCH_SPACE, Timings, TrialFit
-from tjtrainer.studies import DurableStudies, mirror_study, record_outcome
+from tjtrainer.studies import DurableStudies, mirror_study, open_run_storage, record_outcome
 
 MODEL = "LONG"
 
@@ -26,7 +26,7 @@ def _fit(score: float) -> TrialFit:
     return TrialFit(score, (score, score), (40, 60), False, (1.2, 1.1), 1.05)
 
 
-def test_each_trial_is_in_study_db_before_its_progress_is_published(tmp_path: Path) -> None:
+def test_each_trial_is_in_the_study_before_its_progress_is_published(tmp_path: Path) -> None:
     studies = DurableStudies(tmp_path)
     mirror = mirror_study(
         [], sampler=optuna.samplers.RandomSampler(0), pruner=optuna.pruners.NopPruner(), name=MODEL
@@ -36,12 +36,10 @@ def test_each_trial_is_in_study_db_before_its_progress_is_published(tmp_path: Pa
     seen: list[tuple[int, list[TrialState]]] = []
 
     def on_progress(published: RunProgress) -> None:
-        # What study.db holds when the callback runs (read through a second connection).
-        other = DurableStudies(tmp_path)
-        try:
-            seen.append((published.completed_trials, [t.state for t in other.trials(MODEL)]))
-        finally:
-            other.close()
+        # What the journal holds when the callback runs (read as another process would).
+        other = open_run_storage(tmp_path)
+        trials = other.get_all_trials(other.get_study_id_from_name(MODEL))
+        seen.append((published.completed_trials, [t.state for t in trials]))
 
     recorder = Recorder(studies, tmp_path, on_progress, Timings())
     try:

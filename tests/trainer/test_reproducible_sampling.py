@@ -5,7 +5,6 @@ no configuration."""
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from trainer_testlib import make_config
 from tjtrainer.progress import RunProgress, read_progress
 from tjtrainer.sampling import Slots, SlotSampler, slot_seed
 from tjtrainer.search import SEARCH_SPACE
+from tjtrainer.studies import open_run_storage
 from tjtrainer.train import run_training
 
 N_TRIALS = 7
@@ -122,8 +122,10 @@ def test_a_killed_and_resumed_parallel_run_gives_the_same_trials(
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    with sqlite3.connect(run_dir / "study.db", timeout=30) as db:
-        states = [row[0] for row in db.execute("SELECT state FROM trials")]
+    storage = open_run_storage(run_dir)
+    states = [
+        t.state.name for s in storage.get_all_studies() for t in storage.get_all_trials(s._study_id)
+    ]
     assert "RUNNING" in states  # trials were cut off: their slots are asked again
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr

@@ -6,7 +6,6 @@ These tests run ``python -m tjtrainer train`` as a real subprocess, as the train
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tjtrainer.progress import RunState, read_progress
+from tjtrainer.studies import open_run_storage
 
 N_TRIALS = 4
 
@@ -44,8 +44,10 @@ def train_command(data_root: Path, run_dir: Path) -> list[str]:
 
 
 def study_states(run_dir: Path) -> list[str]:
-    with sqlite3.connect(run_dir / "study.db", timeout=30) as db:
-        return [row[0] for row in db.execute("SELECT state FROM trials ORDER BY trial_id")]
+    """The state of every trial of the run's studies, in the order they were made."""
+    storage = open_run_storage(run_dir)
+    trials = [t for s in storage.get_all_studies() for t in storage.get_all_trials(s._study_id)]
+    return [t.state.name for t in sorted(trials, key=lambda t: t._trial_id)]
 
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what: str) -> None:

@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import TrialState
 from trainer_testlib import make_config
 
+from tjtrainer.studies import open_run_storage
 from tjtrainer.train import run_training
 from tjtrainer.warmstart import WARM_TRIALS
 
@@ -21,8 +22,8 @@ N = 6  # trials per model: enough for WARM_TRIALS warm ones and one of TPE's own
 
 
 def _first_params(run_dir: Path, model: str) -> list[dict[str, Any]]:
-    """The parameters of a run's trials of ``model`` in slot order, from its study.db."""
-    study = optuna.load_study(study_name=model, storage=f"sqlite:///{run_dir / 'study.db'}")
+    """The parameters of a run's trials of ``model`` in slot order, from its study."""
+    study = optuna.load_study(study_name=model, storage=open_run_storage(run_dir))
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     trials = sorted(finished, key=lambda t: t.user_attrs["slot"])  # a killed trial is redone
     return [dict(t.params) for t in trials]

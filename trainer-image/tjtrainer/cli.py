@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from tjcontract import checks
-from tjcontract.layout import DEFAULT_SHARED_DATA_PATH, SHARED_DATA_ENV
+from tjcontract.layout import DEFAULT_SHARED_DATA_PATH, SHARED_DATA_ENV, STUDY_FILE
 from tjcontract.names import MODELS, TIMEFRAMES
 from tjcontract.spec import FIELDS_BY_NAME, MAX_WORKERS
 from tjcontract.words import RunState
@@ -265,7 +265,7 @@ def add_train_parser(subparsers: Any) -> None:
         default=None,
         metavar="URL",
         help=f"the database of the Optuna studies (default: ${STUDY_STORAGE_ENV}, else the "
-        "run folder's SQLite study.db); postgresql+psycopg://user:password@host/db for "
+        "run folder's study.journal); postgresql+psycopg://user:password@host/db for "
         "several workers",
     )
     _add_data_root(train)
@@ -304,7 +304,7 @@ class _TrialPrinter:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Finished trials are safe in study.db and the next start resumes; the trial in
+    # Finished trials are safe in study.journal and the next start resumes; the trial in
     # flight is lost either way, so leave now rather than after it.
     print("SIGTERM: stopping now; finished trials are kept and the run resumes", flush=True)
     os._exit(128 + signum)
@@ -378,7 +378,7 @@ def _workers_text(config: TrainConfig) -> str:
 
     if is_sqlite(config.study_storage) and config.workers == 1:
         return ""
-    where = "study.db" if config.study_storage is None else storage_label(config.study_storage)
+    where = STUDY_FILE if config.study_storage is None else storage_label(config.study_storage)
     return f", worker {config.worker_index} of {config.workers}, studies in {where}"
 
 

@@ -45,8 +45,9 @@ class TrainConfig:
             ``ifSignificant`` (both models' verdicts Significant) or ``ifBetterThanLatest``
             (mean test Spearman of the two models above the current latest's).
         study_storage: the SQLAlchemy URL of the database holding the run's Optuna
-            studies; ``None``: ``run_dir/study.db`` (SQLite). Several workers need a
-            PostgreSQL one (:mod:`tjtrainer.workers`). Never logged (it may hold a password).
+            studies; ``None``: ``run_dir/study.journal`` (:mod:`tjtrainer.studies`).
+            Several workers need a PostgreSQL one (:mod:`tjtrainer.workers`). Never logged
+            (it may hold a password).
         workers: trainer processes sharing the studies (``spec.workers``).
         worker_index: this process's place among them, 0 .. workers - 1; worker 0 writes
             ``progress.json`` and refits and saves the models.

@@ -7,10 +7,11 @@ one per run: a new object of the same name has another uid, so another folder) h
 - ``progress.json``: the state of the run, rewritten atomically after every trial
   (temporary file, fsync, rename), so a reader sees either the old or the new state. It
   stays small however many trials run: the last :data:`TRIALS_KEPT` trials in full, and
-  counts and the best trial of each model (every trial stays in ``study.db``);
+  counts and the best trial of each model (every trial stays in ``study.journal``);
 - ``CANCEL``: the cancel marker; its presence asks the trainer to stop after the
   current trial;
-- ``study.db``: the Optuna study (SQLite), so a restarted trainer resumes.
+- ``study.journal``: the Optuna studies (Optuna's ``JournalStorage``, a log of
+  operations, :mod:`tjtrainer.studies`), so a restarted trainer resumes.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tjtrainer.paths import confined
 
 # progress.json (and the table's trial log) keep this many of the latest trials in full.
 TRIALS_KEPT = 100
-# What RunProgress says of the finished trials (rebuilt from study.db on every start).
+# What RunProgress says of the finished trials (rebuilt from the study on every start).
 TRIAL_FIELDS = (
     "trials",
     "trials_recorded",

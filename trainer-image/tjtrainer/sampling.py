@@ -2,7 +2,7 @@
 the run's seed, the model and the trial's *slot*, never of timing.
 
 A slot is a trial's place in the search of its model: 0, 1, 2, ... in the order trials
-are asked. A trial killed with its process (left RUNNING in ``study.db``, then marked FAIL
+are asked. A trial killed with its process (left RUNNING in ``study.journal``, then marked FAIL
 without an error) gives its slot back: the next process asks that slot again, and so
 samples what the killed trial had. A trial that failed with an error keeps its slot
 (asking the same again would fail again).

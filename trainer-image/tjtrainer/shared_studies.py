@@ -109,7 +109,8 @@ def _reconnecting(method: Callable[P, T]) -> Callable[P, T]:
 
 
 def is_sqlite(url: str | None) -> bool:
-    """Whether ``url`` means the run folder's SQLite ``study.db`` (``None`` does)."""
+    """Whether ``url`` means the run folder's own studies (``study.journal``): ``None``
+    does, and so does any ``sqlite`` URL (how the previous release named its ``study.db``)."""
     return url is None or url.startswith("sqlite")
 
 
@@ -131,7 +132,7 @@ def check_storage_url(url: str | None, workers: int) -> None:
         if workers > 1:
             raise TrainingError(
                 f"workers {workers} need the studies in PostgreSQL, not the run folder's "
-                "SQLite study.db: give the trainer --study-storage postgresql+psycopg://... "
+                "study.journal: give the trainer --study-storage postgresql+psycopg://... "
                 "(TJ_STUDY_STORAGE_URL; on a cluster the chart's database.url or "
                 "database.existingSecret), or run with workers 1"
             )
@@ -146,7 +147,7 @@ def check_storage_url(url: str | None, workers: int) -> None:
         ) from None
     if backend != "postgresql":
         raise TrainingError(
-            f"the study storage must be PostgreSQL (or the run folder's SQLite study.db), "
+            f"the study storage must be PostgreSQL (or the run folder's own study.journal), "
             f"got {storage_label(url)}: give postgresql+psycopg://user:password@host/database"
         )
 

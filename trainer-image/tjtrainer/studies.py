@@ -1,35 +1,49 @@
-"""The Optuna studies of a run: durable in ``run_dir/study.db``, searched in memory.
+"""The Optuna studies of a run: ``run_dir/study.journal``, Optuna's ``JournalStorage``.
 
-``study.db`` (SQLite through Optuna's ``RDBStorage``) holds one study per model, named
-``LONG`` and ``SHORT``. A trial is inserted there as RUNNING, with its sampled
-parameters, when it starts, and completed (intermediate values, rounds, state, value)
-when it ends. A process killed mid-trial leaves that trial RUNNING; the next process
-marks it FAIL and goes on, so every finished trial is kept.
+The journal (a ``JournalFileBackend`` file) holds one study per model, named ``LONG`` and
+``SHORT``, as a log of operations: every write appends one JSON line and fsyncs it, and
+opening the file replays it. A trial is inserted as RUNNING, with its sampled parameters,
+when it starts, and completed (intermediate values, rounds, state, value) when it ends. A
+process killed mid-trial leaves that trial RUNNING; the next process marks it FAIL and
+goes on, so every finished trial is kept. A process killed in the middle of an append
+leaves a last line without its newline: Optuna's reader skips it, and opening the journal
+for writing cuts it off before anything is appended after it (that write never returned,
+so nothing relied on it).
 
-The sampler and the pruner work on an in-memory mirror of each study, loaded from
-``study.db`` at start: Optuna's RDB storage costs tens of milliseconds per call (one
-transaction per parameter, per reported value, per read), which would be a visible share
-of a search whose trials take a second or two. ``study.db`` sees only two short writes
-per trial, serialised by the caller. SQLite runs in WAL mode with ``synchronous=NORMAL``
-(a commit survives the process being killed; only a power cut may lose the last few) and
-a busy timeout, so readers (optuna-dashboard) never block the trainer.
+Only the trainer holding the run folder's lock (:mod:`tjtrainer.runlock`) writes the
+journal, so Optuna's own lock (a ``study.journal.lock`` symlink made and removed around
+every append, and waited for 30 s when a killed process left it behind) is not used.
+Readers (``tjctl dashboard``, the tests) open it with :func:`open_run_storage`, which
+refuses writes.
+
+The sampler and the pruner work on an in-memory mirror of each study, loaded from the
+journal at start; the journal sees two writes per trial, serialised by the caller.
+
+A run folder of the previous release holds ``study.db`` (SQLite through ``RDBStorage``)
+instead: the first start of this trainer there copies its studies into the journal, study
+attributes included (:func:`copy_previous_studies`), and leaves ``study.db`` as it was,
+no longer read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
-import sqlite3
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
+from optuna.storages.journal import BaseJournalBackend, JournalFileBackend, JournalStorage
+from optuna.storages.journal._file import BaseJournalFileLock
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import SQLAlchemyError
 
+from tjcontract.files import atomic_output, fsync_path
 from tjcontract.layout import PROGRESS_FILE, STUDY_FILE
 from tjcontract.names import MODELS
 from tjtrainer.errors import RunFolderError
@@ -37,76 +51,214 @@ from tjtrainer.sampling import FIRST_FOLD_RMSE_ATTR, RUNG_RMSE_ATTR
 from tjtrainer.search import TrialFit
 
 FINGERPRINT_KEY = "fingerprint"
-BUSY_TIMEOUT_S = 60
+# The previous release's study file (SQLite), copied into the journal once.
+PREVIOUS_STUDY_FILE = "study.db"
+# How every line of an Optuna journal begins (JournalStorage's own json.dumps).
+_JOURNAL_LINE_START = b'{"op_code":'
+# The longest last line looked for when a killed append left one without its newline.
+_TAIL_BYTES = 1 << 20
 
+log = logging.getLogger("tjtrainer")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _sqlite_storage(path: Path) -> RDBStorage:
-    def connect() -> sqlite3.Connection:
-        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return connection
+class _RunFolderLockHeld(BaseJournalFileLock):
+    """The journal's writer holds the run folder's lock: no lock file per append."""
 
-    # An existing file may come from another Optuna version: check its schema. A new
-    # file is stamped with this version's schema, so the check (which loads every
-    # migration script once more) would only cost time.
-    return RDBStorage(
-        f"sqlite:///{path}",
-        engine_kwargs={"creator": connect},
-        skip_compatibility_check=not path.exists(),
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+class _ReadOnlyBackend(JournalFileBackend):
+    """A journal file that is only read (a write raises instead of happening)."""
+
+    def __init__(self, file_path: str) -> None:
+        # JournalFileBackend's own __init__ would create a missing file.
+        self._file_path = file_path
+        self._lock = _RunFolderLockHeld()
+        self._log_number_offset = {0: 0}
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        raise PermissionError(f"{self._file_path} is opened read-only")
+
+
+class _LinesBackend(BaseJournalBackend):
+    """A journal built in memory, as the lines ``JournalFileBackend`` would write."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        for line in self.lines[log_number_from:]:
+            yield json.loads(line)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        self.lines.extend(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in logs)
+
+
+def _unreadable(path: Path, reason: str) -> RunFolderError:
+    return RunFolderError(
+        f"{path} is not a readable Optuna journal ({reason}); move it away to start this "
+        f"run's trials again from 0 (with {PROGRESS_FILE}), or restore it from a backup"
     )
 
 
+def _check_and_trim(path: Path) -> None:
+    """Refuse a file that is not an Optuna journal; cut off a last line a killed append
+    left without its newline (Optuna skips it, but a line appended after it would make the
+    journal unreadable from there on)."""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb+") as handle:
+        head = handle.read(len(_JOURNAL_LINE_START))
+        if not (head.startswith(_JOURNAL_LINE_START) or _JOURNAL_LINE_START.startswith(head)):
+            raise _unreadable(path, f"it begins {head[:16]!r}, not {_JOURNAL_LINE_START!r}")
+        start = max(0, size - _TAIL_BYTES)
+        handle.seek(start)
+        tail = handle.read()
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        if cut < 0 and start > 0:
+            raise _unreadable(path, f"its last {_TAIL_BYTES} bytes hold no line end")
+        keep = start + cut + 1
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    log.warning(
+        "%s: its last line (%d bytes) was cut by a killed process; removed (the write it "
+        "held had not returned)",
+        path,
+        size - keep,
+    )
+
+
+def open_journal(path: Path) -> JournalStorage:
+    """The journal at ``path`` to search and write, created if missing; the caller holds
+    the run folder's lock.
+
+    Raises:
+        RunFolderError: ``path`` is not an Optuna journal; the message says what to do.
+    """
+    if path.exists():
+        _check_and_trim(path)
+    try:
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=_RunFolderLockHeld()))
+    except OSError:
+        raise
+    except Exception as err:  # json, or a log Optuna cannot replay
+        raise _unreadable(path, f"{type(err).__name__}: {err}") from None
+
+
+def open_run_storage(run_dir: Path) -> JournalStorage:
+    """A run folder's studies for a reader (``tjctl dashboard``, the tests), read-only;
+    safe while the trainer writes them.
+
+    Raises:
+        FileNotFoundError: the run has no study yet.
+    """
+    path = run_dir / STUDY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}")
+    return JournalStorage(_ReadOnlyBackend(str(path)))
+
+
+def copy_previous_studies(run_dir: Path) -> int | None:
+    """Copy the studies of a previous release's ``study.db`` into a new journal, once:
+    ``None`` when there is nothing to copy (a journal exists, or no ``study.db``), else
+    how many trials were copied. ``study.db`` is left as it was. The journal appears
+    whole or not at all (a process killed meanwhile copies again at the next start).
+
+    Raises:
+        RunFolderError: ``study.db`` cannot be read; the message says what to do.
+    """
+    journal, previous = run_dir / STUDY_FILE, run_dir / PREVIOUS_STUDY_FILE
+    if journal.exists() or not previous.is_file() or previous.stat().st_size == 0:
+        return None
+    lines = _LinesBackend()
+    target = JournalStorage(lines)
+    source: RDBStorage | None = None
+    try:
+        # Read as it is: no table is made in a file that has none, no schema upgraded.
+        source = RDBStorage(
+            f"sqlite:///{previous}",
+            engine_kwargs={"connect_args": {"timeout": 60}},
+            skip_table_creation=True,
+        )
+        names = [s.study_name for s in source.get_all_studies()]
+        for name in sorted(names, key=lambda n: (MODELS.index(n) if n in MODELS else 2, n)):
+            optuna.copy_study(from_study_name=name, from_storage=source, to_storage=target)
+    except Exception as err:  # SQLAlchemy, sqlite3, or a schema Optuna cannot read
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+        raise RunFolderError(
+            f"{previous} (the study of a previous release, to be copied into {STUDY_FILE}) "
+            f"is not a readable Optuna study ({reason[0] if reason else type(err).__name__}); "
+            f"move it away to start this run's trials again from 0 (with {PROGRESS_FILE}), "
+            "or restore it from a backup"
+        ) from None
+    finally:
+        if source is not None:
+            source.remove_session()
+            source.engine.dispose()
+    copied = sum(
+        len(target.get_all_trials(s._study_id, deepcopy=False)) for s in target.get_all_studies()
+    )
+    with atomic_output(journal) as tmp:
+        tmp.write_bytes(b"".join(lines.lines))
+    fsync_path(run_dir)
+    log.info(
+        "copied the %d trials of %s (the previous release's study) into %s; %s is left as it "
+        "was and no longer used (delete it once the run is over)",
+        copied,
+        previous,
+        STUDY_FILE,
+        PREVIOUS_STUDY_FILE,
+    )
+    return copied
+
+
 class DurableStudies:
-    """``run_dir/study.db``: one study per model, tied to one dataset and split.
+    """``run_dir/study.journal``: one study per model, tied to one dataset and split.
 
     ``recorded`` is how many finished trials ``progress.json`` lists: a study that holds
     fewer (emptied, replaced) is refused rather than silently searched again from 0.
 
     Raises:
-        RunFolderError: ``study.db`` is not an SQLite database of Optuna, or has lost
-            trials that ``progress.json`` lists; the message says what to do.
+        RunFolderError: the journal is not an Optuna journal, or has lost trials that
+            ``progress.json`` lists (or the previous release's ``study.db`` to copy
+            cannot be read); the message says what to do.
     """
 
     def __init__(self, run_dir: Path, *, recorded: int = 0) -> None:
         self.path = run_dir / STUDY_FILE
+        copy_previous_studies(run_dir)
         if recorded and (not self.path.exists() or self.path.stat().st_size == 0):
             raise self._lost(0, recorded)
         self.study_ids: dict[str, int] = {}
-        try:
-            self.storage: BaseStorage = _sqlite_storage(self.path)
-            for model in MODELS:
-                study = optuna.create_study(
-                    storage=self.storage,
-                    study_name=model,
-                    direction="maximize",
-                    load_if_exists=True,
-                )
-                self.study_ids[model] = self.storage.get_study_id_from_name(study.study_name)
-            finished = sum(
-                t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                for model in MODELS
-                for t in self.trials(model)
+        self.storage: BaseStorage = open_journal(self.path)
+        for model in MODELS:
+            study = optuna.create_study(
+                storage=self.storage, study_name=model, direction="maximize", load_if_exists=True
             )
-        except (SQLAlchemyError, sqlite3.Error) as err:
-            reason = str(getattr(err, "orig", None) or err).splitlines()[0]
-            raise RunFolderError(
-                f"{self.path} is not a readable Optuna study ({reason}); move it away to "
-                "start this run's trials again from 0 (with progress.json), or restore it "
-                "from a backup"
-            ) from None
+            self.study_ids[model] = study._study_id
+        finished = sum(
+            t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            for model in MODELS
+            for t in self.trials(model)
+        )
         if finished < recorded:
-            self.close()
             raise self._lost(finished, recorded)
 
     def _lost(self, finished: int, recorded: int) -> RunFolderError:
         progress = self.path.with_name(PROGRESS_FILE)
         return RunFolderError(
             f"{self.path} holds {finished} finished trials but {progress} lists {recorded} "
-            "finished trials: the study lost trials (emptied or replaced); restore study.db "
-            f"from a backup, or delete {PROGRESS_FILE} to go on with the trials study.db "
+            f"finished trials: the study lost trials (emptied or replaced); restore {STUDY_FILE} "
+            f"from a backup, or delete {PROGRESS_FILE} to go on with the trials {STUDY_FILE} "
             "holds (delete the whole run folder to start afresh)"
         )
 
@@ -162,17 +314,15 @@ class DurableStudies:
         self.storage.set_trial_state_values(trial_id, finished.state, finished.values)
 
     def close(self) -> None:
-        storage = self.storage
-        if isinstance(storage, RDBStorage):
-            storage.remove_session()
-            storage.engine.dispose()
+        """Nothing to release: every write is on disk when it returns."""
 
 
 def check_fingerprint(
     storage: BaseStorage, study_id: int, fingerprint: dict[str, Any], *, where: object
 ) -> None:
     """Stamp an empty study with what it is for; refuse one made for another run (its
-    trials cannot be resumed). ``where`` names the study's home in the message."""
+    trials cannot be resumed). ``where`` names the study's home in the message: a run
+    folder's journal (a path), which the message offers to delete, or a shared study."""
     stored = storage.get_study_user_attrs(study_id).get(FINGERPRINT_KEY)
     if stored is None:
         storage.set_study_user_attr(study_id, FINGERPRINT_KEY, fingerprint)
@@ -185,7 +335,8 @@ def check_fingerprint(
             f"{where} was made for another run ({', '.join(changed)} differ: "
             f"{json.dumps({k: stored.get(k) for k in changed})} then, "
             f"{json.dumps({k: fingerprint.get(k) for k in changed})} now); its trials "
-            "cannot be resumed: use a new run folder or delete study.db"
+            "cannot be resumed: use a new run folder"
+            + (f" or delete {where}" if isinstance(where, Path) else "")
         )
 
 
