@@ -180,7 +180,12 @@ def test_a_preempted_run_is_evicted_keeps_its_trials_and_resumes_the_same_study(
     status = _with_reason(env, namespace, low, "Evicted")
     assert _conditions(status)["Evicted"]["status"] == "True"
     assert "Preempted" in status["message"] or "preempt" in status["message"].lower(), status
-    assert status["status"] == "running", "an evicted run has not ended"
+    row_id = status["rowId"]
+    env.wait_for(  # an evicted run has not ended
+        "the row to say running",
+        lambda: getattr(env.store.get(row_id), "status", None) == "running",
+        30,
+    )
     env.wait_for("the evicted trainer pod to go", lambda: not _live_pods(env, namespace, low), 60)
     kept = _progress(env, namespace, low)
     before = {(t["model"], t["number"]): t["spearman"] for t in kept["trials"]}

@@ -97,7 +97,12 @@ def test_suspend_stops_the_pod_keeps_the_trials_and_resume_finishes_the_same_stu
     assert status["phase"] == "Suspended", status
     assert _condition(status, "Suspended")["status"] == "True"
     assert _condition(status, "Running")["status"] == "False"
-    assert status["status"] == "running"  # the table's word: the run has not ended
+    row_id = status["rowId"]
+    env.wait_for(  # the table's word: not ended
+        "the row to say running",
+        lambda: getattr(env.store.get(row_id), "status", None) == "running",
+        30,
+    )
     assert _job_spec(env, namespace, name)["suspend"] is True
     env.wait_for("the trainer pod to go", lambda: not _live_pods(env, namespace, name), 30)
     kept = _progress(env, namespace, name)
@@ -148,7 +153,12 @@ def test_a_trainingjob_created_suspended_runs_no_pod_until_resumed(
     status = env.wait_phase(namespace, name, "Suspended", *FINAL, timeout=60)
     assert status["phase"] == "Suspended", status
     assert "before it started" in status["message"]
-    assert status["status"] == "pending"
+    row_id = status["rowId"]
+    env.wait_for(  # the table's word: not started
+        "the row to say pending",
+        lambda: getattr(env.store.get(row_id), "status", None) == "pending",
+        30,
+    )
     assert _job_spec(env, namespace, name)["suspend"] is True
     time.sleep(8)
     assert env.pods_of(namespace, name) == []
