@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from tjcontract import checks
 from tjcontract.layout import RUNS_FOLDER, STUDY_FILE
@@ -129,10 +131,40 @@ class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def get_stderr(self) -> Any:
+        assert isinstance(self.server, _Server)
+        return _UnlessStopping(self.server.stop)
 
-def _listen(host: str, port: int, app: Any) -> Any:
+
+class _UnlessStopping(io.TextIOBase):
+    """Standard error, silent once a signal asked the server to stop: the interrupt that
+    cuts a reply short is then no error to print a traceback of."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def write(self, text: str) -> int:
+        if not self.stop.is_set():
+            sys.stderr.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _Server(WSGIServer):
+    """One thread serving; ``stop`` is set by a signal (see :func:`cmd_dashboard`)."""
+
+    timeout = 0.5  # how often the serving loop looks whether a signal asked it to stop
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop = threading.Event()
+
+
+def _listen(host: str, port: int, app: Any) -> _Server:
     try:
-        return make_server(host, port, app, handler_class=_QuietHandler)
+        return make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
     except socket.gaierror:
         raise DashboardError(f"--host {host} is not an address or host name") from None
     except OSError as err:
@@ -171,7 +203,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     except DashboardError as err:
         return fail(str(err))
 
+    stop: threading.Event = server.stop
+
     def on_term(_signum: int, _frame: FrameType | None) -> None:
+        # wsgiref swallows an exception raised while it answers a request (its handler
+        # catches everything to send a 500), so the flag ends the loop below as well.
+        stop.set()
         raise KeyboardInterrupt
 
     # SIGINT too: a shell without job control starts background commands ignoring it.
@@ -183,7 +220,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             f"http://{address}:{server.server_port}/ (Ctrl-C stops it)",
             flush=True,
         )
-        server.serve_forever()
+        while not stop.is_set():
+            server.handle_request()
     except KeyboardInterrupt:
         pass
     finally:

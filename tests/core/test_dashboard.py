@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -156,3 +157,24 @@ def test_a_run_whose_studies_are_in_postgresql_shows_only_its_own(
         _, err = stop(server, signal.SIGTERM)
     assert server.returncode == 0, err
     assert "password" not in err and postgres_url not in err
+
+
+def test_a_signal_while_a_reply_is_being_sent_still_stops_the_dashboard(
+    finished_run: Path,
+) -> None:
+    """SIGTERM while the dashboard is blocked sending its 6 MB bundle to a client that
+    reads nothing: wsgiref catches the interrupt as a failed request, and before the
+    stop flag the server then went on serving."""
+    server, url = _start(finished_run)
+    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect((host, int(port)))
+        client.sendall(
+            b"GET /static/bundle.js HTTP/1.0\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n"
+        )
+        client.recv(1)  # the reply has started; the rest waits in the full buffers
+        time.sleep(1)
+        _, err = stop(server, signal.SIGTERM)
+    assert server.returncode == 0, err
+    assert "Traceback" not in err, err
