@@ -23,7 +23,7 @@ from typing import Any
 
 from tjcontract import checks
 from tjcontract.layout import DEFAULT_SHARED_DATA_PATH, SHARED_DATA_ENV, STUDY_FILE
-from tjcontract.names import MODELS, TIMEFRAMES
+from tjcontract.names import MODELS, TIMEFRAMES, flag_name
 from tjcontract.spec import FIELDS_BY_NAME, MAX_WORKERS
 from tjcontract.words import RunState
 from tjtrainer.config import STUDY_STORAGE_ENV, WORKER_INDEX_ENV, TrainConfig
@@ -36,13 +36,20 @@ TERMINATION_ENV = "TERMINATION_MESSAGE_PATH"
 log = logging.getLogger("tjtrainer")
 
 
-def _spec_flag(flag: str, name: str) -> Callable[[str], Any]:
-    """The parser of a flag checked as its spec field (``--n-trials``: nTrials)."""
-    return checks.flag_type(FIELDS_BY_NAME[name].check(), flag)
-
-
 def _default(name: str) -> Any:
     return FIELDS_BY_NAME[name].default
+
+
+def _add_spec_flag(parser: argparse.ArgumentParser, name: str, help: str | None = None) -> None:
+    """The flag of spec field ``name`` (``nTrials``: ``--n-trials``), checked as the
+    field and defaulting to its default."""
+    flag = flag_name(name)
+    parser.add_argument(
+        flag,
+        type=checks.flag_type(FIELDS_BY_NAME[name].check(), flag),
+        default=_default(name),
+        help=help,
+    )
 
 
 def _barrier(flag: str) -> Callable[[str], float]:
@@ -201,34 +208,23 @@ def add_train_parser(subparsers: Any) -> None:
     """Add ``train``: the trainer pod's entry point."""
     train = subparsers.add_parser("train", help="run (or resume) one training run")
     train.add_argument("--timeframe", required=True, choices=TIMEFRAMES)
-    train.add_argument(
-        "--n-trials",
-        type=_spec_flag("--n-trials", "nTrials"),
-        default=_default("nTrials"),
-        help=f"Optuna trials per model, spec.nTrials (default: {_default('nTrials')})",
+    _add_spec_flag(
+        train,
+        "nTrials",
+        f"Optuna trials per model, spec.nTrials (default: {_default('nTrials')})",
     )
-    train.add_argument(
-        "--train-ratio",
-        type=_spec_flag("--train-ratio", "trainRatio"),
-        default=_default("trainRatio"),
+    _add_spec_flag(train, "trainRatio")
+    _add_spec_flag(train, "seed")
+    _add_spec_flag(train, "parallelism")
+    _add_spec_flag(
+        train,
+        "cvFolds",
+        f"walk-forward folds of the search part (default: {_default('cvFolds')})",
     )
-    train.add_argument("--seed", type=_spec_flag("--seed", "seed"), default=_default("seed"))
-    train.add_argument(
-        "--parallelism",
-        type=_spec_flag("--parallelism", "parallelism"),
-        default=_default("parallelism"),
-    )
-    train.add_argument(
-        "--cv-folds",
-        type=_spec_flag("--cv-folds", "cvFolds"),
-        default=_default("cvFolds"),
-        help=f"walk-forward folds of the search part (default: {_default('cvFolds')})",
-    )
-    train.add_argument(
-        "--embargo",
-        type=_spec_flag("--embargo", "embargo"),
-        default=_default("embargo"),
-        help="rows kept out after the purge gap at every train/judge boundary "
+    _add_spec_flag(
+        train,
+        "embargo",
+        "rows kept out after the purge gap at every train/judge boundary "
         f"(default: {_default('embargo')})",
     )
     train.add_argument(
@@ -240,18 +236,16 @@ def add_train_parser(subparsers: Any) -> None:
     train.add_argument(
         "--run-dir", type=Path, required=True, help="progress, study and cancel marker"
     )
-    train.add_argument(
-        "--warm-start",
-        type=_spec_flag("--warm-start", "warmStart"),
-        default=_default("warmStart"),
-        help="none, latest or a model version: its best trials are the first trials of "
+    _add_spec_flag(
+        train,
+        "warmStart",
+        "none, latest or a model version: its best trials are the first trials of "
         f"this search (default: {_default('warmStart')})",
     )
-    train.add_argument(
-        "--workers",
-        type=_spec_flag("--workers", "workers"),
-        default=_default("workers"),
-        help="trainer processes sharing the run's studies (more than 1 needs PostgreSQL)",
+    _add_spec_flag(
+        train,
+        "workers",
+        "trainer processes sharing the run's studies (more than 1 needs PostgreSQL)",
     )
     train.add_argument(
         "--worker-index",
@@ -265,7 +259,7 @@ def add_train_parser(subparsers: Any) -> None:
         default=None,
         metavar="URL",
         help=f"the database of the Optuna studies (default: ${STUDY_STORAGE_ENV}, else the "
-        "run folder's study.journal); postgresql+psycopg://user:password@host/db for "
+        f"run folder's {STUDY_FILE}); postgresql+psycopg://user:password@host/db for "
         "several workers",
     )
     _add_data_root(train)
