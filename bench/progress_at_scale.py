@@ -1,9 +1,9 @@
 """How big do the progress file and the table's trial log get at 10,000 trials per model?
 
-Simulates the trainer's recorder on real files, without XGBoost: for every trial of both
+Simulates the trainer's progress writes on real files, without XGBoost: for every trial of both
 models a real Optuna ``FrozenTrial`` (seven parameters, five fold scores) is counted by
 ``tjtrainer.records.TrialBook`` and ``progress.json`` is written by
-``tjtrainer.progress.write_progress``, as the recorder does after every trial. Reports
+``tjtrainer.progress.write_progress``, as the trainer does after every trial. Reports
 the final size of ``progress.json`` and the bytes written over the run (every
 ``--sample``-th write is made and measured, the others counted as the mean of their
 neighbours: use ``--sample 1`` to write every one). Then ``--rows`` table rows get that

@@ -2,19 +2,20 @@
 
 Candidates, each holding the run's two studies (LONG, SHORT) in the run folder:
 
-- ``today``: the run folder's ``study.journal`` (:class:`tjtrainer.studies.
-  DurableStudies`), an in-memory mirror the sampler and pruner work on, and the recorder
-  thread (:class:`tjtrainer.recorder.Recorder`) that copies each trial to the journal
-  and writes ``progress.json``;
-- ``journal``: Optuna's ``JournalStorage`` on one ``JournalFileBackend`` file (with
-  Optuna's own lock file), searched directly (no mirror, no thread); ``progress.json``
-  written on the trial path;
+- ``trainer``: what the trainer does: the run folder's ``study.journal``
+  (:class:`tjtrainer.studies.DurableStudies`: Optuna's ``JournalStorage`` on a
+  ``JournalFileBackend`` file, without Optuna's lock file since the run folder's lock
+  is held), searched directly; ``progress.json`` written on the trial path;
+- ``journal``: the same with Optuna's default ``JournalFileBackend`` (its symlink lock
+  made and removed around every append), as the decision below measured it;
 - ``sqlite``: the previous release's ``study.db`` (SQLite through ``RDBStorage``, WAL,
-  ``synchronous=NORMAL``) searched directly (no mirror, no thread); ``progress.json``
-  written on the trial path.
+  ``synchronous=NORMAL``) searched directly; ``progress.json`` written on the trial path.
 
-The table of docs/TRAINER.md ("Resume") was measured with commit 3e3ccd5's trainer, whose
-``today`` was ``study.db`` + mirror + recorder thread.
+The decision to search the journal directly (docs/TRAINER.md, "Resume") was measured with
+commit 3e3ccd5's trainer and this bench as of 550a02a, whose ``today`` candidate, the
+trainer then, was ``study.db`` + an in-memory mirror the sampler worked on + a recorder
+thread copying each trial to ``study.db`` and writing ``progress.json``; that code is
+gone (run 550a02a's bench at 3e3ccd5 to measure it again).
 
 Each trial is the run's own path with one trial at a time (``tjtrainer.train``): the slot
 sampler (TPE) reseeded by slot, ``ask`` over the search space, the slot attribute, the
@@ -22,18 +23,18 @@ pruning reference read from the study, the round-rung checks, one intermediate r
 fold but the last (``--folds``, default 3 as ``cvFolds``), the trial's five attributes,
 ``tell``, the progress record. XGBoost's fit is a fixed amount of CPU work outside the GIL
 on ``--fit-threads`` threads (SHA-256 of 1 MB blocks, about ``--fit-ms`` on this machine
-when nothing else of ours runs), so the recorder thread overlaps it and competes with it
-for the CPUs as it does with XGBoost.
+when nothing else of ours runs), so any thread of the storage overlaps it and competes
+with it for the CPUs as it would with XGBoost.
 
 Measured per repetition: the trial path outside the fit per trial (p50, p95); the wall
-time per trial, fit and the final drain included (what a run's length follows); the CPU
+time per trial, fit included (what a run's length follows); the CPU
 per trial of every thread minus the fit's own (what the storage takes from XGBoost on a
 busy machine); the resume: opening a run folder whose LONG study holds N trials up to a
 search-ready state (stale trials failed, the trial list rebuilt). ``--trials 200,2000``
 measures the last ``--measured`` trials of a study growing to N (the first N - measured
 are loaded from a copy made once). Candidates run interleaved, one repetition each in
 turn; the table gives the median and the spread (min-max) over ``--repeat`` and each
-median's ratio to today's.
+median's ratio to the trainer's.
 
 Usage: ``python bench/study_storage.py [--trials 200,2000] [--measured 200] [--repeat 5]
 [--fit-ms 40] [--dir DIR]`` (DIR: where the run folders go, e.g. the shared volume;
@@ -63,7 +64,6 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tjtrainer.progress import MODELS, RunProgress, write_progress
-from tjtrainer.recorder import Recorder, snapshot
 from tjtrainer.records import FINISHED, TrialBook
 from tjtrainer.sampling import (
     FIRST_FOLD_RMSE_ATTR,
@@ -75,8 +75,8 @@ from tjtrainer.sampling import (
     reporter,
     slots_of,
 )
-from tjtrainer.search import ROUND_RUNGS, SEARCH_SPACE, Timings, TrialFit
-from tjtrainer.studies import DurableStudies, mirror_study, record_outcome
+from tjtrainer.search import ROUND_RUNGS, SEARCH_SPACE, TrialFit
+from tjtrainer.studies import DurableStudies, record_outcome
 
 MODEL = MODELS[0]
 JOURNAL_FILE = "study.log"
@@ -124,57 +124,6 @@ class Candidate:
     def resume(self, run_dir: Path) -> list[FrozenTrial]:
         """Open ``run_dir`` as a new process would: the LONG trials, stale ones failed."""
         raise NotImplementedError
-
-
-class Today(Candidate):
-    """``study.db`` + in-memory mirror + recorder thread."""
-
-    name = "today"
-
-    def open(self, run_dir: Path, sampler: SlotSampler) -> optuna.Study:
-        self.run_dir = run_dir
-        self.studies = DurableStudies(run_dir)
-        self.recorder = Recorder(self.studies, run_dir, None, Timings())
-        self.pending: FrozenTrial | None = None
-        self.pending_progress: RunProgress | None = None
-        return mirror_study(
-            self.studies.trials(MODEL), sampler=sampler, pruner=NopPruner(), name=MODEL
-        )
-
-    def asked(self, trial: optuna.Trial) -> None:
-        # As the run does with one trial at a time: the previous trial is handed over
-        # once this one is sampled.
-        if self.pending is not None and self.pending_progress is not None:
-            self.recorder.trial_finished(MODEL, self.pending, self.pending_progress)
-            self.pending = None
-        self.recorder.trial_started(MODEL, trial.number, trial.params, trial.distributions)
-
-    def finished(self, trial: FrozenTrial, progress: RunProgress) -> None:
-        self.pending, self.pending_progress = trial, snapshot(progress)
-
-    def drain(self) -> None:
-        if self.pending is not None and self.pending_progress is not None:
-            self.recorder.trial_finished(MODEL, self.pending, self.pending_progress)
-            self.pending = None
-        self.recorder.flush()
-
-    def close(self) -> None:
-        self.recorder.close()
-        self.studies.close()
-
-    def durable(self) -> BaseStorage:
-        return self.studies.storage
-
-    def resume(self, run_dir: Path) -> list[FrozenTrial]:
-        studies = DurableStudies(run_dir)
-        try:
-            studies.fail_stale()
-            trials = studies.trials(MODEL)
-            sampler = SlotSampler(SEED, MODEL)
-            mirror_study(trials, sampler=sampler, pruner=NopPruner(), name=MODEL)
-            return trials
-        finally:
-            studies.close()
 
 
 class Direct(Candidate):
@@ -229,6 +178,13 @@ class Direct(Candidate):
             self.release(storage)
 
 
+class Trainer(Direct):
+    name = "trainer"
+
+    def storage(self, run_dir: Path) -> BaseStorage:
+        return DurableStudies(run_dir).storage
+
+
 class Journal(Direct):
     name = "journal"
 
@@ -263,7 +219,7 @@ class Sqlite(Direct):
 class Fit:
     """XGBoost's stand-in: a fixed amount of CPU work outside the GIL (SHA-256 of 1 MB
     blocks) on ``threads`` threads, sized to take ``ms`` on this machine when nothing
-    else of ours runs; the recorder thread's work slows it as it slows XGBoost."""
+    else of ours runs; a storage thread's work would slow it as it slows XGBoost."""
 
     BLOCK = bytes(1 << 20)
 
@@ -429,7 +385,8 @@ COLUMNS = (
 
 
 def table(results: dict[tuple[str, int], list[Measure]], sizes: list[int]) -> str:
-    """The Markdown table: each column's median (min-max) and its ratio to today's."""
+    """The Markdown table: each column's median (min-max) and its ratio to the first
+    candidate's (the trainer's)."""
     names = [c.name for c in CANDIDATES]
     lines = [
         "| study size | storage | " + " | ".join(f"{title} | x" for title, _ in COLUMNS) + " |",
@@ -440,13 +397,13 @@ def table(results: dict[tuple[str, int], list[Measure]], sizes: list[int]) -> st
             cells = []
             for _, get in COLUMNS:
                 values = [get(m) for m in results[(name, total)]]
-                ref = statistics.median(get(m) for m in results[("today", total)])
+                ref = statistics.median(get(m) for m in results[(names[0], total)])
                 cells.append(f"{spread(values)} | {statistics.median(values) / ref:.2f}")
             lines.append(f"| {total} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-CANDIDATES: tuple[type[Candidate], ...] = (Today, Journal, Sqlite)
+CANDIDATES: tuple[type[Candidate], ...] = (Trainer, Journal, Sqlite)
 
 
 def main() -> None:
@@ -495,7 +452,7 @@ def main() -> None:
                 print(f"  {total} trials: repetition {rep + 1} of {args.repeat}", flush=True)
             print(table(results, [total]), flush=True)  # kept if a later size is stopped
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
-    print(f"median (min-max) over {args.repeat} repetitions; x: median / today's median")
+    print(f"median (min-max) over {args.repeat} repetitions; x: median / the trainer's median")
     print(table(results, sizes))
 
 

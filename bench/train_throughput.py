@@ -326,7 +326,7 @@ def _one_dataset(
     )
     _print(f"ours (parallelism {args.parallelism})", ours)
     print(
-        f"  recorder thread, overlapping XGBoost: SQLite {ours.extra['storage_s']:.2f} s, "
+        f"  on the trial path: the journal's trial ends {ours.extra['storage_s']:.2f} s, "
         f"progress.json {ours.extra['progress_s']:.2f} s; "
         f"{int(ours.extra['pruned'])} of {2 * args.n_trials} trials pruned",
         flush=True,

@@ -12,8 +12,7 @@ from optuna.trial import TrialState
 
 from bench.progress_at_scale import fake_trial, history_memory, simulate
 from tjtrainer.cli import _TrialPrinter
-from tjtrainer.progress import PROGRESS_FILE, TRIALS_KEPT, RunProgress, read_progress
-from tjtrainer.recorder import snapshot
+from tjtrainer.progress import PROGRESS_FILE, TRIALS_KEPT, RunProgress, read_progress, snapshot
 from tjtrainer.records import TrialBook
 
 TRIALS = 10_000

@@ -172,6 +172,16 @@ class RunProgress:
             raise ValueError(f"not a progress object ({type(err).__name__}: {err})") from None
 
 
+def snapshot(progress: RunProgress) -> RunProgress:
+    """A copy of ``progress`` that later updates will not change (what ``on_progress``
+    callbacks are given)."""
+    copied = copy.copy(progress)
+    copied.trials = list(progress.trials)
+    copied.trial_counts = {model: dict(c) for model, c in progress.trial_counts.items()}
+    copied.best_trials = dict(progress.best_trials)
+    return copied
+
+
 def write_progress(run_dir: Path, progress: RunProgress) -> None:
     """Persist ``progress`` durably and atomically as ``run_dir/progress.json``."""
     progress.updated_at = utc_now()

@@ -75,7 +75,8 @@ class Timings:
     ``xgboost_s`` is the time inside XGBoost calls (training, predictions, matrix
     construction), summed over the calls: with parallel trials it exceeds the wall time,
     and ``xgboost_wall_s`` (the union of the calls' spans) is the wall time XGBoost was
-    busy. ``storage_s`` and ``progress_s`` are spent on the recorder thread. Updates are
+    busy. ``storage_s`` is telling the study how each trial ended (its attributes and
+    state, written to the journal) and ``progress_s`` rewriting ``progress.json``. Updates are
     not locked (appending to a list is atomic in CPython; the sums are approximate with
     parallel trials).
     """

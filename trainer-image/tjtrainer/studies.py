@@ -2,13 +2,13 @@
 
 The journal (a ``JournalFileBackend`` file) holds one study per model, named ``LONG`` and
 ``SHORT``, as a log of operations: every write appends one JSON line and fsyncs it, and
-opening the file replays it. A trial is inserted as RUNNING, with its sampled parameters,
-when it starts, and completed (intermediate values, rounds, state, value) when it ends. A
-process killed mid-trial leaves that trial RUNNING; the next process marks it FAIL and
-goes on, so every finished trial is kept. A process killed in the middle of an append
-leaves a last line without its newline: Optuna's reader skips it, and opening the journal
-for writing cuts it off before anything is appended after it (that write never returned,
-so nothing relied on it).
+opening the file replays it. A trial is created RUNNING when it is asked, each sampled
+parameter written as it is drawn, and completed (intermediate values, rounds, state,
+value) when it ends. A process killed mid-trial leaves that trial RUNNING; the next
+process marks it FAIL and goes on, so every finished trial is kept. A process killed in
+the middle of an append leaves a last line without its newline: Optuna's reader skips
+it, and opening the journal for writing cuts it off before anything is appended after it
+(that write never returned, so nothing relied on it).
 
 Only the trainer holding the run folder's lock (:mod:`tjtrainer.runlock`) writes the
 journal, so Optuna's own lock (a ``study.journal.lock`` symlink made and removed around
@@ -16,8 +16,13 @@ every append, and waited for 30 s when a killed process left it behind) is not u
 Readers (``tjctl dashboard``, the tests) open it with :func:`open_run_storage`, which
 refuses writes.
 
-The sampler and the pruner work on an in-memory mirror of each study, loaded from the
-journal at start; the journal sees two writes per trial, serialised by the caller.
+The trainer's sampler and pruner search the journal directly (no in-memory copy, no
+background thread): a trial's operations are on disk, each fsynced, before
+``progress.json`` names it. Measured against the previous release's ``study.db`` with an
+in-memory mirror and a recorder thread, the journal searched directly is simpler and was
+faster in wall time, CPU and resume: see docs/TRAINER.md ("Resume") and
+``bench/study_storage.py``. :func:`mirror_study` and :func:`record_outcome` also serve
+the workers of a shared PostgreSQL study (:mod:`tjtrainer.workers`).
 
 A run folder of the previous release holds ``study.db`` (SQLite through ``RDBStorage``)
 instead: the first start of this trainer there copies its studies into the journal, study
@@ -27,7 +32,6 @@ no longer read.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import math
@@ -37,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend, JournalStorage
 from optuna.storages.journal._file import BaseJournalFileLock
@@ -285,36 +288,6 @@ class DurableStudies:
 
     def trials(self, model: str) -> list[FrozenTrial]:
         return self.storage.get_all_trials(self.study_ids[model], deepcopy=False)
-
-    def start(
-        self, model: str, params: dict[str, Any], distributions: dict[str, BaseDistribution]
-    ) -> int:
-        """Insert a RUNNING trial with its parameters; return its storage id."""
-        template = FrozenTrial(
-            number=0,
-            state=TrialState.RUNNING,
-            value=None,
-            datetime_start=dt.datetime.now(),
-            datetime_complete=None,
-            params=params,
-            distributions=distributions,
-            user_attrs={},
-            system_attrs={},
-            intermediate_values={},
-            trial_id=0,
-        )
-        return self.storage.create_new_trial(self.study_ids[model], template)
-
-    def finish(self, trial_id: int, finished: FrozenTrial) -> None:
-        """Copy what the in-memory trial learnt; the state goes last."""
-        for step, value in finished.intermediate_values.items():
-            self.storage.set_trial_intermediate_value(trial_id, step, value)
-        for key, value in finished.user_attrs.items():
-            self.storage.set_trial_user_attr(trial_id, key, value)
-        self.storage.set_trial_state_values(trial_id, finished.state, finished.values)
-
-    def close(self) -> None:
-        """Nothing to release: every write is on disk when it returns."""
 
 
 def check_fingerprint(

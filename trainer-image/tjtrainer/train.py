@@ -9,9 +9,9 @@ returns its progress without training again, an interrupted one resumes from
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,10 +42,10 @@ from tjtrainer.progress import (
     RunState,
     cancel_requested,
     read_progress,
+    snapshot,
     utc_now,
     write_progress,
 )
-from tjtrainer.recorder import Recorder, snapshot
 from tjtrainer.records import FINISHED, TrialBook
 from tjtrainer.runlock import RunFolderLock
 from tjtrainer.sampling import (
@@ -60,7 +60,7 @@ from tjtrainer.sampling import (
 from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
 from tjtrainer.shared_studies import is_sqlite
 from tjtrainer.splits import Splits, make_splits
-from tjtrainer.studies import DurableStudies, mirror_study, record_outcome
+from tjtrainer.studies import DurableStudies, record_outcome
 
 OnProgress = Callable[[RunProgress], None]
 log = logging.getLogger("tjtrainer")
@@ -276,14 +276,14 @@ class _Run:
         self.lock = threading.Lock()
         self.book = TrialBook(progress, config.n_trials)
         self.cancelled = False
+        self.broken = False  # a worker raised (a journal or progress write, the callback)
         self.samplers: dict[str, SlotSampler] = {}
         self.slots: dict[str, Slots] = {}
         self.slot_of: dict[str, dict[int, int]] = {}
         self.changed = threading.Condition(self.lock)  # a slot of either model finished
         self.held: list[tuple[str, FrozenTrial]] = []  # finished before their model's turn
         self.studies: DurableStudies | None = None
-        self.recorder: Recorder | None = None
-        self.mirrors: dict[str, optuna.Study] = {}
+        self.search: dict[str, optuna.Study] = {}  # each model's, on the journal
         self.recorded = 0  # finished trials the existing progress.json lists
         self.keep_progress_file = False  # it is unreadable: leave it as found
 
@@ -303,35 +303,28 @@ class _Run:
                 )
             finally:
                 self.studies = opening.result()
-        self.recorder = Recorder(self.studies, config.run_dir, self.on_progress, self.timings)
-        try:
-            self.studies.check_fingerprint(fingerprint(config, dataset))
-            self._resume()
-            self._publish()
-            if cancel_requested(config.run_dir):
-                return self._finish(RunState.CANCELLED)
-            self._search(matrices)
-            if self.cancelled:
-                return self._finish(RunState.CANCELLED)
-            if self.recorder.error is not None:
-                raise self.recorder.error
-            final = finish_models(
-                config,
-                dataset=dataset,
-                splits=splits,
-                matrices=matrices,
-                studies={m: self.mirrors[m].get_trials(deepcopy=False) for m in MODELS},
-                progress=self.progress,
-                nthread=self._nthread(1),
-                timings=self.timings,
-            )
-            if final is None:
-                return self._finish(RunState.CANCELLED)
-            final.record_in(self.progress)
-            return self._finish(RunState.COMPLETED)
-        finally:
-            self.recorder.close()
-            self.studies.close()
+        self.studies.check_fingerprint(fingerprint(config, dataset))
+        self._resume()
+        self._publish()
+        if cancel_requested(config.run_dir):
+            return self._finish(RunState.CANCELLED)
+        self._search(matrices)
+        if self.cancelled:
+            return self._finish(RunState.CANCELLED)
+        final = finish_models(
+            config,
+            dataset=dataset,
+            splits=splits,
+            matrices=matrices,
+            studies={m: self.search[m].get_trials(deepcopy=False) for m in MODELS},
+            progress=self.progress,
+            nthread=self._nthread(1),
+            timings=self.timings,
+        )
+        if final is None:
+            return self._finish(RunState.CANCELLED)
+        final.record_in(self.progress)
+        return self._finish(RunState.COMPLETED)
 
     def _load_data(self) -> tuple[Dataset, Splits]:
         return load_data(self.config)
@@ -350,11 +343,11 @@ class _Run:
         for model in MODELS:
             trials = self.studies.trials(model)
             self.samplers[model] = SlotSampler.of_run(self.config, model, self.studies)
-            self.mirrors[model] = mirror_study(
-                trials,
+            self.search[model] = optuna.load_study(
+                study_name=model,
+                storage=self.studies.storage,
                 sampler=self.samplers[model],
                 pruner=optuna.pruners.NopPruner(),
-                name=model,
             )
             self.slot_of[model] = slots_of(trials)
             by_number = {t.number: t for t in trials}
@@ -379,10 +372,7 @@ class _Run:
         return self.progress
 
     def fail(self, message: str) -> None:
-        """Record the failure directly (the recorder may be what failed)."""
-        if self.recorder is not None:
-            with contextlib.suppress(BaseException):
-                self.recorder.flush()
+        """Record the failure (what failed may be a progress write or the callback)."""
         self.progress.state = RunState.FAILED
         self.progress.error = message
         self.progress.finished_at = utc_now()
@@ -396,8 +386,13 @@ class _Run:
             log.error("could not record the failure in %s: %s", self.config.run_dir, exc)
 
     def _publish(self) -> None:
-        assert self.recorder is not None
-        self.recorder.publish(self.progress)
+        """Rewrite ``progress.json``, then call back with a snapshot; with parallel trials,
+        called with the lock held (so one at a time, in the order trials are counted)."""
+        started = time.perf_counter()
+        write_progress(self.config.run_dir, self.progress)
+        self.timings.progress_s += time.perf_counter() - started
+        if self.on_progress is not None:
+            self.on_progress(snapshot(self.progress))
 
     def _nthread(self, parallelism: int | None = None) -> int:
         """XGBoost threads per trial: the CPUs we may use shared by the parallel trials."""
@@ -446,14 +441,7 @@ class _Run:
                 raise error
 
     def _worker(self, models: list[str], folds_of: Callable[[str], list[FoldInput]]) -> None:
-        assert self.recorder is not None
         nthread = self._nthread()
-        # With one trial at a time, a finished trial is handed to the recorder once the
-        # next trial has been sampled: the recorder's SQLite work then runs while XGBoost
-        # trains (holding no GIL) instead of competing with the sampler between trials.
-        # Parallel workers hand theirs over at once, which keeps the recorder's order.
-        defer = self.config.parallelism == 1
-        pending: tuple[str, FrozenTrial, RunProgress] | None = None
         try:
             while True:
                 with self.lock:
@@ -461,22 +449,17 @@ class _Run:
                     if picked is None:
                         break
                     model, slot = picked
-                    study, slots = self.mirrors[model], self.slots[model]
+                    study, slots = self.search[model], self.slots[model]
                     slot_of = self.slot_of[model]
                     visible = slots.visible(slot, slot_of)
                     self.samplers[model].prepare(slot, visible)
+                    # The journal holds the trial RUNNING with its parameters from here.
                     trial = study.ask(SEARCH_SPACE)
                     trial.set_user_attr(SLOT_ATTR, slot)
                     reference = PruningReference.of(
                         [t for t in study.get_trials(deepcopy=False) if t.number in visible]
                     )
                     slots.in_flight.add(slot)
-                    if pending is not None:
-                        self.recorder.trial_finished(*pending)
-                        pending = None
-                    self.recorder.trial_started(
-                        model, trial.number, trial.params, trial.distributions
-                    )
                 outcome = fit_slot(
                     trial,
                     model=model,
@@ -492,16 +475,12 @@ class _Run:
                     slots.in_flight.discard(slot)
                     slots.done[slot] = finished.state in FINISHED
                     slot_of[finished.number] = slot
-                    if defer:
-                        self.book.add(model, finished)
-                        pending = (model, finished, snapshot(self.progress))
-                    else:
-                        self._hand_over(model, finished)
+                    self._hand_over(model, finished)
                     self.changed.notify_all()
+        except BaseException:
+            self.broken = True  # the other workers start no new trial
+            raise
         finally:
-            if pending is not None:
-                with self.lock:
-                    self.recorder.trial_finished(*pending)
             with self.lock:
                 self.changed.notify_all()
         if self.book.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
@@ -512,11 +491,12 @@ class _Run:
             )
 
     def _hand_over(self, model: str | None = None, trial: FrozenTrial | None = None) -> None:
-        """Count a finished ``trial`` and give it to the recorder in the models' order:
-        the progress lists LONG's trials, then SHORT's, as when the models are searched
-        one after the other, so a SHORT trial that ends while LONG's search goes on is
-        held until it is over (kept in memory only: a killed process runs it again, with
-        the same parameters). Without a trial: hand over all that is held. Lock held."""
+        """Count a finished ``trial`` (already in the study) and publish the progress, in
+        the models' order: the progress lists LONG's trials, then SHORT's, as when the
+        models are searched one after the other, so a SHORT trial that ends while LONG's
+        search goes on is held until it is over (a killed process finds it in the study,
+        and the resumed progress lists it). Without a trial: publish all that is held.
+        Lock held."""
         if trial is not None:
             assert model is not None
             self.held.append((model, trial))
@@ -528,8 +508,8 @@ class _Run:
                 continue
             self.book.add(held_model, held)
             self.progress.current_model = held_model
-            assert self.recorder is not None
-            self.recorder.trial_finished(held_model, held, snapshot(self.progress))
+            self.held.remove((held_model, held))
+            self._publish()
         self.held = keep
 
     def _search_over(self, model: str) -> bool:
@@ -555,8 +535,7 @@ class _Run:
 
     def _should_stop(self) -> bool:
         """Whether the search must end now (an error, a cancel); lock held."""
-        assert self.recorder is not None
-        if self.recorder.error is not None or self.cancelled:
+        if self.cancelled or self.broken:
             return True
         if self.book.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             return True
@@ -568,4 +547,8 @@ class _Run:
     def _record(
         self, study: optuna.Study, trial: optuna.Trial, outcome: TrialFit | str
     ) -> FrozenTrial:
-        return record_outcome(study, trial, outcome)
+        """Tell the journal how ``trial`` ended (durable before any progress claims it)."""
+        started = time.perf_counter()
+        finished = record_outcome(study, trial, outcome)
+        self.timings.storage_s += time.perf_counter() - started
+        return finished

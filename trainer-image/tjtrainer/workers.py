@@ -47,10 +47,10 @@ from tjtrainer.progress import (
     RunState,
     cancel_requested,
     read_progress,
+    snapshot,
     utc_now,
     write_progress,
 )
-from tjtrainer.recorder import snapshot
 from tjtrainer.records import FINISHED, TrialBook
 from tjtrainer.runlock import LOCK_FILE, RunFolderLock
 from tjtrainer.sampling import (
