@@ -266,7 +266,10 @@ def test_operator_pod_deleted_mid_run_is_restarted_and_converges(release: Releas
 
 def test_trainer_pod_deleted_mid_run_resumes_without_losing_a_trial(release: Release) -> None:
     name = "node-trainer-restart"
-    release.apply(example(name, 15))
+    # Long enough that the kill lands mid-run: 30 trials once took 5 s on the node, and the
+    # deleted pod then finished the run itself (no pod was left to find).
+    n_trials = 45  # 90 trials: under the 100 that progress.json lists
+    release.apply(example(name, n_trials))
     release.wait_trials(name, 3)
     (first,) = release.trainer_pods(name)
     before = {t["trial"]: (t["spearman"], t["params"]) for t in _trial_log(release, name)}
@@ -275,10 +278,10 @@ def test_trainer_pod_deleted_mid_run_resumes_without_losing_a_trial(release: Rel
     release.kubectl("delete", "pod", first["metadata"]["name"], "--wait=false")
     status = release.wait_phase(name, timeout=420)
     assert status["phase"] == "Succeeded", release.diagnose(name)
-    assert status["trial"] == "30/30"
+    assert status["trial"] == f"{2 * n_trials}/{2 * n_trials}"
     final_log = _trial_log(release, name)
     after = {t["trial"]: (t["spearman"], t["params"]) for t in final_log}
-    assert len(after) == 30
+    assert len(after) == 2 * n_trials
     # Every trial finished before the kill is kept as it was, not run again after it.
     finished = {t["trial"]: _epoch(t["finished_at"]) for t in final_log}
     for number, value in before.items():

@@ -49,6 +49,17 @@ def trial_record(
     )
 
 
+def listed(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The ``trials`` a progress lists (finished, or failed with an error), in the order
+    they ended."""
+    shown = [
+        t
+        for t in trials
+        if t.state in FINISHED or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+    ]
+    return sorted(shown, key=lambda t: (t.datetime_complete or t.datetime_start, t.number))
+
+
 class TrialBook:
     """Counts the finished trials of each model and keeps ``progress``'s trial list: the
     latest :data:`~tjtrainer.progress.TRIALS_KEPT` records, the counts by state and the
@@ -70,13 +81,7 @@ class TrialBook:
         self.finished = dict.fromkeys(MODELS, 0)
         self.best = dict.fromkeys(MODELS, None)
         for model in MODELS:
-            shown = [
-                t
-                for t in trials[model]
-                if t.state in FINISHED or (t.state == TrialState.FAIL and "error" in t.user_attrs)
-            ]
-            shown.sort(key=lambda t: (t.datetime_complete or t.datetime_start, t.number))
-            for trial in shown:
+            for trial in listed(trials.get(model, [])):
                 self.add(model, trial)
         self.failures_in_a_row = 0  # a new process gets a fresh chance
         done_long = self.finished[MODELS[0]] >= self.n_trials

@@ -46,7 +46,7 @@ from tjtrainer.progress import (
     utc_now,
     write_progress,
 )
-from tjtrainer.records import FINISHED, TrialBook
+from tjtrainer.records import FINISHED, TrialBook, listed
 from tjtrainer.runlock import RunFolderLock
 from tjtrainer.sampling import (
     SLOT_ATTR,
@@ -333,11 +333,18 @@ class _Run:
         """Take over what an earlier process left in the study."""
         assert self.studies is not None
         stale = self.studies.fail_stale()
-        self.book.rebuild({m: self.studies.trials(m) for m in MODELS})
-        if stale or self.progress.completed_trials:
+        found = {m: self.studies.trials(m) for m in MODELS}
+        # SHORT trials that ended while LONG's search went on (two trials at once) wait
+        # again until it is over, so the progress still lists LONG's trials, then SHORT's.
+        first, later = MODELS
+        if sum(t.state in FINISHED for t in found[first]) < self.config.n_trials:
+            self.held = [(later, trial) for trial in listed(found[later])]
+            found[later] = []
+        self.book.rebuild(found)
+        if stale or self.progress.completed_trials or self.held:
             log.info(
                 "resuming: %d finished trials kept, %d interrupted trials marked failed",
-                self.progress.completed_trials,
+                self.progress.completed_trials + len(self.held),
                 stale,
             )
         for model in MODELS:
