@@ -273,7 +273,10 @@ class _Worker:
                     waiting = self.studies.top_up(model, self.config.n_trials)
                     if waiting:
                         self._search(model, matrices)
-                    busy = busy or waiting > 0 or self.studies.pending(model)[1] > 0
+                    # Both counts: a dead worker's trial found stale by this very call
+                    # is queued again (waiting) and no longer running.
+                    still_waiting, running = self.studies.pending(model)
+                    busy = busy or waiting > 0 or still_waiting > 0 or running > 0
                 if not busy:
                     return True
             self._raise_watch_error()
