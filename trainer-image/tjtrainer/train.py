@@ -502,7 +502,8 @@ class _Run:
         the models' order: the progress lists LONG's trials, then SHORT's, as when the
         models are searched one after the other, so a SHORT trial that ends while LONG's
         search goes on is held until it is over (a killed process finds it in the study,
-        and the resumed progress lists it). Without a trial: publish all that is held.
+        and the resumed run holds it again: see ``_resume``). Without a trial: publish all
+        that is held.
         Lock held."""
         if trial is not None:
             assert model is not None
