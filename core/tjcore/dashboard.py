@@ -203,7 +203,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     except DashboardError as err:
         return fail(str(err))
 
-    stop: threading.Event = server.stop
+    stop = server.stop
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         # wsgiref swallows an exception raised while it answers a request (its handler

@@ -76,16 +76,15 @@ class _RunFolderLockHeld(BaseJournalFileLock):
 
 
 class _ReadOnlyBackend(JournalFileBackend):
-    """A journal file that is only read (a write raises instead of happening)."""
+    """A journal file that exists and is only read (a write raises instead of happening;
+    no lock file is made)."""
 
     def __init__(self, file_path: str) -> None:
-        # JournalFileBackend's own __init__ would create a missing file.
-        self._file_path = file_path
-        self._lock = _RunFolderLockHeld()
-        self._log_number_offset = {0: 0}
+        super().__init__(file_path, lock_obj=_RunFolderLockHeld())
+        self.path = file_path
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        raise PermissionError(f"{self._file_path} is opened read-only")
+        raise PermissionError(f"{self.path} is opened read-only")
 
 
 class _LinesBackend(BaseJournalBackend):

@@ -503,8 +503,7 @@ class _Run:
         models are searched one after the other, so a SHORT trial that ends while LONG's
         search goes on is held until it is over (a killed process finds it in the study,
         and the resumed run holds it again: see ``_resume``). Without a trial: publish all
-        that is held.
-        Lock held."""
+        that is held. Lock held."""
         if trial is not None:
             assert model is not None
             self.held.append((model, trial))
