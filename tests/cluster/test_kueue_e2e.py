@@ -20,7 +20,9 @@ from tests.cluster.operator_env import OperatorEnv, running_operator
 from tjoperator.kueue import PRIORITY_LABEL, QUEUE_LABEL
 from tjtrainer.studies import open_run_storage
 
-RUN = {"timeframe": "15m", "nTrials": 10, "trainRatio": 0.8, "seed": 3}
+# Long enough that a preemption or a suspend lands mid-run: 10 + 10 trials now end in a few
+# seconds (the preemption test once failed within 8 s of its start, most likely so).
+RUN = {"timeframe": "15m", "nTrials": 40, "trainRatio": 0.8, "seed": 3}
 SHORT = {"timeframe": "15m", "nTrials": 3, "trainRatio": 0.8, "seed": 4}
 FINAL = ("Succeeded", "Failed", "Cancelled")
 QUEUE = "team"
