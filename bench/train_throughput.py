@@ -54,7 +54,8 @@ from threadpoolctl import threadpool_limits
 
 from tjtrainer.config import DEFAULT_PARALLELISM, TrainConfig
 from tjtrainer.cpus import available_cpus
-from tjtrainer.datasets import Dataset, load_dataset, synth_dataset
+from tjtrainer.dataset_reader import Dataset, load_dataset
+from tjtrainer.datasets import synth_dataset
 from tjtrainer.matrices import standardised
 from tjtrainer.metrics import spearman
 from tjtrainer.progress import MODELS

@@ -70,7 +70,8 @@ def open_studies(
 ) -> tuple[BaseStorage, str]:
     """The read-only storage of the run ``namespace/name`` (its newest, if objects of that
     name ran more than once) and what to call it."""
-    from tjtrainer.shared_studies import is_sqlite, storage_label, study_prefix
+    from tjtrainer.config import is_run_folder_storage
+    from tjtrainer.shared_studies import storage_label, study_prefix
     from tjtrainer.studies import PREVIOUS_STUDY_FILE, open_run_storage
 
     try:
@@ -89,7 +90,7 @@ def open_studies(
             return open_run_storage(run_dir), f"{journal}, read-only"
         if previous.is_file() and previous.stat().st_size > 0:
             return _read_only_sqlite(previous), f"{previous}, read-only"
-        if study_url and not is_sqlite(study_url):
+        if study_url and not is_run_folder_storage(study_url):
             storage = _read_only_postgres(study_url, study_prefix(run_dir))
             return storage, f"{storage_label(study_url)}, read-only"
     except Exception as err:  # SQLAlchemy, sqlite3 or Optuna's own refusals

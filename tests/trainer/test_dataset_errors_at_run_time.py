@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from trainer_testlib import make_config
 
 from tjcontract.layout import STUDY_FILE
-from tjtrainer.datasets import DATASET_FILE, INFO_FILE, load_dataset
+from tjtrainer.dataset_reader import DATASET_FILE, INFO_FILE, load_dataset
 from tjtrainer.errors import DatasetError, DatasetMissingError, TrainingError
 from tjtrainer.progress import RunState, read_progress
 from tjtrainer.train import run_training
@@ -108,6 +110,53 @@ def test_broken_dataset_fails_the_run_with_a_clear_error(data_root: Path, case: 
     assert str(path) in message
     for part in expected:
         assert part in message
+
+
+def _empty_values(data_root: Path, column: str, rows: list[int]) -> Path:
+    """Store ``column`` with empty (null) values at ``rows``, as Arrow writers can."""
+    path = data_root / "datasets" / "15m" / DATASET_FILE
+    table = pq.read_table(path)
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[rows] = True
+    index = table.column_names.index(column)
+    emptied = pa.array(table.column(column).to_pandas(), mask=mask, type=table.schema[index].type)
+    pq.write_table(table.set_column(index, column, emptied), path)
+    (path.parent / INFO_FILE).unlink()
+    return path
+
+
+def test_empty_feature_values_are_named_like_nan(data_root: Path) -> None:
+    path = _empty_values(data_root, "ret_8", [70, 90])
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(data_root, "15m")
+    assert str(caught.value).startswith(f"{path}: NaN or infinite values in ret_8 (2 rows)")
+    assert "first at row 70" in str(caught.value)
+
+
+def test_an_empty_timestamp_is_named(data_root: Path) -> None:
+    path = _empty_values(data_root, "timestamp", [33])
+    with pytest.raises(DatasetError, match="row 33: timestamp is empty"):
+        load_dataset(data_root, "15m")
+    assert path.is_file()
+
+
+def test_other_timestamp_encodings_read_as_the_same_instants(data_root: Path) -> None:
+    """Parquet timestamps without a zone are UTC; ISO text is parsed (by pandas, the one
+    case the reader needs it); a pandas index stored beside the rows is no feature."""
+    reference = load_dataset(data_root, "15m")
+    folder = data_root / "datasets" / "15m"
+    frame = pd.read_parquet(folder / DATASET_FILE)
+    (folder / INFO_FILE).unlink()
+    utc = frame["timestamp"]
+    for encoding in (utc.dt.tz_localize(None), utc.dt.strftime("%Y-%m-%dT%H:%M:%SZ")):
+        frame["timestamp"] = encoding.to_numpy()
+        frame.index = pd.RangeIndex(len(frame)) + 5  # stored as a column __index_level_0__
+        frame.to_parquet(folder / DATASET_FILE, index=True)
+        loaded = load_dataset(data_root, "15m")
+        np.testing.assert_array_equal(loaded.timestamps, reference.timestamps)
+        assert loaded.features == reference.features
+        np.testing.assert_array_equal(loaded.x, reference.x)
+        np.testing.assert_array_equal(loaded.y_short, reference.y_short)
 
 
 def test_dataset_json_of_another_file_is_refused(data_root: Path) -> None:

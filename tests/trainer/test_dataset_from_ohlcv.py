@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tjtrainer.datasets import DATASET_FILE, build_dataset_from_csv, build_frame
+from tjtrainer.dataset_reader import DATASET_FILE
+from tjtrainer.datasets import build_dataset_from_csv, build_frame
 from tjtrainer.errors import DatasetError, OhlcvError
 from tjtrainer.ohlcv import read_ohlcv_csv
 from tjtrainer.synth import synth_candles

@@ -12,7 +12,8 @@ import pytest
 from scipy.stats import kurtosis, spearmanr
 
 from tjcontract.files import sha256_file
-from tjtrainer.datasets import DATASET_FILE, INFO_FILE, load_dataset, synth_dataset
+from tjtrainer.dataset_reader import DATASET_FILE, INFO_FILE, load_dataset
+from tjtrainer.datasets import synth_dataset
 from tjtrainer.errors import DatasetError
 from tjtrainer.features import FEATURES
 from tjtrainer.splits import minimum_rows

@@ -13,7 +13,8 @@ import pytest
 from scipy.stats import spearmanr
 from trainer_testlib import random_walk_candles
 
-from tjtrainer.datasets import INFO_FILE, build_frame, synth_dataset
+from tjtrainer.dataset_reader import INFO_FILE
+from tjtrainer.datasets import build_frame, synth_dataset
 from tjtrainer.errors import DatasetError
 from tjtrainer.features import FEATURES, WARMUP_ROWS
 from tjtrainer.labels import (

@@ -10,7 +10,8 @@ import numpy as np
 import xgboost as xgb
 from trainer_testlib import RecordedRun
 
-from tjtrainer.datasets import load_dataset, synth_dataset
+from tjtrainer.dataset_reader import load_dataset
+from tjtrainer.datasets import synth_dataset
 from tjtrainer.search import booster_params
 
 PARAMS = {

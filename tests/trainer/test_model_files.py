@@ -17,7 +17,7 @@ from trainer_testlib import N_TRIALS, RecordedRun
 
 from tjcontract.files import sha256_file
 from tjtrainer import versions
-from tjtrainer.datasets import load_dataset
+from tjtrainer.dataset_reader import load_dataset
 from tjtrainer.metrics import spearman
 from tjtrainer.models import save_models
 from tjtrainer.splits import make_splits

@@ -13,7 +13,8 @@ import pytest
 import xgboost as xgb
 from trainer_testlib import make_config
 
-from tjtrainer.datasets import DATASET_FILE, write_dataset
+from tjtrainer.dataset_reader import DATASET_FILE
+from tjtrainer.datasets import write_dataset
 from tjtrainer.matrices import standardised
 from tjtrainer.train import run_training
 

@@ -14,7 +14,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 from trainer_testlib import make_config
 
-from tjtrainer.datasets import load_dataset
+from tjtrainer.dataset_reader import load_dataset
 from tjtrainer.matrices import build_matrices, scale_features
 from tjtrainer.sampling import (
     FIRST_FOLD_RMSE_ATTR,

@@ -9,7 +9,8 @@ import pytest
 from trainer_testlib import make_config
 
 from tjtrainer import train
-from tjtrainer.datasets import DATASET_FILE, synth_dataset
+from tjtrainer.dataset_reader import DATASET_FILE
+from tjtrainer.datasets import synth_dataset
 from tjtrainer.errors import RunFolderBusyError, RunFolderError, TrainingError
 from tjtrainer.paths import UnsafePathError
 from tjtrainer.progress import RunProgress, RunState, read_progress, request_cancel, run_dir_for

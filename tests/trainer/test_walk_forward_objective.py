@@ -11,7 +11,7 @@ import pytest
 import xgboost as xgb
 from trainer_testlib import RecordedRun, make_config
 
-from tjtrainer.datasets import load_dataset
+from tjtrainer.dataset_reader import load_dataset
 from tjtrainer.matrices import build_matrices, scale_features
 from tjtrainer.metrics import spearman
 from tjtrainer.search import Timings, booster_params, fit_trial, predict

@@ -368,10 +368,10 @@ def _worker_index(given: int | None) -> int:
 
 def _workers_text(config: TrainConfig) -> str:
     """The workers and the study database (without its password) for the first line."""
-    from tjtrainer.shared_studies import is_sqlite, storage_label
-
-    if is_sqlite(config.study_storage) and config.workers == 1:
+    if not config.shares_studies:
         return ""
+    from tjtrainer.shared_studies import storage_label  # SQLAlchemy: only with workers
+
     where = STUDY_FILE if config.study_storage is None else storage_label(config.study_storage)
     return f", worker {config.worker_index} of {config.workers}, studies in {where}"
 

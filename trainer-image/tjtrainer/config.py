@@ -23,6 +23,12 @@ STUDY_STORAGE_ENV = "TJ_STUDY_STORAGE_URL"
 WORKER_INDEX_ENV = "JOB_COMPLETION_INDEX"
 
 
+def is_run_folder_storage(url: str | None) -> bool:
+    """Whether ``url`` means the run folder's own studies (``study.journal``): ``None``
+    does, and so does any ``sqlite`` URL (how the previous release named its ``study.db``)."""
+    return url is None or url.startswith("sqlite")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One run of the trainer.
@@ -73,3 +79,9 @@ class TrainConfig:
     @property
     def models_dir(self) -> Path:
         return models_dir(self.data_root)
+
+    @property
+    def shares_studies(self) -> bool:
+        """Whether this process is one worker of several on PostgreSQL studies
+        (:mod:`tjtrainer.workers`) rather than the run folder's only searcher."""
+        return not is_run_folder_storage(self.study_storage) or self.workers > 1

@@ -1,5 +1,5 @@
-"""Datasets on the shared volume: making them (synthetic or from OHLCV candles), writing
-them atomically, and loading them for training with every check that matters.
+"""Datasets on the shared volume: making them (synthetic or from OHLCV candles) and
+writing them atomically; :mod:`tjtrainer.dataset_reader` loads them for training.
 
 Layout (see docs/DATASETS.md): ``<data_root>/datasets/<timeframe>/dataset.parquet`` with
 ``timestamp``, the feature columns, ``label_long`` and ``label_short``, and beside it
@@ -17,30 +17,31 @@ import numpy as np
 import pandas as pd
 
 from tjcontract.files import atomic_output, atomic_write_bytes, sha256_file
-from tjcontract.layout import datasets_dir
-from tjcontract.names import TIMEFRAMES
 from tjcontract.spec import DEFAULT_EMBARGO, DEFAULT_FOLDS, DEFAULT_TRAIN_RATIO
 from tjcontract.times import utc_now
-from tjtrainer.errors import DatasetError, DatasetMissingError
+from tjtrainer.dataset_reader import (
+    DATASET_FILE,
+    DEFAULT_HORIZON,
+    INFO_FILE,
+    LABEL_COLUMNS,
+    dataset_dir,
+)
+from tjtrainer.errors import DatasetError
 from tjtrainer.features import FEATURES, WARMUP_ROWS, compute_features
 from tjtrainer.labels import (
     DEFAULT_COST_BPS,
-    DEFAULT_HORIZON,
     DEFAULT_LABEL,
     DEFAULT_STOP_LOSS,
     DEFAULT_TAKE_PROFIT,
-    LABEL_COLUMNS,
     LabelSpec,
     check_labels,
     label_candles,
     outcome_shares,
 )
-from tjtrainer.ohlcv import order_problem, read_ohlcv_csv, utc_nanoseconds
+from tjtrainer.ohlcv import read_ohlcv_csv
 from tjtrainer.splits import minimum_rows
 from tjtrainer.synth import synth_candles
 
-DATASET_FILE = "dataset.parquet"
-INFO_FILE = "dataset.json"
 INFO_FORMAT = 1
 DEFAULT_ROWS = {"15m": 70_000, "1h": 20_000}
 
@@ -65,33 +66,6 @@ class DatasetInfo:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A loaded, checked dataset, as arrays ready for XGBoost."""
-
-    path: Path
-    timeframe: str
-    features: list[str]
-    timestamps: np.ndarray
-    x: np.ndarray
-    y_long: np.ndarray
-    y_short: np.ndarray
-    horizon: int
-    checksum: str
-
-    @property
-    def rows(self) -> int:
-        return len(self.timestamps)
-
-
-def dataset_dir(data_root: Path, timeframe: str) -> Path:
-    """``<data_root>/datasets/<timeframe>``; a timeframe is one of :data:`TIMEFRAMES`, never
-    a path of its own."""
-    if timeframe not in TIMEFRAMES:
-        raise DatasetError(f"timeframe must be one of {', '.join(TIMEFRAMES)}, got {timeframe!r}")
-    return datasets_dir(data_root) / timeframe
 
 
 @dataclass(frozen=True)
@@ -335,138 +309,3 @@ def _iso(value: Any) -> str:
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def iso_utc(value: np.datetime64) -> str:
-    return f"{np.datetime_as_string(value, unit='s')}Z"
-
-
-def missing_dataset_message(path: Path, timeframe: str) -> str:
-    return (
-        f"no dataset for timeframe {timeframe}: {path} does not exist; create one with "
-        f"`tjctl dataset synth --timeframe {timeframe}` (synthetic candles) or "
-        f"`tjctl dataset build --ohlcv FILE.csv --timeframe {timeframe}` (your candles)"
-    )
-
-
-def load_dataset(data_root: Path, timeframe: str) -> Dataset:
-    """Load and check the dataset of ``timeframe``; raise :class:`DatasetError` if unusable."""
-    folder = dataset_dir(data_root, timeframe)
-    path = folder / DATASET_FILE
-    if not path.is_file():
-        raise DatasetMissingError(missing_dataset_message(path, timeframe))
-    checksum = f"sha256:{sha256_file(path)}"
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:
-        raise DatasetError(f"{path}: not a readable Parquet file ({exc})") from None
-    info = _read_info(folder / INFO_FILE, checksum)
-    missing = [c for c in ("timestamp", *LABEL_COLUMNS) if c not in frame.columns]
-    if missing:
-        raise DatasetError(
-            f"{path}: missing column(s) {', '.join(missing)}; a dataset needs timestamp, "
-            "the feature columns, label_long and label_short (see docs/DATASETS.md)"
-        )
-    features = _feature_columns(path, frame, info)
-    timestamps = _checked_timestamps(path, frame["timestamp"])
-    _check_finite(path, frame, [*features, *LABEL_COLUMNS], timestamps)
-    horizon = int(info["horizon"]) if info else DEFAULT_HORIZON[timeframe]
-    with np.errstate(over="ignore"):
-        x = np.ascontiguousarray(frame[features].to_numpy(dtype=np.float32))
-    if not np.isfinite(x).all():
-        too_big = [f for i, f in enumerate(features) if not np.isfinite(x[:, i]).all()]
-        raise DatasetError(
-            f"{path}: values too large for 32-bit floats in {', '.join(too_big)}; "
-            "rescale those features"
-        )
-    return Dataset(
-        path=path,
-        timeframe=timeframe,
-        features=features,
-        timestamps=timestamps,
-        x=x,
-        y_long=frame["label_long"].to_numpy(dtype=np.float64),
-        y_short=frame["label_short"].to_numpy(dtype=np.float64),
-        horizon=horizon,
-        checksum=checksum,
-    )
-
-
-def _read_info(path: Path, checksum: str) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: not readable JSON ({exc})") from None
-    if info.get("checksum") != checksum:
-        raise DatasetError(
-            f"{path} describes another file than {DATASET_FILE} beside it (checksum "
-            f"{info.get('checksum')} != {checksum}); rebuild the dataset or delete {path.name}"
-        )
-    return info
-
-
-def _feature_columns(path: Path, frame: pd.DataFrame, info: dict[str, Any] | None) -> list[str]:
-    if info is not None:
-        features = [str(c) for c in info.get("features", [])]
-        absent = [c for c in features if c not in frame.columns]
-        if absent:
-            raise DatasetError(f"{path}: feature column(s) {', '.join(absent)} are missing")
-    else:
-        features = [c for c in frame.columns if c != "timestamp" and c not in LABEL_COLUMNS]
-    if not features:
-        raise DatasetError(f"{path}: no feature columns besides timestamp and the labels")
-    leaky = [c for c in features if c in (*LABEL_COLUMNS, "timestamp")]
-    if leaky:
-        raise DatasetError(
-            f"{path}: column(s) {', '.join(leaky)} listed as feature(s) in "
-            f"{INFO_FILE}; a model that sees what it predicts scores perfectly in every test "
-            f"and is useless on new candles: remove them from the features in {INFO_FILE} "
-            "or write the dataset again"
-        )
-    wrong = [c for c in [*features, *LABEL_COLUMNS] if not pd.api.types.is_numeric_dtype(frame[c])]
-    if wrong:
-        raise DatasetError(f"{path}: column(s) {', '.join(wrong)} are not numeric")
-    return features
-
-
-def _checked_timestamps(path: Path, column: pd.Series) -> np.ndarray:
-    try:
-        stamps = pd.to_datetime(column, utc=True)
-    except (ValueError, TypeError) as exc:
-        raise DatasetError(f"{path}: timestamp column is not made of dates ({exc})") from None
-    if stamps.isna().any():
-        row = int(np.argmax(stamps.isna().to_numpy()))
-        raise DatasetError(f"{path}: row {row}: timestamp is empty")
-    values = utc_nanoseconds(stamps)
-    problem = order_problem(values)
-    if problem is not None:
-        row, repeated = problem
-        stamp = stamps.iloc[row].isoformat()
-        if repeated:
-            raise DatasetError(
-                f"{path}: row {row}: duplicate timestamp {stamp}; each candle must appear once"
-            )
-        raise DatasetError(
-            f"{path}: row {row}: timestamp {stamp} is earlier than the row before; rows "
-            "must be sorted by time, oldest first"
-        )
-    return values.astype("datetime64[ns]")
-
-
-def _check_finite(path: Path, frame: pd.DataFrame, columns: list[str], stamps: np.ndarray) -> None:
-    problems = []
-    first_row: int | None = None
-    for name in columns:
-        bad = ~np.isfinite(frame[name].to_numpy(dtype=np.float64))
-        if bad.any():
-            problems.append(f"{name} ({int(bad.sum())} rows)")
-            row = int(np.argmax(bad))
-            first_row = row if first_row is None else min(first_row, row)
-    if problems:
-        when = pd.Timestamp(stamps[first_row]).isoformat()
-        raise DatasetError(
-            f"{path}: NaN or infinite values in {', '.join(problems)}, first at row "
-            f"{first_row} ({when}); drop or fill those rows and write the dataset again"
-        )

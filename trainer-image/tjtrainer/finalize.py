@@ -21,7 +21,7 @@ import xgboost as xgb
 from optuna.trial import FrozenTrial, TrialState
 
 from tjtrainer.config import TrainConfig
-from tjtrainer.datasets import Dataset, iso_utc
+from tjtrainer.dataset_reader import Dataset, iso_utc
 from tjtrainer.errors import TrainingError
 from tjtrainer.evaluation import (
     CONFIDENCE,

@@ -35,11 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tjtrainer.dataset_reader import LABEL_COLUMNS
 from tjtrainer.errors import DatasetError
 
-DEFAULT_HORIZON = {"15m": 4, "1h": 4}
 DEFAULT_COST_BPS = 10.0
-LABEL_COLUMNS = ("label_long", "label_short")
 LABEL_KINDS = ("barrier", "forward")
 DEFAULT_LABEL = "barrier"
 DEFAULT_TAKE_PROFIT = 2.0

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import xgboost as xgb
 
-from tjtrainer.datasets import Dataset
+from tjtrainer.dataset_reader import Dataset
 from tjtrainer.metrics import RankTarget
 from tjtrainer.search import MAX_BIN, FoldInput, Timings
 from tjtrainer.splits import Splits

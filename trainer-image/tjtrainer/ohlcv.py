@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tjtrainer.dataset_reader import order_problem
 from tjtrainer.errors import OhlcvError
 from tjtrainer.synth import TIMEFRAME_MINUTES
 
@@ -147,18 +148,6 @@ def _check_ranges(path: Path, candles: pd.DataFrame) -> None:
         f"{path}: line {row + _FIRST_DATA_LINE}: {what.format(**values)}; a candle's open "
         "and close must lie between its low and its high"
     )
-
-
-def order_problem(nanoseconds: np.ndarray) -> tuple[int, bool] | None:
-    """The first row whose timestamp (ns since the epoch) is not later than the row
-    before, and whether it repeats it (else it goes back); ``None`` if time only rises.
-    Candles and dataset rows must be in strictly rising time order."""
-    steps = np.diff(nanoseconds)
-    bad = steps <= 0
-    if not bad.any():
-        return None
-    row = int(np.argmax(bad))
-    return row + 1, bool(steps[row] == 0)
 
 
 def _check_order(path: Path, timestamps: pd.Series) -> None:

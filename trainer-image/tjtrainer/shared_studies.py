@@ -46,6 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLAlchemyError
 
+from tjtrainer.config import is_run_folder_storage
 from tjtrainer.errors import TrainingError, TransientError
 from tjtrainer.progress import MODELS
 from tjtrainer.sampling import SLOT_ATTR
@@ -108,12 +109,6 @@ def _reconnecting(method: Callable[P, T]) -> Callable[P, T]:
     return again
 
 
-def is_sqlite(url: str | None) -> bool:
-    """Whether ``url`` means the run folder's own studies (``study.journal``): ``None``
-    does, and so does any ``sqlite`` URL (how the previous release named its ``study.db``)."""
-    return url is None or url.startswith("sqlite")
-
-
 def storage_label(url: str) -> str:
     """``url`` without its password, for messages."""
     try:
@@ -128,7 +123,7 @@ def check_storage_url(url: str | None, workers: int) -> None:
     Raises:
         TrainingError: SQLite with several workers, or a URL that is not PostgreSQL's.
     """
-    if is_sqlite(url):
+    if is_run_folder_storage(url):
         if workers > 1:
             raise TrainingError(
                 f"workers {workers} need the studies in PostgreSQL, not the run folder's "

@@ -25,7 +25,7 @@ from tjcontract.names import TIMEFRAMES
 from tjcontract.spec import FIELDS_BY_NAME, PROMOTIONS, total_trials
 from tjtrainer.config import TrainConfig
 from tjtrainer.cpus import available_cpus
-from tjtrainer.datasets import Dataset, load_dataset
+from tjtrainer.dataset_reader import Dataset, load_dataset
 from tjtrainer.errors import (
     DatasetError,
     RunFolderBusyError,
@@ -58,7 +58,6 @@ from tjtrainer.sampling import (
     slots_of,
 )
 from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_trial, trial_seed
-from tjtrainer.shared_studies import is_sqlite
 from tjtrainer.splits import Splits, make_splits
 from tjtrainer.studies import DurableStudies, record_outcome
 
@@ -116,7 +115,7 @@ def run_training(
     With a PostgreSQL ``config.study_storage`` this process is one worker of several
     (:mod:`tjtrainer.workers`).
     """
-    if not is_sqlite(config.study_storage) or config.workers > 1:
+    if config.shares_studies:
         from tjtrainer.workers import run_worker
 
         return run_worker(config, on_progress=on_progress, timings=timings or Timings())
