@@ -159,6 +159,50 @@ def test_other_timestamp_encodings_read_as_the_same_instants(data_root: Path) ->
         np.testing.assert_array_equal(loaded.y_short, reference.y_short)
 
 
+def _retyped(data_root: Path, changes: dict[str, pa.Array]) -> Path:
+    """Store the dataset with the given columns replaced, without dataset.json."""
+    path = data_root / "datasets" / "15m" / DATASET_FILE
+    table = pq.read_table(path)
+    for name, column in changes.items():
+        table = table.set_column(table.column_names.index(name), name, column)
+    pq.write_table(table, path)
+    (path.parent / INFO_FILE).unlink(missing_ok=True)
+    return path
+
+
+def test_other_column_types_read_as_the_same_values(data_root: Path) -> None:
+    """Timestamps in seconds, milliseconds or microseconds, with or without a zone, are the
+    same instants; integer and boolean features are read as their float values."""
+    reference = load_dataset(data_root, "15m")
+    table = pq.read_table(data_root / "datasets" / "15m" / DATASET_FILE)
+    seconds = table.column("timestamp").to_numpy().astype("datetime64[s]")
+    features = reference.features
+    whole = np.round(reference.x[:, 0] * 1e4).astype(np.int32)
+    signs = reference.x[:, 1] > 0
+    for unit, zone in (("s", "UTC"), ("ms", None), ("us", "Europe/Paris")):
+        stamps = pa.array(seconds.astype(f"datetime64[{unit}]"), type=pa.timestamp(unit, zone))
+        _retyped(
+            data_root,
+            {"timestamp": stamps, features[0]: pa.array(whole), features[1]: pa.array(signs)},
+        )
+        loaded = load_dataset(data_root, "15m")
+        np.testing.assert_array_equal(loaded.timestamps, reference.timestamps)
+        np.testing.assert_array_equal(loaded.x[:, 0], whole.astype(np.float32))
+        np.testing.assert_array_equal(loaded.x[:, 1], signs.astype(np.float32))
+        np.testing.assert_array_equal(loaded.x[:, 2:], reference.x[:, 2:])
+
+
+def test_a_timestamp_beyond_nanoseconds_is_named(data_root: Path) -> None:
+    table = pq.read_table(data_root / "datasets" / "15m" / DATASET_FILE)
+    seconds = table.column("timestamp").to_numpy().astype("datetime64[s]").astype(np.int64)
+    seconds[-3:] = np.datetime64("2300-01-01", "s").astype(np.int64) + np.arange(3)
+    path = _retyped(data_root, {"timestamp": pa.array(seconds, type=pa.timestamp("s", "UTC"))})
+    rows = table.num_rows
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(data_root, "15m")
+    assert str(caught.value).startswith(f"{path}: row {rows - 3}: timestamp is out of range")
+
+
 def test_dataset_json_of_another_file_is_refused(data_root: Path) -> None:
     folder = data_root / "datasets" / "15m"
     frame = pd.read_parquet(folder / DATASET_FILE)
