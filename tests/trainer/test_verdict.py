@@ -14,6 +14,7 @@ from trainer_testlib import make_config, random_walk_dataset
 from tjtrainer.evaluation import (
     NOT_SIGNIFICANT,
     SIGNIFICANT,
+    _block_bootstrap,
     backtest,
     block_rows,
     judge,
@@ -72,6 +73,19 @@ def test_the_block_bootstrap_interval_is_wider_than_an_iid_one() -> None:
     assert verdict.ci_high - verdict.ci_low > 1.5 * (high - low)
     assert verdict.ci_low < verdict.test_spearman < verdict.ci_high
     assert block_rows(2000, 8) == 18
+
+
+def test_each_bootstrap_resample_is_the_correlation_of_its_rows() -> None:
+    """The prefix-sum shortcut gives, per resample, the Pearson correlation of the rows its
+    blocks (the last one cut to fit) select, computed here row by row."""
+    rng = np.random.default_rng(11)
+    n, block, resamples = 103, 10, 50
+    x, y = rng.standard_normal(n), rng.standard_normal(n) + 0.3 * np.arange(n) / n
+    fast = _block_bootstrap(x, y, block, resamples, np.random.default_rng(4))
+    starts = np.random.default_rng(4).integers(0, n - block + 1, size=(resamples, 11))
+    for resample, row_starts in zip(fast, starts, strict=True):
+        rows = np.concatenate([np.arange(s, s + block) for s in row_starts])[:n]
+        assert resample == pytest.approx(np.corrcoef(x[rows], y[rows])[0, 1], abs=1e-12)
 
 
 def test_real_skill_is_significant_and_none_is_not() -> None:

@@ -11,6 +11,7 @@ trial has seen: that is the honest score reported as ``test_score_long/short``.
 from __future__ import annotations
 
 import platform
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,45 +98,42 @@ def finish_models(
     summary: dict[str, dict[str, Any]] = {}
     bests = {model: best_trial(model, studies[model]) for model in MODELS}
     fit = matrices.matrix(splits.final.fit, model=MODELS[0], timings=timings)
-    for model in MODELS:
-        best = bests[model]
-        fit.set_label(matrices.training_labels(model, splits.final.fit))
-        stop_block.set_label(matrices.scaled_like(model, splits.final.early_stop, splits.final.fit))
-        fitted = fit_early_stopped(
-            best.params,
-            fit,
-            stop_block,
-            seed=trial_seed(config.seed, model, int(best.user_attrs.get("slot", best.number))),
-            nthread=nthread,
-            timings=timings,
-        )
-        boosters[model] = fitted.booster[: fitted.best_round]
-        predicted = predict(boosters[model], test, timings)
-        test_labels = matrices.labels(model, splits.test)
-        test_score = spearman(predicted, test_labels)
-        summary[model] = _model_summary(best, fitted.best_round, test_score, studies[model])
-        verdict = judge(
-            predicted, test_labels, horizon=splits.purge_gap, seed=trial_seed(config.seed, model, 0)
-        )
-        summary[model]["verdict"] = verdict.to_dict()
-        scores = [
-            float(t.value)
-            for t in studies[model]
-            if t.state == TrialState.COMPLETE and t.value is not None
-        ]
-        summary[model]["selection"] = deflated_selection(
-            scores,
-            list(best.user_attrs.get("fold_scores") or [best.value]),
-            sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in studies[model]),
-        )
-        summary[model]["backtest"] = backtest(
-            predicted,
-            test_labels,
-            dataset.timestamps[splits.test],
-            threshold=entry_threshold(fitted.early_stop_predictions),
-            horizon=splits.purge_gap,
-        )
-        summary[model]["label_scaling"] = label_scaling(matrices.labels(model, splits.final.fit))
+    # A model is judged (NumPy, most of it outside the GIL) while the next one is fitted
+    # (XGBoost): the verdicts cost the run no time of their own but the last one's.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verdict") as judging:
+        judgements: dict[str, Future[dict[str, Any]]] = {}
+        for model in MODELS:
+            best = bests[model]
+            fit.set_label(matrices.training_labels(model, splits.final.fit))
+            stop_block.set_label(
+                matrices.scaled_like(model, splits.final.early_stop, splits.final.fit)
+            )
+            fitted = fit_early_stopped(
+                best.params,
+                fit,
+                stop_block,
+                seed=trial_seed(config.seed, model, int(best.user_attrs.get("slot", best.number))),
+                nthread=nthread,
+                timings=timings,
+            )
+            boosters[model] = fitted.booster[: fitted.best_round]
+            predicted = predict(boosters[model], test, timings)
+            test_score = spearman(predicted, matrices.labels(model, splits.test))
+            summary[model] = _model_summary(best, fitted.best_round, test_score, studies[model])
+            judgements[model] = judging.submit(
+                _judgement,
+                config,
+                model,
+                predicted,
+                threshold=entry_threshold(fitted.early_stop_predictions),
+                dataset=dataset,
+                splits=splits,
+                matrices=matrices,
+                trials=studies[model],
+                best=best,
+            )
+        for model in MODELS:
+            summary[model].update(judgements[model].result())
     if cancel_requested(config.run_dir):
         return None
     promoted, reason = promotion_decision(config, summary)
@@ -162,6 +160,45 @@ def finish_models(
         promoted=promoted,
         promotion_reason=reason,
     )
+
+
+def _judgement(
+    config: TrainConfig,
+    model: str,
+    predicted: np.ndarray,
+    *,
+    threshold: float,
+    dataset: Dataset,
+    splits: Splits,
+    matrices: Matrices,
+    trials: list[FrozenTrial],
+    best: FrozenTrial,
+) -> dict[str, Any]:
+    """The final ``model``'s verdict on the test tail, the deflation of its selection
+    among ``trials``, its backtest and its label scaling (summary entries)."""
+    test_labels = matrices.labels(model, splits.test)
+    verdict = judge(
+        predicted, test_labels, horizon=splits.purge_gap, seed=trial_seed(config.seed, model, 0)
+    )
+    scores = [
+        float(t.value) for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+    ]
+    return {
+        "verdict": verdict.to_dict(),
+        "selection": deflated_selection(
+            scores,
+            list(best.user_attrs.get("fold_scores") or [best.value]),
+            sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials),
+        ),
+        "backtest": backtest(
+            predicted,
+            test_labels,
+            dataset.timestamps[splits.test],
+            threshold=threshold,
+            horizon=splits.purge_gap,
+        ),
+        "label_scaling": label_scaling(matrices.labels(model, splits.final.fit)),
+    }
 
 
 def promotion_decision(config: TrainConfig, summary: dict[str, dict[str, Any]]) -> tuple[bool, str]:
