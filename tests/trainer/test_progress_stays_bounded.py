@@ -3,6 +3,7 @@ the latest TRIALS_KEPT trials in full, plus counts and the best trial of each mo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -68,3 +69,15 @@ def test_the_trainer_prints_every_trial_past_the_kept_ones(
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("trial ")]
     assert len(lines) == 2 * TRIALS_KEPT + 50
     assert lines[-1].startswith(f"trial {2 * TRIALS_KEPT + 50}/600 LONG")
+
+
+def test_progress_json_round_trips_every_field(
+    big_run: tuple[Path, RunProgress, int, int],
+) -> None:
+    """What the writer serialises (without dataclasses.asdict) is every field, nested
+    records included, and reads back equal."""
+    progress = dataclasses.replace(big_run[1])
+    progress.evaluation = {"level": 0.05, "LONG": {"verdict": "Significant", "ci": [0.1, 0.2]}}
+    text = progress.to_json()
+    assert json.loads(text) == {**dataclasses.asdict(progress), "state": str(progress.state)}
+    assert RunProgress.from_json(text) == progress
