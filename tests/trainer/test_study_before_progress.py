@@ -5,9 +5,12 @@ write or callback stops the run before another trial starts."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
+from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
 from trainer_testlib import make_config
 
@@ -17,6 +20,10 @@ from tjtrainer.studies import open_run_storage
 from tjtrainer.train import run_training
 
 N = 3
+CREATE_TRIAL, SET_TRIAL_STATE_VALUES = (
+    JournalOperation.CREATE_TRIAL,
+    JournalOperation.SET_TRIAL_STATE_VALUES,
+)
 STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 
 
@@ -76,3 +83,33 @@ def test_the_first_error_of_a_progress_callback_stops_the_run(data_root: Path) -
     on_disk = read_progress(config.run_dir)
     assert on_disk is not None and on_disk.state == RunState.FAILED
     assert on_disk.error is not None and "no space left on device" in on_disk.error
+
+
+def test_every_trial_end_is_fsynced_with_the_lines_before_it(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal is fsynced right after each line that creates or ends a trial (which
+    makes every earlier line durable too), not after each parameter or attribute. The
+    real ``os.fsync`` runs; the spy only notes how long the journal was at each call."""
+    config = make_config(data_root, "fsync", n_trials=N)
+    journal = config.run_dir / "study.journal"
+    synced_sizes: list[int] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        real_fsync(fd)
+        if os.path.realpath(f"/proc/self/fd/{fd}") == str(journal.resolve()):
+            synced_sizes.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    run_training(config)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    ends, offset = [], 0
+    for line in lines:
+        offset += len(line)
+        if json.loads(line)["op_code"] in (CREATE_TRIAL, SET_TRIAL_STATE_VALUES):
+            ends.append(offset)
+    assert len(ends) == 2 * 2 * N  # each trial created and ended
+    assert set(ends) <= set(synced_sizes)
+    assert synced_sizes[-1] == offset  # nothing left unsynced at the end
+    assert len(synced_sizes) < len(lines) / 2  # parameters and attributes are not synced
