@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -39,8 +40,14 @@ def main() -> None:
         busy = sum(timings.xgboost_wall_s for timings in used.values())
         out.write_text(json.dumps({"xgboost_s": busy}))
 
+    def exit_after_writing(code: int) -> None:
+        write()
+        leave(code)
+
     Timings.add_xgboost = add_xgboost  # type: ignore[method-assign]
-    atexit.register(write)
+    leave = os._exit  # how tjtrainer.__main__ ends a command that returned
+    os._exit = exit_after_writing  # type: ignore[assignment]
+    atexit.register(write)  # how it ends on an exception
     sys.argv = ["tjtrainer", *arguments]
     runpy.run_module("tjtrainer", run_name="__main__")
 
