@@ -4,7 +4,7 @@ A version keeps ``model_<side>.pkl`` (a pickled ``xgboost.XGBRegressor``) and
 ``scaler.pkl`` (a pickled ``sklearn.preprocessing.StandardScaler``) for readers of the
 seed's format, who unpickle them with scikit-learn installed. The trainer itself never
 needs scikit-learn, and importing it (which XGBoost does whenever it is installed, for
-its optional wrapper) costs about 1.7 s of a 2.3 s ``import xgboost``: the trainer's
+its optional wrapper) costs about 0.9 s of a 1.2 s ``import xgboost``: the trainer's
 process (``python -m tjtrainer``) imports XGBoost with scikit-learn hidden
 (:func:`import_xgboost_without_sklearn`) and writes the two pickles itself.
 """
