@@ -118,13 +118,15 @@ def finish_models(
             )
             boosters[model] = fitted.booster[: fitted.best_round]
             predicted = predict(boosters[model], test, timings)
-            test_score = spearman(predicted, matrices.labels(model, splits.test))
+            test_labels = matrices.labels(model, splits.test)
+            test_score = spearman(predicted, test_labels)
             summary[model] = _model_summary(best, fitted.best_round, test_score, studies[model])
             judgements[model] = judging.submit(
                 _judgement,
                 config,
                 model,
                 predicted,
+                test_labels,
                 threshold=entry_threshold(fitted.early_stop_predictions),
                 dataset=dataset,
                 splits=splits,
@@ -166,6 +168,7 @@ def _judgement(
     config: TrainConfig,
     model: str,
     predicted: np.ndarray,
+    test_labels: np.ndarray,
     *,
     threshold: float,
     dataset: Dataset,
@@ -176,7 +179,6 @@ def _judgement(
 ) -> dict[str, Any]:
     """The final ``model``'s verdict on the test tail, the deflation of its selection
     among ``trials``, its backtest and its label scaling (summary entries)."""
-    test_labels = matrices.labels(model, splits.test)
     verdict = judge(
         predicted, test_labels, horizon=splits.purge_gap, seed=trial_seed(config.seed, model, 0)
     )

@@ -94,6 +94,11 @@ _ADDED_TO_A_RUNNING_TRIAL = frozenset(
 )
 
 
+def _journal_line(entry: dict[str, Any]) -> bytes:
+    """One operation as a line of the journal file, as ``JournalFileBackend`` writes it."""
+    return json.dumps(entry, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
 class _RunJournalBackend(JournalFileBackend):
     """The run's journal as its one writer appends to it: Optuna's lines, without a lock
     file per append, fsynced when a trial or study changes (16 fsyncs a trial were 3 %
@@ -104,21 +109,16 @@ class _RunJournalBackend(JournalFileBackend):
         self.path = file_path
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        text = "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in logs)
         with open(self.path, "ab") as handle:
-            handle.write(text.encode("utf-8"))
+            handle.write(b"".join(_journal_line(entry) for entry in logs))
             handle.flush()
             if any(entry["op_code"] not in _ADDED_TO_A_RUNNING_TRIAL for entry in logs):
                 os.fsync(handle.fileno())
 
 
-class _ReadOnlyBackend(JournalFileBackend):
+class _ReadOnlyBackend(_RunJournalBackend):
     """A journal file that exists and is only read (a write raises instead of happening;
     no lock file is made)."""
-
-    def __init__(self, file_path: str) -> None:
-        super().__init__(file_path, lock_obj=_RunFolderLockHeld())
-        self.path = file_path
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         raise PermissionError(f"{self.path} is opened read-only")
@@ -135,7 +135,7 @@ class _LinesBackend(BaseJournalBackend):
             yield json.loads(line)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        self.lines.extend(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in logs)
+        self.lines.extend(_journal_line(entry) for entry in logs)
 
 
 def _unreadable(path: Path, reason: str) -> RunFolderError:
