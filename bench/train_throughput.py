@@ -93,7 +93,13 @@ def _labels(dataset: Dataset, model: str) -> np.ndarray:
 
 
 def run_ours(
-    data_root: Path, run_dir: Path, n_trials: int, seed: int, parallelism: int, fresh: Dataset
+    data_root: Path,
+    run_dir: Path,
+    n_trials: int,
+    seed: int,
+    parallelism: int,
+    fresh: Dataset,
+    search_stride: int | None = None,
 ) -> Result:
     timings = Timings()
     config = TrainConfig(
@@ -104,6 +110,7 @@ def run_ours(
         run_dir=run_dir,
         seed=seed,
         parallelism=parallelism,
+        search_stride=search_stride,
     )
     started = time.perf_counter()
     progress = run_training(config, timings=timings)
@@ -330,6 +337,12 @@ def main() -> None:
         "--data-seeds", default="7", help="comma-separated dataset seeds, one pair of runs each"
     )
     parser.add_argument("--parallelism", type=int, default=DEFAULT_PARALLELISM)
+    parser.add_argument(
+        "--search-stride",
+        type=int,
+        help="ours trains its search on every N-th row of a fold's window (default: chosen "
+        "from the data's size, tjtrainer.splits.search_stride)",
+    )
     parser.add_argument("--skip-competent", action="store_true")
     parser.add_argument("--naive", action="store_true", help="also run the naive loop")
     parser.add_argument("--whole-process", action="store_true")
@@ -380,7 +393,13 @@ def _one_dataset(
         flush=True,
     )
     ours = run_ours(
-        root, root / "runs" / "bench" / "ours", args.n_trials, args.seed, args.parallelism, fresh
+        root,
+        root / "runs" / "bench" / "ours",
+        args.n_trials,
+        args.seed,
+        args.parallelism,
+        fresh,
+        args.search_stride,
     )
     _print(f"ours (parallelism {args.parallelism})", ours)
     print(

@@ -47,6 +47,8 @@ class TrainConfig:
             Spearman); see :mod:`tjtrainer.splits`.
         embargo: rows kept out after the purge gap at every boundary between rows a model
             learns from and rows it is judged on.
+        search_stride: the search trains on every ``search_stride``-th row of a fold's
+            window; ``None``: chosen from the data's size (:func:`tjtrainer.splits.search_stride`).
         promotion: when the new version becomes ``*_latest``: ``always``,
             ``ifSignificant`` (both models' verdicts Significant) or ``ifBetterThanLatest``
             (mean test Spearman of the two models above the current latest's).
@@ -70,6 +72,7 @@ class TrainConfig:
     parallelism: int = DEFAULT_PARALLELISM
     cv_folds: int = DEFAULT_FOLDS
     embargo: int = DEFAULT_EMBARGO
+    search_stride: int | None = None
     promotion: str = DEFAULT_PROMOTION
     study_storage: str | None = None
     workers: int = DEFAULT_WORKERS

@@ -347,6 +347,7 @@ def _metadata(
             "embargo": splits.embargo,
             "cv_folds": len(splits.folds),
             "cv_share": CV_SHARE,
+            "search_stride": splits.stride,
         },
         "row_counts": {**splits.sizes(), "dataset": dataset.rows},
         "scaler": "StandardScaler (mean, scale) fitted on the search part",

@@ -3,7 +3,8 @@
 A :class:`Standardiser` (scikit-learn's ``StandardScaler``, without scikit-learn) is
 fitted on the search part (the test tail is never looked at) and saved with the models,
 which expect scaled features. Trees do not care about an affine
-rescaling, so this only keeps the seed's inference path. Each fold's training window is
+rescaling, so this only keeps the seed's inference path. Each fold's training window (on
+large sets every ``stride``-th row of it, weighted: :mod:`tjtrainer.splits`) is
 a ``QuantileDMatrix`` (what the ``hist`` method works on), each validation block a
 ``DMatrix``; switching from LONG to SHORT only swaps their labels.
 
@@ -25,7 +26,7 @@ import xgboost as xgb
 from tjtrainer.dataset_reader import Dataset
 from tjtrainer.metrics import RankTarget
 from tjtrainer.search import MAX_BIN, FoldInput, Timings
-from tjtrainer.splits import Splits
+from tjtrainer.splits import Fold, Splits
 
 
 def standardised(labels: np.ndarray) -> np.ndarray:
@@ -110,8 +111,9 @@ class Matrices:
         """Make the fold matrices carry ``model``'s (standardised) labels."""
         started = time.perf_counter()
         for index, (fold, data) in enumerate(zip(self.splits.folds, self.fits, strict=True)):
-            data.set_label(self.training_labels(model, fold.fit))
-            self.blocks[index].set_label(self.scaled_like(model, fold.early_stop, fold.fit))
+            rows = self.splits.search_rows(fold)
+            data.set_label(self.training_labels(model, rows))
+            self.blocks[index].set_label(self.scaled_like(model, fold.early_stop, rows))
         timings.add_xgboost(time.perf_counter() - started, "matrix")
 
     def copy_for(self, model: str, timings: Timings) -> Matrices:
@@ -119,9 +121,7 @@ class Matrices:
         for a search of ``model`` that runs beside another model's."""
         started = time.perf_counter()
         fits = [
-            xgb.QuantileDMatrix(
-                self.features[fold.fit], max_bin=MAX_BIN, nthread=self.nthread, ref=self.fits[0]
-            )
+            _search_matrix(self.features, self.splits, fold, None, self.nthread, self.fits[0])
             for fold in self.splits.folds
         ]
         blocks = [xgb.DMatrix(self.features[b], nthread=self.nthread) for b in self.splits.blocks]
@@ -161,6 +161,25 @@ class Matrices:
         return data
 
 
+def _search_matrix(
+    features: np.ndarray,
+    splits: Splits,
+    fold: Fold,
+    labels: np.ndarray | None,
+    nthread: int,
+    reference: xgb.QuantileDMatrix | None,
+) -> xgb.QuantileDMatrix:
+    """The rows of ``fold``'s window the search trains on (:meth:`Splits.search_rows`),
+    each weighted by the stride so that hessian sums are those of the whole window."""
+    rows = features[splits.search_rows(fold)]
+    weight = (
+        np.full(len(rows), float(splits.stride), dtype=np.float32) if splits.stride > 1 else None
+    )
+    return xgb.QuantileDMatrix(
+        rows, label=labels, weight=weight, max_bin=MAX_BIN, nthread=nthread, ref=reference
+    )
+
+
 def scale_features(dataset: Dataset, splits: Splits) -> tuple[Standardiser, np.ndarray]:
     """Fit the scaler on the search part; return it and every row scaled (float32)."""
     scaler = Standardiser.fit(dataset.x[splits.search])
@@ -182,15 +201,9 @@ def build_matrices(
     # quantile sketch is computed once instead of once per window.
     fits: list[xgb.QuantileDMatrix] = []
     for fold in splits.folds:
-        fits.append(
-            xgb.QuantileDMatrix(
-                features[fold.fit],
-                label=standardised(dataset.y_long[fold.fit]),
-                max_bin=MAX_BIN,
-                nthread=nthread,
-                ref=fits[0] if fits else None,
-            )
-        )
+        labels = standardised(dataset.y_long[splits.search_rows(fold)])
+        reference = fits[0] if fits else None
+        fits.append(_search_matrix(features, splits, fold, labels, nthread, reference))
     blocks = [xgb.DMatrix(features[block], nthread=nthread) for block in splits.blocks]
     timings.add_xgboost(time.perf_counter() - started, "matrix")
     return Matrices(dataset, splits, scaler, features, fits, blocks, nthread)

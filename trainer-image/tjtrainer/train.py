@@ -213,6 +213,7 @@ def load_data(config: TrainConfig) -> tuple[Dataset, Splits]:
             horizon=dataset.horizon,
             folds=config.cv_folds,
             embargo=config.embargo,
+            stride=config.search_stride,
         )
     except DatasetError as exc:
         raise DatasetError(f"{dataset.path}: {exc}") from None
