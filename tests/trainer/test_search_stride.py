@@ -8,14 +8,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import xgboost as xgb
 from trainer_testlib import make_config
 
 from tjtrainer.dataset_reader import load_dataset
+from tjtrainer.errors import RunFolderError
 from tjtrainer.matrices import build_matrices, scale_features, standardised
 from tjtrainer.search import MAX_BIN, Timings, booster_params
 from tjtrainer.splits import MIN_SEARCH_FIT_ROWS, make_splits, search_stride
+from tjtrainer.studies import check_fingerprint
 from tjtrainer.train import run_training
 
 # Large enough leaves and L2 that the hessian sums (hence the weights) shape the trees.
@@ -104,3 +107,17 @@ def test_a_run_records_its_stride_and_trains_the_final_model_on_every_row(
         metadata["dataset"]["rows"], train_ratio=0.8, horizon=metadata["dataset"]["horizon"]
     )
     assert metadata["splits"]["final"]["fit"]["rows"] == int(splits.final.fit.stop)
+
+
+def test_a_study_searched_with_another_stride_is_not_resumed_with_this_one() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "LONG")
+    check_fingerprint(storage, study_id, {"cv_folds": 3, "search_stride": 1}, where="here")
+    with pytest.raises(RunFolderError, match=r"search_stride differ: \{\"search_stride\": 1\}"):
+        check_fingerprint(storage, study_id, {"cv_folds": 3, "search_stride": 4}, where="here")
+    # A study stamped before the stride was recorded resumes with the data's stride.
+    older = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "SHORT")
+    check_fingerprint(storage, older, {"cv_folds": 3}, where="here")
+    check_fingerprint(storage, older, {"cv_folds": 3, "search_stride": 4}, where="here")
+    with pytest.raises(RunFolderError, match="cv_folds differ"):
+        check_fingerprint(storage, older, {"cv_folds": 5, "search_stride": 4}, where="here")

@@ -331,14 +331,13 @@ def check_fingerprint(
 ) -> None:
     """Stamp an empty study with what it is for; refuse one made for another run (its
     trials cannot be resumed). ``where`` names the study's home in the message: a run
-    folder's journal (a path), which the message offers to delete, or a shared study."""
+    folder's journal (a path), which the message offers to delete, or a shared study.
+    Keys a stamp does not have (stamped before they were recorded) are not compared."""
     stored = storage.get_study_user_attrs(study_id).get(FINGERPRINT_KEY)
     if stored is None:
         storage.set_study_user_attr(study_id, FINGERPRINT_KEY, fingerprint)
         return
-    changed = sorted(
-        k for k in fingerprint.keys() | stored.keys() if stored.get(k) != fingerprint.get(k)
-    )
+    changed = sorted(k for k in stored if stored.get(k) != fingerprint.get(k))
     if changed:
         raise RunFolderError(
             f"{where} was made for another run ({', '.join(changed)} differ: "

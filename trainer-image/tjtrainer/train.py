@@ -165,7 +165,7 @@ def run_training(
         raise TransientError(f"cannot use run folder {config.run_dir}: {exc}") from exc
 
 
-def fingerprint(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+def fingerprint(config: TrainConfig, dataset: Dataset, splits: Splits) -> dict[str, Any]:
     """What the trials of a study depend on: resuming with anything else would mix scores."""
     return {
         "timeframe": config.timeframe,
@@ -174,6 +174,7 @@ def fingerprint(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
         "horizon": dataset.horizon,
         "cv_folds": config.cv_folds,
         "embargo": config.embargo,
+        "search_stride": splits.stride,
         "search_space": {k: repr(v) for k, v in SEARCH_SPACE.items()},
     }
 
@@ -303,7 +304,7 @@ class _Run:
                 )
             finally:
                 self.studies = opening.result()
-        self.studies.check_fingerprint(fingerprint(config, dataset))
+        self.studies.check_fingerprint(fingerprint(config, dataset, splits))
         self._resume()
         self._publish()
         if cancel_requested(config.run_dir):

@@ -188,7 +188,7 @@ class _Worker:
                 check_fingerprint(
                     studies.storage,
                     studies.studies[model]._study_id,
-                    fingerprint(config, dataset),
+                    fingerprint(config, dataset, splits),
                     where=f"the study {studies.prefix}:{model}",
                 )
                 with studies.locked(model):  # the first worker resolves it, before any slot
