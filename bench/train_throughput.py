@@ -403,8 +403,8 @@ def _one_dataset(
     )
     _print(f"ours (parallelism {args.parallelism})", ours)
     print(
-        f"  on the trial path: the journal's trial ends {ours.extra['storage_s']:.2f} s, "
-        f"progress.json {ours.extra['progress_s']:.2f} s; "
+        f"  the journal's trial ends {ours.extra['storage_s']:.2f} s (on the trial path), "
+        f"publishing: fsync + progress.json {ours.extra['progress_s']:.2f} s (off it); "
         f"{int(ours.extra['pruned'])} of {2 * args.n_trials} trials pruned",
         flush=True,
     )

@@ -20,6 +20,7 @@ import copy
 import glob
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,10 @@ class RunProgress:
             return cls(**{k: v for k, v in data.items() if k in known})
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"not a progress object ({type(err).__name__}: {err})") from None
+
+
+OnProgress = Callable[[RunProgress], None]
+"""What a run calls with a snapshot of its progress each time it publishes it."""
 
 
 def snapshot(progress: RunProgress) -> RunProgress:

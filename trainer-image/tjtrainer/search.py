@@ -76,9 +76,10 @@ class Timings:
     construction), summed over the calls: with parallel trials it exceeds the wall time,
     and ``xgboost_wall_s`` (the union of the calls' spans) is the wall time XGBoost was
     busy. ``storage_s`` is telling the study how each trial ended (its attributes and
-    state, written to the journal) and ``progress_s`` rewriting ``progress.json``. Updates are
-    not locked (appending to a list is atomic in CPython; the sums are approximate with
-    parallel trials).
+    state, written to the journal: on the trial path) and ``progress_s`` publishing the
+    progress (the journal's fsync and ``progress.json``, on the publisher's thread: off
+    the trial path; tjtrainer.publisher). Updates are not locked (appending to a list is
+    atomic in CPython; the sums are approximate with parallel trials).
     """
 
     xgboost_s: float = 0.0

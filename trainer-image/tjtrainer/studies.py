@@ -2,12 +2,14 @@
 
 The journal (a ``JournalFileBackend`` file) holds one study per model, named ``LONG`` and
 ``SHORT``, as a log of operations: every write appends one JSON line, and opening the
-file replays it. A line that creates or finishes a trial (or sets a study's attribute) is
-fsynced, and with it the lines before; the lines a running trial adds are not fsynced on
-their own (see ``_ADDED_TO_A_RUNNING_TRIAL``). A trial is created RUNNING when it is
-asked, each sampled parameter written as it is drawn, and completed (intermediate
-values, rounds, state, value) when it ends. A process killed mid-trial leaves that trial
-RUNNING; the next process marks it FAIL and goes on, so every finished trial is kept. A
+file replays it. Trials' lines are not fsynced as they are written: the journal is
+fsynced (every line so far) by :meth:`DurableStudies.sync`, which the run's progress
+publisher (:mod:`tjtrainer.publisher`) calls before ``progress.json`` names a trial; a
+line that changes a study (created, an attribute set) is fsynced at once. A trial is
+created RUNNING when it is asked, each sampled parameter written as it is drawn, and
+completed (intermediate values, rounds, state, value) when it ends. A process killed
+mid-trial leaves that trial RUNNING; the next process marks it FAIL and goes on, so
+every finished trial is kept. A
 process killed in the middle of an append leaves a last line without its newline:
 Optuna's reader skips it, and opening the journal for writing cuts it off before
 anything is appended after it (that write never returned, so nothing relied on it).
@@ -18,13 +20,13 @@ every append, and waited for 30 s when a killed process left it behind) is not u
 Readers (``tjctl dashboard``, the tests) open it with :func:`open_run_storage`, which
 refuses writes.
 
-The trainer's sampler and pruner search the journal directly (no in-memory copy, no
-background thread): a trial's operations are on disk, fsynced with its last one, before
-``progress.json`` names it. Measured against the previous release's ``study.db`` with an
-in-memory mirror and a recorder thread, the journal searched directly is simpler and was
-faster in wall time, CPU and resume: see docs/TRAINER.md ("Resume") and
-``bench/study_storage.py``. :func:`mirror_study` and :func:`record_outcome` also serve
-the workers of a shared PostgreSQL study (:mod:`tjtrainer.workers`).
+The trainer's sampler and pruner search the journal directly (no in-memory copy): a
+trial's operations are on disk, fsynced, before ``progress.json`` names it. Measured
+against the previous release's ``study.db`` with an in-memory mirror and a recorder
+thread, the journal searched directly is simpler and was faster in wall time, CPU and
+resume: see docs/TRAINER.md ("Resume") and ``bench/study_storage.py``.
+:func:`mirror_study` and :func:`record_outcome` also serve the workers of a shared
+PostgreSQL study (:mod:`tjtrainer.workers`).
 
 A run folder of the previous release holds ``study.db`` (SQLite through ``RDBStorage``)
 instead: the first start of this trainer there copies its studies into the journal, study
@@ -38,6 +40,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,15 +81,16 @@ class _RunFolderLockHeld(BaseJournalFileLock):
         pass
 
 
-# Operations that only add to a running trial (its parameters as they are drawn, its
-# intermediate values and attributes): appended without an fsync of their own. The next
-# operation that changes what the journal holds (a trial created or finished, a study's
-# attribute) fsyncs the file, and with it every line before. A killed process loses
-# none of them (they are in the kernel once written); a machine that loses power can lose
-# only those of a trial still running, which the next process fails and runs again.
-_ADDED_TO_A_RUNNING_TRIAL = frozenset(
+# Operations on trials: appended without an fsync of their own (a killed process loses
+# none of them: they are in the kernel once written). The journal is fsynced before
+# progress.json names a trial (DurableStudies.sync), so a machine that loses power can
+# lose only trials that ended after the last progress written, which the next process
+# runs again. An operation on a study (created, an attribute set) is fsynced at once.
+_SYNCED_LATER = frozenset(
     {
+        JournalOperation.CREATE_TRIAL,
         JournalOperation.SET_TRIAL_PARAM,
+        JournalOperation.SET_TRIAL_STATE_VALUES,
         JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE,
         JournalOperation.SET_TRIAL_USER_ATTR,
         JournalOperation.SET_TRIAL_SYSTEM_ATTR,
@@ -101,19 +105,40 @@ def _journal_line(entry: dict[str, Any]) -> bytes:
 
 class _RunJournalBackend(JournalFileBackend):
     """The run's journal as its one writer appends to it: Optuna's lines, without a lock
-    file per append, fsynced when a trial or study changes (16 fsyncs a trial were 3 %
-    of its time on a local disk, more on network storage)."""
+    file per append; a study's changes fsynced at once, trials' by :meth:`sync` (16
+    fsyncs a trial on the trial path were 3 % of its time on a local disk, more on
+    network storage)."""
 
     def __init__(self, file_path: str) -> None:
         super().__init__(file_path, lock_obj=_RunFolderLockHeld())
         self.path = file_path
+        self._counts = threading.Lock()
+        self._appended = 0  # appends so far
+        self._synced = 0  # appends known to be on disk
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         with open(self.path, "ab") as handle:
             handle.write(b"".join(_journal_line(entry) for entry in logs))
             handle.flush()
-            if any(entry["op_code"] not in _ADDED_TO_A_RUNNING_TRIAL for entry in logs):
-                os.fsync(handle.fileno())
+            with self._counts:
+                self._appended += 1
+                appended = self._appended
+            if any(entry["op_code"] not in _SYNCED_LATER for entry in logs):
+                self._fsynced(handle.fileno(), appended)
+
+    def sync(self) -> None:
+        """Make every line appended so far durable (one fsync, none if nothing is new)."""
+        with self._counts:
+            appended = self._appended
+            if appended == self._synced:
+                return
+        with open(self.path, "rb") as handle:
+            self._fsynced(handle.fileno(), appended)
+
+    def _fsynced(self, fd: int, appended: int) -> None:
+        os.fsync(fd)
+        with self._counts:
+            self._synced = max(self._synced, appended)
 
 
 class _ReadOnlyBackend(_RunJournalBackend):
@@ -176,9 +201,21 @@ def _check_and_trim(path: Path) -> None:
     )
 
 
-def open_journal(path: Path) -> JournalStorage:
+class RunJournal(JournalStorage):
+    """The run's journal, to search and write; :meth:`sync` makes durable what the
+    trials wrote so far."""
+
+    def __init__(self, backend: _RunJournalBackend) -> None:
+        self._run_backend = backend
+        super().__init__(backend)
+
+    def sync(self) -> None:
+        self._run_backend.sync()
+
+
+def open_journal(path: Path) -> RunJournal:
     """The journal at ``path`` to search and write, created if missing; the caller holds
-    the run folder's lock.
+    the run folder's lock and calls :meth:`RunJournal.sync` before relying on its trials.
 
     Raises:
         RunFolderError: ``path`` is not an Optuna journal; the message says what to do.
@@ -186,7 +223,7 @@ def open_journal(path: Path) -> JournalStorage:
     if path.exists():
         _check_and_trim(path)
     try:
-        return JournalStorage(_RunJournalBackend(str(path)))
+        return RunJournal(_RunJournalBackend(str(path)))
     except OSError:
         raise
     except Exception as err:  # json, or a log Optuna cannot replay
@@ -278,7 +315,7 @@ class DurableStudies:
         if recorded and (not self.path.exists() or self.path.stat().st_size == 0):
             raise self._lost(0, recorded)
         self.study_ids: dict[str, int] = {}
-        self.storage: BaseStorage = open_journal(self.path)
+        self.storage = open_journal(self.path)
         for model in MODELS:
             study = optuna.create_study(
                 storage=self.storage, study_name=model, direction="maximize", load_if_exists=True
@@ -300,6 +337,10 @@ class DurableStudies:
             f"from a backup, or delete {PROGRESS_FILE} to go on with the trials {STUDY_FILE} "
             "holds (delete the whole run folder to start afresh)"
         )
+
+    def sync(self) -> None:
+        """Make every trial written so far durable (before ``progress.json`` names it)."""
+        self.storage.sync()
 
     def check_fingerprint(self, fingerprint: dict[str, Any]) -> None:
         """Stamp empty studies with what they are for; refuse studies made for another run."""

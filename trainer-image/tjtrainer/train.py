@@ -38,6 +38,7 @@ from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.progress import (
     MODELS,
     STUDY_FILE,
+    OnProgress,
     RunProgress,
     RunState,
     cancel_requested,
@@ -46,6 +47,7 @@ from tjtrainer.progress import (
     utc_now,
     write_progress,
 )
+from tjtrainer.publisher import Publisher
 from tjtrainer.records import FINISHED, TrialBook, listed
 from tjtrainer.runlock import RunFolderLock
 from tjtrainer.sampling import (
@@ -61,7 +63,6 @@ from tjtrainer.search import SEARCH_SPACE, FoldInput, Timings, TrialFit, fit_tri
 from tjtrainer.splits import Splits, make_splits
 from tjtrainer.studies import DurableStudies, record_outcome
 
-OnProgress = Callable[[RunProgress], None]
 log = logging.getLogger("tjtrainer")
 
 MAX_FAILURES_IN_A_ROW = 3
@@ -287,6 +288,9 @@ class _Run:
         self.search: dict[str, optuna.Study] = {}  # each model's, on the journal
         self.recorded = 0  # finished trials the existing progress.json lists
         self.keep_progress_file = False  # it is unreadable: leave it as found
+        # progress.json and on_progress, written off the trial path once the journal
+        # holds what they name (tjtrainer.publisher).
+        self.publisher = Publisher(config.run_dir, on_progress, timings)
 
     # -- lifecycle -------------------------------------------------------------------
     def execute(self) -> RunProgress:
@@ -304,6 +308,7 @@ class _Run:
                 )
             finally:
                 self.studies = opening.result()
+        self.publisher.sync = self.studies.sync
         self.studies.check_fingerprint(fingerprint(config, dataset, splits))
         self._resume()
         self._publish()
@@ -376,6 +381,8 @@ class _Run:
         self.progress.state = state
         self.progress.finished_at = utc_now()
         self._publish()
+        self.publisher.flush()
+        self.publisher.close()
         log.info("run %s", state)
         return self.progress
 
@@ -384,9 +391,13 @@ class _Run:
         self.progress.state = RunState.FAILED
         self.progress.error = message
         self.progress.finished_at = utc_now()
+        # What is queued is published first, so that no older snapshot lands after this.
+        queued_error = self.publisher.close()
         if self.keep_progress_file:
             return
         try:
+            if self.studies is not None and not isinstance(queued_error, OSError):
+                self.studies.sync()
             write_progress(self.config.run_dir, self.progress)
             if self.on_progress is not None:
                 self.on_progress(snapshot(self.progress))
@@ -394,13 +405,11 @@ class _Run:
             log.error("could not record the failure in %s: %s", self.config.run_dir, exc)
 
     def _publish(self) -> None:
-        """Rewrite ``progress.json``, then call back with a snapshot; with parallel trials,
-        called with the lock held (so one at a time, in the order trials are counted)."""
-        started = time.perf_counter()
-        write_progress(self.config.run_dir, self.progress)
-        self.timings.progress_s += time.perf_counter() - started
-        if self.on_progress is not None:
-            self.on_progress(snapshot(self.progress))
+        """Have ``progress.json`` rewritten and ``on_progress`` called with a snapshot (by
+        the publisher, after the journal's fsync); with parallel trials, called with the
+        lock held, so snapshots are taken in the order trials are counted. Raises the
+        first error of an earlier publication."""
+        self.publisher.submit(snapshot(self.progress))
 
     def _nthread(self, parallelism: int | None = None) -> int:
         """XGBoost threads per trial: the CPUs we may use shared by the parallel trials."""

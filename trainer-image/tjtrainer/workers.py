@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,6 +42,7 @@ from tjtrainer.finalize import finish_models
 from tjtrainer.matrices import Matrices, build_matrices, scale_features
 from tjtrainer.progress import (
     MODELS,
+    OnProgress,
     RunProgress,
     RunState,
     cancel_requested,
@@ -71,7 +71,6 @@ from tjtrainer.train import (
 )
 from tjtrainer.warmstart import warm_params
 
-OnProgress = Callable[[RunProgress], None]
 log = logging.getLogger("tjtrainer")
 
 PROGRESS_POLL_SECONDS = 0.25
