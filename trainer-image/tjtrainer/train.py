@@ -160,6 +160,10 @@ def run_training(
                 message = f"unexpected {type(exc).__name__}: {exc}"
                 run.fail(message)
                 raise TransientError(message) from exc
+            finally:
+                # Also on an interrupt: no snapshot is published after the caller's
+                # own record of how the run ended.
+                run.publisher.close()
     except RunFolderBusyError:
         raise
     except OSError as exc:
