@@ -14,6 +14,7 @@ import hashlib
 import os
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ STALE_TEMPORARY_S = 3600.0
 # Test hook: the process SIGKILLs itself at the N-th fault point it reaches (1-based).
 KILL_AT_ENV = "TJTRAINER_KILL_AT"
 _faults_reached = 0
+_faults_lock = threading.Lock()
 
 
 def fault_point() -> None:
@@ -35,8 +37,10 @@ def fault_point() -> None:
     target = os.environ.get(KILL_AT_ENV)
     if not target:
         return
-    _faults_reached += 1
-    if _faults_reached == int(target):
+    with _faults_lock:  # files may be written on several threads at once
+        _faults_reached += 1
+        reached = _faults_reached
+    if reached == int(target):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

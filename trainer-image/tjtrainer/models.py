@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,15 +96,22 @@ def save_models(
     names = version_file_names()
     with versions.reserved_version(models_dir, timeframe) as reservation:
         version, folder = reservation.version, reservation.folder
+        contents: dict[str, bytes] = {}
         for model in MODELS:
             lower = model.lower()
             raw = bytes(boosters[model].save_raw(raw_format="ubj"))
-            atomic_write_bytes(folder / names[f"{lower}_xgboost"], raw)
-            atomic_write_bytes(folder / names[f"{lower}_pickle"], regressor_pickle(raw))
-        atomic_write_bytes(folder / names["scaler"], scaler_pickle(scaler))
-        atomic_write_bytes(
-            folder / names["scaler_json"], _scaler_json(scaler, metadata.get("features"))
-        )
+            contents[names[f"{lower}_xgboost"]] = raw
+            contents[names[f"{lower}_pickle"]] = regressor_pickle(raw)
+        contents[names["scaler"]] = scaler_pickle(scaler)
+        contents[names["scaler_json"]] = _scaler_json(scaler, metadata.get("features"))
+        # Written at once, so that their fsyncs overlap (each waits for the disk, which
+        # on a network volume is milliseconds); all are on disk before the metadata.
+        with ThreadPoolExecutor(len(contents), thread_name_prefix="tj-save") as pool:
+            list(
+                pool.map(
+                    lambda item: atomic_write_bytes(folder / item[0], item[1]), contents.items()
+                )
+            )
 
         files = {name: sha256_file(folder / name) for name in names.values()}
         full = {
