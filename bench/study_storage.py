@@ -5,7 +5,8 @@ Candidates, each holding the run's two studies (LONG, SHORT) in the run folder:
 - ``trainer``: what the trainer does: the run folder's ``study.journal``
   (:class:`tjtrainer.studies.DurableStudies`: Optuna's ``JournalStorage`` on a
   ``JournalFileBackend`` file, without Optuna's lock file since the run folder's lock
-  is held), searched directly; ``progress.json`` written on the trial path;
+  is held), searched directly; the journal's fsync and ``progress.json`` on the
+  publisher's thread, off the trial path (:mod:`tjtrainer.publisher`);
 - ``journal``: the same with Optuna's default ``JournalFileBackend`` (its symlink lock
   made and removed around every append), as the decision below measured it;
 - ``sqlite``: the previous release's ``study.db`` (SQLite through ``RDBStorage``, WAL,
@@ -63,7 +64,8 @@ from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tjtrainer.progress import MODELS, RunProgress, write_progress
+from tjtrainer.progress import MODELS, RunProgress, snapshot, write_progress
+from tjtrainer.publisher import Publisher
 from tjtrainer.records import FINISHED, TrialBook
 from tjtrainer.sampling import (
     FIRST_FOLD_RMSE_ATTR,
@@ -75,8 +77,8 @@ from tjtrainer.sampling import (
     reporter,
     slots_of,
 )
-from tjtrainer.search import ROUND_RUNGS, SEARCH_SPACE, TrialFit
-from tjtrainer.studies import DurableStudies, record_outcome
+from tjtrainer.search import ROUND_RUNGS, SEARCH_SPACE, Timings, TrialFit
+from tjtrainer.studies import DurableStudies, RunJournal, record_outcome
 
 MODEL = MODELS[0]
 JOURNAL_FILE = "study.log"
@@ -179,10 +181,31 @@ class Direct(Candidate):
 
 
 class Trainer(Direct):
+    """The trainer's journal, published as the trainer publishes: the journal's fsync and
+    ``progress.json`` on the publisher's thread (:mod:`tjtrainer.publisher`), off the
+    trial path; their CPU and the fsyncs' waits still count in the wall and CPU columns."""
+
     name = "trainer"
 
     def storage(self, run_dir: Path) -> BaseStorage:
         return DurableStudies(run_dir).storage
+
+    def open(self, run_dir: Path, sampler: SlotSampler) -> optuna.Study:
+        study = super().open(run_dir, sampler)
+        self.publisher = Publisher(run_dir, None, Timings())
+        assert isinstance(self.store, RunJournal)
+        self.publisher.sync = self.store.sync
+        return study
+
+    def finished(self, trial: FrozenTrial, progress: RunProgress) -> None:
+        self.publisher.submit(snapshot(progress))
+
+    def drain(self) -> None:
+        self.publisher.flush()
+
+    def close(self) -> None:
+        self.publisher.close()
+        super().close()
 
 
 class Journal(Direct):
