@@ -316,6 +316,7 @@ class _Run:
         self.studies.check_fingerprint(fingerprint(config, dataset, splits))
         self._resume()
         self._publish()
+        self.publisher.flush()  # the run is shown as running before its first trial
         if cancel_requested(config.run_dir):
             return self._finish(RunState.CANCELLED)
         self._search(matrices)
