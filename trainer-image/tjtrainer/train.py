@@ -414,6 +414,7 @@ class _Run:
         the publisher, after the journal's fsync); with parallel trials, called with the
         lock held, so snapshots are taken in the order trials are counted. Raises the
         first error of an earlier publication."""
+        self.progress.updated_at = utc_now()  # the run's own copy stays as fresh as the file
         self.publisher.submit(snapshot(self.progress))
 
     def _nthread(self, parallelism: int | None = None) -> int:
