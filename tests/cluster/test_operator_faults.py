@@ -25,6 +25,10 @@ from tjoperator.job_builder import build_job
 BRIDGE_NAMESPACE = "tj-faults-bridge"
 # Long enough to act on a run in the middle; short enough to run to its end.
 MEDIUM = {"timeframe": "15m", "nTrials": 8, "trainRatio": 0.8, "seed": 1}
+# Long enough to be still running a second or two after its second trial: with trials
+# that no longer wait for the journal's fsync, 8 + 8 of them could end before the Job
+# was deleted (a fresh-clone CI of d48d17f).
+RESUMABLE = {**MEDIUM, "nTrials": 60}
 LONG = {"timeframe": "15m", "nTrials": 400, "trainRatio": 0.8, "seed": 1}
 FINAL = ("Succeeded", "Failed", "Cancelled")
 
@@ -153,7 +157,7 @@ def test_a_run_that_completed_while_the_operator_was_down_stays_succeeded(
 def test_deleting_the_job_of_a_running_trainingjob_is_noticed_and_the_run_resumes(
     env: OperatorEnv, namespace: str
 ) -> None:
-    env.apply(namespace, "lost-job", **MEDIUM)
+    env.apply(namespace, "lost-job", **RESUMABLE)
     env.wait_trials(namespace, "lost-job", 2)
     old = env.jobs_of(namespace, "lost-job")[0]["metadata"]["uid"]
     env.kubectl("delete", "job", "lost-job-train", "-n", namespace)
@@ -170,7 +174,7 @@ def test_deleting_the_job_of_a_running_trainingjob_is_noticed_and_the_run_resume
     assert len(jobs) == 1
     status = env.wait_phase(namespace, "lost-job", *FINAL, timeout=240)
     assert status["phase"] == "Succeeded", status
-    assert status["trial"] == "16/16"
+    assert status["trial"] == "120/120"
     event = next(e for e in _events(env, namespace, "lost-job") if e["reason"] == "JobDeleted")
     assert event["type"] == "Warning" and "lost-job-train" in event["message"]
     assert "JobDeleted" in env.operator.log_path.read_text()
