@@ -129,9 +129,13 @@ def serve(
 ) -> int:
     """Run pending jobs until stopped; with ``once``, until no pending row is left."""
 
+    stopping = False
+
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         # Only raise: a handler that takes a lock (Event.set) deadlocks when the signal
         # lands while the main thread holds that lock.
+        nonlocal stopping
+        stopping = True
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
@@ -145,6 +149,14 @@ def serve(
                     return 0
                 time.sleep(interval)
     except KeyboardInterrupt:
+        log.info("worker stopped; its job, if any, is pending again and will resume")
+        return 0
+    except Exception:
+        # The interrupt landed inside a database call, whose driver then failed on its
+        # way out (psycopg: "can't change 'autocommit' now"); the transaction is gone
+        # with its connection, so the row it touched is as it was.
+        if not stopping:
+            raise
         log.info("worker stopped; its job, if any, is pending again and will resume")
         return 0
     finally:
