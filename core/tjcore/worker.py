@@ -148,14 +148,11 @@ def serve(
                 if once:
                     return 0
                 time.sleep(interval)
-    except KeyboardInterrupt:
-        log.info("worker stopped; its job, if any, is pending again and will resume")
-        return 0
-    except Exception:
-        # The interrupt landed inside a database call, whose driver then failed on its
-        # way out (psycopg: "can't change 'autocommit' now"); the transaction is gone
-        # with its connection, so the row it touched is as it was.
-        if not stopping:
+    except (KeyboardInterrupt, Exception) as stop:
+        # Once stopping, any error is the interrupt's: it may land inside a database call,
+        # whose driver then fails on its way out (psycopg: "can't change 'autocommit'
+        # now"); the transaction is gone with its connection, so its row is as it was.
+        if not (isinstance(stop, KeyboardInterrupt) or stopping):
             raise
         log.info("worker stopped; its job, if any, is pending again and will resume")
         return 0

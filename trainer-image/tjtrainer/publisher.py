@@ -64,21 +64,25 @@ class Publisher:
     def flush(self) -> None:
         """Wait until every submitted snapshot is published; raise the first error."""
         with self._changed:
-            while (self._pending is not None or self._busy) and self._error is None:
-                self._changed.wait()
+            self._wait_until_idle()
             self._raise_error()
 
-    def close(self) -> BaseException | None:
-        """Publish what is queued, stop the thread; return (not raise) the first error."""
+    def close(self) -> None:
+        """Publish what is queued and stop the thread; an error is not raised (it was, or
+        will be, by :meth:`submit` or :meth:`flush`)."""
         with self._changed:
-            while (self._pending is not None or self._busy) and self._error is None:
-                self._changed.wait()
+            self._wait_until_idle()
             self._closed = True
             self._changed.notify_all()
             thread = self._thread
         if thread is not None:
             thread.join()
-        return self._error
+
+    def _wait_until_idle(self) -> None:
+        """Until nothing is queued or being written, or an error stopped the thread; the
+        condition's lock held."""
+        while (self._pending is not None or self._busy) and self._error is None:
+            self._changed.wait()
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -92,6 +96,7 @@ class Publisher:
                 if self._pending is None:
                     return  # closed, nothing left
                 progress, self._pending, self._busy = self._pending, None, True
+            error: BaseException | None = None
             try:
                 started = time.perf_counter()
                 self.sync()  # every trial this snapshot names is durable in the journal
@@ -100,11 +105,9 @@ class Publisher:
                 if self.on_progress is not None:
                     self.on_progress(progress)
             except BaseException as exc:  # kept for the run's own thread to raise
-                with self._changed:
-                    self._error = exc
-                    self._busy = False
-                    self._changed.notify_all()
-                return
+                error = exc
             with self._changed:
-                self._busy = False
+                self._error, self._busy = error, False
                 self._changed.notify_all()
+            if error is not None:
+                return

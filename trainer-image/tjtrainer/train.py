@@ -9,6 +9,7 @@ returns its progress without training again, an interrupted one resumes from
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -397,12 +398,13 @@ class _Run:
         self.progress.error = message
         self.progress.finished_at = utc_now()
         # What is queued is published first, so that no older snapshot lands after this.
-        queued_error = self.publisher.close()
+        self.publisher.close()
         if self.keep_progress_file:
             return
         try:
-            if self.studies is not None and not isinstance(queued_error, OSError):
-                self.studies.sync()
+            if self.studies is not None:
+                with contextlib.suppress(OSError):  # a full disk: the failure is written anyway
+                    self.studies.sync()
             write_progress(self.config.run_dir, self.progress)
             if self.on_progress is not None:
                 self.on_progress(snapshot(self.progress))
