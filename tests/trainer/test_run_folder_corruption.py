@@ -171,3 +171,46 @@ def test_temporary_files_of_a_killed_trainer_go_on_the_next_start(killed_run: Pa
     done = train(killed_run)
     assert done.returncode == 0, done.stderr
     assert [p.name for p in run_dir.glob(".*.tmp")] == [fresh.name]
+
+
+# Fills the file-size limit (RLIMIT_FSIZE) in the middle of a trial's append: the kernel
+# writes part of the line, then refuses (EFBIG), as a full disk does with ENOSPC. A real
+# partial write on a real file; a subprocess, so pytest's own files are not limited.
+_APPEND_CUT_BY_A_LIMIT = """
+import resource, signal, sys
+from pathlib import Path
+import optuna
+from tjtrainer.studies import open_journal
+
+path = Path(sys.argv[1])
+study = optuna.create_study(study_name="LONG", storage=open_journal(path))
+objective = lambda trial: trial.suggest_float("x", 0.0, 1.0)
+study.optimize(objective, n_trials=3)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 40, hard))
+try:
+    study.optimize(objective, n_trials=1)
+except OSError as err:
+    print("refused", err.errno)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+study.optimize(objective, n_trials=1)
+print("trials", len(study.trials))
+"""
+
+
+def test_an_append_cut_by_a_full_disk_leaves_no_half_line(tmp_path: Path) -> None:
+    study = tmp_path / STUDY_FILE
+    done = subprocess.run(
+        [sys.executable, "-c", _APPEND_CUT_BY_A_LIMIT, str(study)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused 27" in done.stdout, done.stdout  # EFBIG: the append was cut
+    assert "trials 4" in done.stdout, done.stdout
+    lines = study.read_bytes().splitlines()
+    assert all(line.startswith(b'{"op_code":') and line.endswith(b"}") for line in lines)
+    trials = optuna.load_study(study_name="LONG", storage=open_run_storage(tmp_path)).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4

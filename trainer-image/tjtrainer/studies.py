@@ -12,7 +12,9 @@ mid-trial leaves that trial RUNNING; the next process marks it FAIL and goes on,
 every finished trial is kept. A
 process killed in the middle of an append leaves a last line without its newline:
 Optuna's reader skips it, and opening the journal for writing cuts it off before
-anything is appended after it (that write never returned, so nothing relied on it).
+anything is appended after it (that write never returned, so nothing relied on it). An
+append the disk refuses part-way (full) is cut back to where it began before the error
+is raised, so the next line cannot fuse with its half.
 
 Only the trainer holding the run folder's lock (:mod:`tjtrainer.runlock`) writes the
 journal, so Optuna's own lock (a ``study.journal.lock`` symlink made and removed around
@@ -52,7 +54,7 @@ from optuna.storages.journal._file import BaseJournalFileLock
 from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
 
-from tjcontract.files import atomic_output, fsync_path
+from tjcontract.files import FILE_MODE, atomic_output, fsync_path
 from tjcontract.layout import PROGRESS_FILE, STUDY_FILE
 from tjcontract.names import MODELS
 from tjtrainer.errors import RunFolderError
@@ -117,14 +119,25 @@ class _RunJournalBackend(JournalFileBackend):
         self._synced = 0  # appends known to be on disk
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        with open(self.path, "ab") as handle:
-            handle.write(b"".join(_journal_line(entry) for entry in logs))
-            handle.flush()
+        """Append ``logs`` whole or not at all: a write that fails part-way (a full disk)
+        is cut off again, so a line appended after it cannot fuse with its half line."""
+        lines = memoryview(b"".join(_journal_line(entry) for entry in logs))
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while lines:
+                    lines = lines[os.write(fd, lines) :]
+            except OSError:
+                os.ftruncate(fd, end)
+                raise
             with self._counts:
                 self._appended += 1
                 appended = self._appended
             if any(entry["op_code"] not in _SYNCED_LATER for entry in logs):
-                self._fsynced(handle.fileno(), appended)
+                self._fsynced(fd, appended)
+        finally:
+            os.close(fd)
 
     def sync(self) -> None:
         """Make every line appended so far durable (one fsync, none if nothing is new)."""
