@@ -22,6 +22,7 @@ from tjtrainer.sampling import (
     PRUNER_STARTUP_TRIALS,
     RUNG_RMSE_ATTR,
     PruningReference,
+    linear_quantile,
 )
 from tjtrainer.search import ROUND_RUNGS, Timings, fit_trial
 from tjtrainer.splits import make_splits
@@ -143,3 +144,13 @@ def test_a_real_search_prunes_at_rounds_and_after_folds(data_root: Path) -> None
     assert after_folds, "some trials stopped after a fold"
     assert all(t.spearman is None for t in pruned)
     assert sum(t.state == "complete" for t in progress.trials) >= 2 * PRUNER_STARTUP_TRIALS
+
+
+def test_the_pruning_bars_are_numpys_quantiles_bit_for_bit() -> None:
+    rng = np.random.default_rng(11)
+    for n in range(1, 40):
+        for values in (rng.normal(size=n), rng.integers(0, 4, size=n) / 7.0, rng.random(n) * 1e-4):
+            listed = [float(v) for v in values]
+            for q in (0.0, 1 / 3, 1 / 2, 2 / 3, 0.95, 1.0):
+                assert linear_quantile(listed, q) == float(np.quantile(listed, q)), (listed, q)
+    assert np.isnan(linear_quantile([0.1, float("nan"), 0.3], 0.5))

@@ -43,6 +43,7 @@ import logging
 import math
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,11 +106,28 @@ def _journal_line(entry: dict[str, Any]) -> bytes:
     return json.dumps(entry, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
+class _ReadOnlyBackend(JournalFileBackend):
+    """A journal file that exists and is only read, while its writer may append (a write
+    raises instead of happening; no lock file is made)."""
+
+    def __init__(self, file_path: str) -> None:
+        super().__init__(file_path, lock_obj=_RunFolderLockHeld())
+        self.path = file_path
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        raise PermissionError(f"{self.path} is opened read-only")
+
+
 class _RunJournalBackend(JournalFileBackend):
     """The run's journal as its one writer appends to it: Optuna's lines, without a lock
     file per append; a study's changes fsynced at once, trials' by :meth:`sync` (16
     fsyncs a trial on the trial path were 3 % of its time on a local disk, more on
-    network storage)."""
+    network storage).
+
+    The file is read once, when opened: what this writer appends after that is handed
+    back to Optuna's replay from memory, parsed from the very lines written (Optuna reads
+    the file again before every read and after every write of its storage, about 1,400
+    times in a run of 30 + 30 trials); the file stays open to append, as the one writer's."""
 
     def __init__(self, file_path: str) -> None:
         super().__init__(file_path, lock_obj=_RunFolderLockHeld())
@@ -117,27 +135,47 @@ class _RunJournalBackend(JournalFileBackend):
         self._counts = threading.Lock()
         self._appended = 0  # appends so far
         self._synced = 0  # appends known to be on disk
+        self._unread: list[dict[str, Any]] = []  # appended, not yet read back
+        self._unread_from: int | None = None  # the number of the first; None: read the file
+        self._fd: int | None = None  # opened by the first append
+        self._size = 0  # the file's size after the last append
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        if log_number_from == self._unread_from:
+            logs, self._unread = self._unread, []
+        else:  # the first read (or one from elsewhere in the file)
+            logs, self._unread = list(super().read_logs(log_number_from)), []
+        self._unread_from = log_number_from + len(logs)
+        return iter(logs)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         """Append ``logs`` whole or not at all: a write that fails part-way (a full disk)
         is cut off again, so a line appended after it cannot fuse with its half line."""
-        lines = memoryview(b"".join(_journal_line(entry) for entry in logs))
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        lines = [_journal_line(entry) for entry in logs]
+        data = b"".join(lines)
+        fd = self._append_fd()
+        pending = memoryview(data)
         try:
-            end = os.lseek(fd, 0, os.SEEK_END)
-            try:
-                while lines:
-                    lines = lines[os.write(fd, lines) :]
-            except OSError:
-                os.ftruncate(fd, end)
-                raise
-            with self._counts:
-                self._appended += 1
-                appended = self._appended
-            if any(entry["op_code"] not in _SYNCED_LATER for entry in logs):
-                self._fsynced(fd, appended)
-        finally:
-            os.close(fd)
+            while pending:
+                pending = pending[os.write(fd, pending) :]
+        except OSError:
+            os.ftruncate(fd, self._size)
+            raise
+        self._size += len(data)
+        self._unread.extend(json.loads(line) for line in lines)
+        with self._counts:
+            self._appended += 1
+            appended = self._appended
+        if any(entry["op_code"] not in _SYNCED_LATER for entry in logs):
+            self._fsynced(fd, appended)
+
+    def _append_fd(self) -> int:
+        """The journal opened to append, once (closed when this backend goes)."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            self._size = os.fstat(self._fd).st_size
+            weakref.finalize(self, os.close, self._fd)
+        return self._fd
 
     def sync(self) -> None:
         """Make every line appended so far durable (one fsync, none if nothing is new)."""
@@ -152,14 +190,6 @@ class _RunJournalBackend(JournalFileBackend):
         os.fsync(fd)
         with self._counts:
             self._synced = max(self._synced, appended)
-
-
-class _ReadOnlyBackend(_RunJournalBackend):
-    """A journal file that exists and is only read (a write raises instead of happening;
-    no lock file is made)."""
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        raise PermissionError(f"{self.path} is opened read-only")
 
 
 class _LinesBackend(BaseJournalBackend):
