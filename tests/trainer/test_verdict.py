@@ -120,6 +120,25 @@ def test_backtest_by_hand() -> None:
     assert result["equity"][0][0] == "2024-01-01T00:00:00Z"
 
 
+def test_the_backtest_takes_every_signal_outside_an_open_trade() -> None:
+    rng = np.random.default_rng(3)
+    predictions, labels = rng.random(5000), rng.normal(size=5000)
+    stamps = np.array(
+        pd.date_range("2024-01-01", periods=5000, freq="15min").to_numpy(), dtype="datetime64[ns]"
+    )
+    for horizon in (0, 1, 4, 9):
+        taken, t = [], 0
+        while t < len(labels):  # the rule, row by row
+            if predictions[t] > 0.7:
+                taken.append(t)
+                t += max(1, horizon)
+            else:
+                t += 1
+        result = backtest(predictions, labels, stamps, threshold=0.7, horizon=horizon)
+        assert result["trades"] == len(taken), horizon
+        assert result["net_return"] == pytest.approx(labels[taken].sum()), horizon
+
+
 # -- on small real runs ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def random_walk_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]

