@@ -66,7 +66,8 @@ class Standardiser:
         mean = values.sum(axis=0, dtype=np.float64) / n
         centred = values - mean
         correction = centred.sum(axis=0)
-        var = ((centred**2).sum(axis=0) - correction**2 / n) / n
+        squares = np.square(centred, out=centred)  # in place: one temporary, not two
+        var = (squares.sum(axis=0) - correction**2 / n) / n
         eps = np.finfo(np.float64).eps
         constant = var <= n * eps * var + (n * mean * eps) ** 2
         scale = np.sqrt(var)
