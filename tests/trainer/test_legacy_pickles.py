@@ -31,9 +31,13 @@ def _booster(rows: np.ndarray) -> xgb.Booster:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_standardiser_scales_exactly_as_scikit_learn_does(dtype: type) -> None:
-    """Bit for bit: a reader scaling with scaler.pkl feeds the models what they saw."""
-    rows = _rows().astype(dtype)
+@pytest.mark.parametrize("count", [500, 3 * 4096 + 17], ids=["one-block", "blocks"])
+def test_the_standardiser_scales_exactly_as_scikit_learn_does(dtype: type, count: int) -> None:
+    """Bit for bit: a reader scaling with scaler.pkl feeds the models what they saw (the
+    rows are centred a block at a time: several blocks give the same sums as one)."""
+    rows = np.resize(_rows(), (count, 4)) * np.linspace(1.0, 1.5, count)[:, None]
+    rows[:, 2] = 7.25
+    rows = rows.astype(dtype)
     ours, theirs = Standardiser.fit(rows), StandardScaler().fit(rows)
     np.testing.assert_array_equal(ours.mean_, theirs.mean_)
     np.testing.assert_array_equal(ours.var_, theirs.var_)

@@ -45,6 +45,33 @@ def label_scaling(labels: np.ndarray) -> dict[str, float]:
     return {"mean": float(values.mean()), "std": float(values.std())}
 
 
+# Rows centred at a time by Standardiser.fit: a small buffer used again and again, where
+# centring all rows at once made a float64 copy of them (43 MB at 280,000 rows, 0.13 s of
+# this VM's page faults).
+_CENTRED_ROWS = 4096
+
+
+def _centred_sums(values: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The column sums of ``values - mean`` and of its squares, in float64, equal bit for
+    bit to summing the whole centred matrix (NumPy adds the rows of a C-ordered matrix
+    in order down each column; each block here starts from the sums so far, its row 0)."""
+    block = np.empty((_CENTRED_ROWS + 1, values.shape[1]))
+    squared = np.empty_like(block)
+    sums = squares = None
+    for start in range(0, len(values), _CENTRED_ROWS):
+        rows = values[start : start + _CENTRED_ROWS]
+        centred, powers = block[: len(rows) + 1], squared[: len(rows) + 1]
+        np.subtract(rows, mean, out=centred[1:])
+        np.square(centred[1:], out=powers[1:])
+        if sums is None:
+            sums, squares = centred[1:].sum(axis=0), powers[1:].sum(axis=0)
+            continue
+        centred[0], powers[0] = sums, squares
+        sums, squares = centred.sum(axis=0), powers.sum(axis=0)
+    assert sums is not None and squares is not None, "no rows to fit"
+    return sums, squares
+
+
 @dataclass(frozen=True)
 class Standardiser:
     """Per-feature mean and scale, computed as scikit-learn's ``StandardScaler`` computes
@@ -64,10 +91,8 @@ class Standardiser:
         values = np.asarray(rows)
         n = len(values)
         mean = values.sum(axis=0, dtype=np.float64) / n
-        centred = values - mean
-        correction = centred.sum(axis=0)
-        squares = np.square(centred, out=centred)  # in place: one temporary, not two
-        var = (squares.sum(axis=0) - correction**2 / n) / n
+        correction, squares = _centred_sums(values, mean)
+        var = (squares - correction**2 / n) / n
         eps = np.finfo(np.float64).eps
         constant = var <= n * eps * var + (n * mean * eps) ** 2
         scale = np.sqrt(var)
