@@ -192,6 +192,20 @@ def test_other_column_types_read_as_the_same_values(data_root: Path) -> None:
         np.testing.assert_array_equal(loaded.x[:, 2:], reference.x[:, 2:])
 
 
+def test_a_file_of_many_row_groups_reads_as_one_of_one(data_root: Path) -> None:
+    """A column of one row group is used as it is; of several, its chunks are joined."""
+    reference = load_dataset(data_root, "15m")
+    path = data_root / "datasets" / "15m" / DATASET_FILE
+    pq.write_table(pq.read_table(path), path, row_group_size=257)
+    (path.parent / INFO_FILE).unlink()  # it names the file's checksum
+    assert pq.ParquetFile(path).metadata.num_row_groups > 1
+    loaded = load_dataset(data_root, "15m")
+    np.testing.assert_array_equal(loaded.timestamps, reference.timestamps)
+    np.testing.assert_array_equal(loaded.x, reference.x)
+    np.testing.assert_array_equal(loaded.y_long, reference.y_long)
+    np.testing.assert_array_equal(loaded.y_short, reference.y_short)
+
+
 def test_a_timestamp_beyond_nanoseconds_is_named(data_root: Path) -> None:
     table = pq.read_table(data_root / "datasets" / "15m" / DATASET_FILE)
     seconds = table.column("timestamp").to_numpy().astype("datetime64[s]").astype(np.int64)

@@ -191,11 +191,17 @@ def _numeric(kind: pa.DataType) -> bool:
     )
 
 
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: its only chunk as it is (a file of one row group), else
+    its chunks joined (``combine_chunks`` copies even one chunk: 83 ms at 280,000 rows)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     """The column's numbers (Arrow's own memory, read-only, when it has no empty value),
     an empty value as NaN. Without a cast: PyArrow's casts load ``pyarrow.compute`` (0.1 s
     of the trainer's start)."""
-    values = column.combine_chunks()
+    values = _one_array(column)
     if values.null_count or pa.types.is_boolean(values.type):  # no DLPack for either
         return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
     return np.from_dlpack(values)
@@ -208,7 +214,7 @@ def _float64(column: pa.ChunkedArray) -> np.ndarray:
 
 def _checked_timestamps(path: Path, column: pa.ChunkedArray) -> np.ndarray:
     """Nanoseconds since the epoch, UTC (a time without a zone is UTC), in rising order."""
-    stamps = column.combine_chunks()
+    stamps = _one_array(column)
     if not pa.types.is_timestamp(stamps.type):
         empty, values = _parsed_by_pandas(path, column)
     elif stamps.null_count:
