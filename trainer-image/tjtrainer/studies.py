@@ -44,7 +44,7 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,13 +140,13 @@ class _RunJournalBackend(JournalFileBackend):
         self._fd: int | None = None  # opened by the first append
         self._size = 0  # the file's size after the last append
 
-    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         if log_number_from == self._unread_from:
             logs, self._unread = self._unread, []
         else:  # the first read (or one from elsewhere in the file)
             logs, self._unread = list(super().read_logs(log_number_from)), []
         self._unread_from = log_number_from + len(logs)
-        return iter(logs)
+        return (log for log in logs)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         """Append ``logs`` whole or not at all: a write that fails part-way (a full disk)
