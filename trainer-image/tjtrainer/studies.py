@@ -183,8 +183,8 @@ class _RunJournalBackend(JournalFileBackend):
             appended = self._appended
             if appended == self._synced:
                 return
-        with open(self.path, "rb") as handle:
-            self._fsynced(handle.fileno(), appended)
+        assert self._fd is not None, "an append opened it"
+        self._fsynced(self._fd, appended)  # the file this writer keeps open
 
     def _fsynced(self, fd: int, appended: int) -> None:
         os.fsync(fd)
